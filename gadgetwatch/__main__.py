@@ -1,0 +1,5 @@
+import sys
+
+from gadgetwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `gadgetwatch` subcommand; each exposes ``register(subparsers)``."""

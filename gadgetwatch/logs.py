@@ -1,0 +1,84 @@
+"""Logging: structlog, one JSON object per line on stderr, rate-limited per message.
+
+Domain code logs a constant message plus fields (``log.error("payload undecodable",
+gadget=..., reason=...)``) and never worries about floods: the `RateLimiter` processor lets
+through at most `burst` records per (logger, level, message) per `window` seconds and then
+reports how many it held back, so a hostile workload cannot turn the agent's log into a denial
+of service while no message disappears without a trace.
+
+Choice (README, development section): structlog, because it gives structured JSON with
+contextvars binding and a test helper (`structlog.testing.capture_logs`) without extra glue.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+#: Records per message per window before suppression starts. 20 keeps a burst of distinct
+#: failures readable; the window of 60 s matches a typical alerting scrape period.
+DEFAULT_BURST = 20
+DEFAULT_WINDOW_S = 60.0
+
+
+class RateLimiter:
+    """A structlog processor that drops repeats of one message beyond a budget, and says so."""
+
+    def __init__(
+        self,
+        *,
+        burst: int = DEFAULT_BURST,
+        window_s: float = DEFAULT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self.clock = clock
+        self._state: dict[tuple[str, str, str], list[float]] = {}
+        self.suppressed_total = 0
+
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        key = (str(event_dict.get("logger", "")), method, str(event_dict.get("event", "")))
+        now = self.clock()
+        state = self._state.get(key)
+        if state is None or now - state[0] >= self.window_s:
+            held = int(state[2]) if state else 0
+            self._state[key] = [now, 1.0, 0.0]
+            if held:
+                event_dict["suppressed_before"] = held
+            return event_dict
+        state[1] += 1
+        if state[1] > self.burst:
+            state[2] += 1
+            self.suppressed_total += 1
+            raise structlog.DropEvent
+        return event_dict
+
+
+def _render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+    return orjson.dumps(dict(event_dict), default=str).decode()
+
+
+def configure_logging(level: str = "info", *, stream: Any = None) -> None:
+    lvl = getattr(logging, level.upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            RateLimiter(),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _render,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,62 @@
+"""The read side of profiles, as the detector sees them.
+
+The detector never talks to a profile store: it asks this read model, an in-memory cache fed by
+the store (watch-backed in Kubernetes, file-backed on a host). Lookups are O(1) dictionary reads
+so they can sit on the per-event hot path. Only profiles whose status is ``completed`` drive
+anomaly rules; the detector checks `ProfileView.status` itself and counts what it skips.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+from profiler.identity import WorkloadKey
+
+
+class ProfileStatus(enum.StrEnum):
+    LEARNING = "learning"
+    COMPLETED = "completed"
+    #: Learning finished, but the agent attached to an already running container, so the
+    #: container's start-up behaviour was not seen.
+    PARTIAL = "partial"
+    #: A size cap was reached; the profile stopped growing (never truncated silently).
+    TOO_LARGE = "too-large"
+
+
+class ProfileView(Protocol):
+    """Membership questions an anomaly rule asks. Wildcard segments are understood."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def status(self) -> ProfileStatus: ...
+
+    @property
+    def key(self) -> WorkloadKey: ...
+
+    def allows_exec(self, path: str, args: Sequence[str]) -> bool:
+        """The executable was seen (with these arguments, if arguments were recorded)."""
+        ...
+
+    def allows_open(self, path: str, flags: Sequence[str]) -> bool:
+        """The path (after collapse) was opened with at least these flags."""
+        ...
+
+    def allows_syscall(self, name: str) -> bool: ...
+
+    def allows_capability(self, capability: str) -> bool: ...
+
+    def allows_domain(self, name: str) -> bool: ...
+
+    def allows_egress(self, addr: str, port: int, proto: str) -> bool: ...
+
+    def allows_ingress(self, port: int, proto: str) -> bool: ...
+
+
+class ProfileReadModel(Protocol):
+    def get(self, key: WorkloadKey) -> ProfileView | None:
+        """The profile of this workload container, or None when none exists yet."""
+        ...

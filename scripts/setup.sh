@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh machine: a virtualenv in .venv with gadgetwatch (editable) and,
+# with --dev, the test tools and the Debian daemons the tests run for real (rsyslog,
+# prometheus-alertmanager). Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.gadgetwatch-installed$([[ $dev == 1 ]] && echo -dev)
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    if [[ $dev == 1 ]]; then
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    else
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    fi
+    touch "$stamp"
+fi
+
+if [[ $dev == 1 ]]; then
+    missing=()
+    command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || missing+=(rsyslog)
+    [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
+    if (( ${#missing[@]} )); then
+        SUDO=""
+        [[ $(id -u) == 0 ]] || SUDO=sudo
+        echo "setup: installing Debian packages: ${missing[*]}" >&2
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        # policy-rc.d keeps the packages' own services from starting: the tests start their
+        # own instances on loopback with private configuration.
+        $SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+        $SUDO rm -f /usr/sbin/policy-rc.d
+    fi
+fi
