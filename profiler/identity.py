@@ -9,7 +9,9 @@ Without Kubernetes (plain `ig daemon` host) the workload is the container name p
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -27,3 +29,39 @@ class WorkloadKey:
     def display(self) -> str:
         """Human form, e.g. ``shop/Deployment/web/nginx``."""
         return f"{self.namespace or '-'}/{self.owner_kind}/{self.owner_name}/{self.container}"
+
+
+class PodMetadata(Protocol):
+    """What the agent knows about pods beyond IG's enrichment (from the node-local pod cache).
+
+    Implemented by `gadgetwatch.k8s.PodCache` in a cluster and by `NoPodMetadata` on a host.
+    Lookups are in-memory (the cache is watch-fed), so they may be called on the hot path.
+    """
+
+    def top_owner(self, namespace: str, kind: str, name: str) -> tuple[str, str]:
+        """Resolve a direct owner to the top-level one: (ReplicaSet, web-5d4f) -> (Deployment, web)."""
+        ...
+
+    def annotations(self, namespace: str, pod: str) -> Mapping[str, str]: ...
+
+    def labels(self, namespace: str, pod: str) -> Mapping[str, str]: ...
+
+    def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
+        """Mount paths of the container's volumes (excluding the service-account token mount)."""
+        ...
+
+
+class NoPodMetadata:
+    """Host mode / offline: nothing beyond what IG sent. Owners resolve to themselves."""
+
+    def top_owner(self, namespace: str, kind: str, name: str) -> tuple[str, str]:
+        return kind, name
+
+    def annotations(self, namespace: str, pod: str) -> Mapping[str, str]:
+        return {}
+
+    def labels(self, namespace: str, pod: str) -> Mapping[str, str]:
+        return {}
+
+    def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
+        return ()
