@@ -69,7 +69,18 @@ class Histogram:
 
 #: Seconds: 1 µs .. 100 ms. Decoding and rule evaluation sit in the 1-100 µs range.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 1e-1,
+    1e-6,
+    2.5e-6,
+    5e-6,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    1e-2,
+    1e-1,
 )
 
 

@@ -39,7 +39,10 @@ class PodMetadata(Protocol):
     """
 
     def top_owner(self, namespace: str, kind: str, name: str) -> tuple[str, str]:
-        """Resolve a direct owner to the top-level one: (ReplicaSet, web-5d4f) -> (Deployment, web)."""
+        """Resolve a direct owner to the top-level one.
+
+        Example: (ReplicaSet, web-5d4f) -> (Deployment, web).
+        """
         ...
 
     def annotations(self, namespace: str, pod: str) -> Mapping[str, str]: ...
