@@ -26,6 +26,8 @@ if [[ $dev == 1 ]]; then
     missing=()
     command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || missing+=(rsyslog)
     [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
+    # kubectl 1.20 (Debian kubernetes-client) renders the kustomize base in tests/deploy.
+    command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
     if (( ${#missing[@]} )); then
         SUDO=""
         [[ $(id -u) == 0 ]] || SUDO=sudo

@@ -1,0 +1,140 @@
+"""The root configuration: one typed, frozen object composed of each package's section.
+
+Each domain package owns its section (`<pkg>/config.py`); this module adds the sections that
+belong to the composition root (`kubernetes`, `pipeline`) and the loading entry point,
+`load_settings`, which applies defaults < YAML < environment < flags (see `settings_loading`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from detector.config import DetectorSettings
+from exporters.config import ExportersSettings, MetricsSettings
+from gadgetclient.config import GadgetClientSettings
+from gadgetwatch.settings_loading import deep_merge, env_layer, read_yaml_file, validate
+from profiler.config import ProfilerSettings
+
+_MODEL = ConfigDict(
+    extra="forbid",
+    frozen=True,
+    use_attribute_docstrings=True,
+    alias_generator=to_camel,
+    populate_by_name=True,
+)
+
+
+class KubernetesSettings(BaseModel):
+    model_config = _MODEL
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    """`auto` uses the cluster when in-cluster credentials or a kubeconfig are found, `on`
+    requires it (start fails without it), `off` is host mode: profiles in a directory, bindings
+    and exceptions from files."""
+
+    kubeconfig: str = ""
+    """Path of a kubeconfig; empty means in-cluster credentials, then `~/.kube/config`."""
+
+    api_server: str = ""
+    """Explicit API server URL (overrides the kubeconfig's); used for tests and odd set-ups."""
+
+    node_name: str = ""
+    """This agent's node; the pod cache watches only pods scheduled here. The chart sets it
+    from the downward API (`spec.nodeName`)."""
+
+    api_concurrency: int = Field(default=4, ge=1, le=64)
+    """Threads for Kubernetes client calls. The official client is synchronous; 4 covers the
+    pod watch, the rule watchers and profile writes without letting a slow API server pile up
+    threads."""
+
+
+class PipelineSettings(BaseModel):
+    model_config = _MODEL
+
+    queue_batches: int = Field(default=256, ge=1, le=100_000)
+    """Bound of the processing queue, in batches. With `batchSize` 256 this holds about 65k
+    events, several seconds of a busy node: enough to ride out a profile flush or a GC pause,
+    small enough to cap memory (about 1 KiB per event)."""
+
+    batch_size: int = Field(default=256, ge=1, le=65_536)
+    """Events per batch between stages. Batching amortises the per-item cost of asyncio
+    queues, which dominates at 100k events/s."""
+
+    batch_delay: timedelta = timedelta(milliseconds=20)
+    """Longest time a partial batch waits before it is handed on; bounds the latency that
+    batching adds to an alert."""
+
+    shutdown_deadline: timedelta = timedelta(seconds=20)
+    """Time allowed on SIGTERM to stop the sources, drain the queues, flush profiles and close
+    exporters. Kubernetes' default grace period is 30 s; 20 s leaves room for the rest."""
+
+
+class Settings(BaseModel):
+    model_config = _MODEL
+
+    gadgetclient: GadgetClientSettings = GadgetClientSettings()
+    """Where Inspektor Gadget runs, which gadgets to subscribe to and how."""
+
+    profiler: ProfilerSettings = ProfilerSettings()
+    """Learning application profiles and where they are stored."""
+
+    detector: DetectorSettings = DetectorSettings()
+    """Rules, bindings, exceptions and alert deduplication."""
+
+    exporters: ExportersSettings = ExportersSettings()
+    """Alert destinations. With none enabled, alerts go to stdout as JSON lines."""
+
+    metrics: MetricsSettings = MetricsSettings()
+    """The Prometheus `/metrics`, `/healthz` and `/readyz` endpoint."""
+
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    """Access to the Kubernetes API (pod cache, profile and rule resources)."""
+
+    pipeline: PipelineSettings = PipelineSettings()
+    """Queues and batching between the stages."""
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Compose and validate the layers; raises `ConfigError` listing every problem."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if config_file is not None:
+        data = read_yaml_file(config_file)
+        source = str(config_file)
+    if environ is not None:
+        data = deep_merge(data, env_layer(environ))
+    if overrides:
+        data = deep_merge(data, overrides)
+    return validate(Settings, data, source=source)
+
+
+def dump_settings(settings: Settings) -> dict[str, Any]:
+    """YAML-ready mapping with camelCase keys and durations written like `24h`."""
+    from gadgetwatch.config_docs import format_duration
+
+    def conv(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: conv(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [conv(v) for v in value]
+        if isinstance(value, timedelta):
+            return format_duration(value)
+        return value
+
+    return dict(conv(settings.model_dump(mode="python", by_alias=True)))
