@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from detector.alerts import Alert, RuleInfo, RuleId, Severity
+from detector.alerts import Alert, RuleId, RuleInfo, Severity
 from gadgetclient.events import Container, ContainerId, Event, ExecEvent, Process
 from gadgetwatch.pipeline import Pipeline, PipelineStats
 
