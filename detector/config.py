@@ -1,0 +1,116 @@
+"""`DetectorSettings`: the `detector` section of the configuration.
+
+Everything the detector needs at start-up: where bindings and exceptions come from, how
+alerts are deduplicated and rate limited, and the few facts about the cluster that rules need
+(cluster DNS suffixes, API server addresses). Rule *parameters* live in bindings, not here;
+where a parameter's default depends on the site (R1003's allowed SSH ports) the default is
+taken from this section and a binding may still override it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from profiler.readmodel import ProfileStatus
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> object:
+    """Accept "500ms", "90s", "10m", "1h", "1h30m", "2d" (and anything pydantic accepts)."""
+    if isinstance(value, str):
+        text = value.strip()
+        parts = _DURATION.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+    return value
+
+
+#: A duration written the human way ("1h") in YAML, environment and flags.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class DetectorSettings(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+    cooldown: Duration = timedelta(hours=1)
+    """After an alert, repeats of the same (workload container, rule, dedup key) are counted
+    but not sent for this long (event time). The next alert after the cooldown carries the
+    count and first/last seen. One hour is the predecessors' default and keeps a noisy but
+    real finding visible once per hour instead of once per event."""
+
+    cooldown_max_keys: int = Field(default=20_000, ge=100, le=10_000_000)
+    """Bound of the cooldown table (least recently used keys are evicted and counted). About
+    300 bytes per key, so the default costs ~6 MB; node-agent ships 10-20k as well."""
+
+    rate_limit_window: Duration = timedelta(minutes=1)
+    """Fixed window (event time) for the global and per-rule alert rate limits."""
+
+    global_rate_limit: int = Field(default=600, ge=0)
+    """Alerts per window across all rules; 0 disables. Beyond it alerts are suppressed
+    (counted, reason `rate_limit`) and one system alert says the limit was reached. 600/min
+    is more than any person reads and protects the exporters from a storm."""
+
+    per_rule_rate_limit: int = Field(default=120, ge=0)
+    """Alerts per window per rule; 0 disables. Keeps one noisy rule from using the whole
+    global budget (KubeArmor #2789: a shared throttle hid a real alert)."""
+
+    bindings_file: Path | None = None
+    """YAML file with `RuntimeRuleAlertBinding` documents (and optionally exceptions). Used
+    on hosts and laptops; in a cluster the bindings are watched as resources as well."""
+
+    exceptions_file: Path | None = None
+    """YAML file with `RuntimeAlertException` documents: user-owned allow-lists that survive
+    relearning and rollouts."""
+
+    watch_cluster: bool = True
+    """Watch `RuntimeRuleAlertBinding` and `RuntimeAlertException` resources when the agent
+    runs with Kubernetes access."""
+
+    builtin_default_binding: bool = True
+    """When no source provides any binding, bind every available rule to every pod (the
+    `all-rules-all-pods` binding shipped in `deploy/bindings/`). Off means: no binding, no
+    rules."""
+
+    cluster_dns_suffixes: tuple[str, ...] = ("cluster.local",)
+    """DNS names under these suffixes are cluster-internal and ignored by R0005 (service
+    names, and the search-path expansions every resolver tries first)."""
+
+    api_server_addresses: tuple[str, ...] = ()
+    """IP addresses of the Kubernetes API server (e.g. the `kubernetes` Service ClusterIP and
+    the endpoints). R0007 also recognises the API server from IG's peer enrichment
+    (`default/kubernetes` service), so this is only needed when that is missing."""
+
+    ssh_allowed_ports: tuple[int, ...] = (22, 2022)
+    """Default of R1003's `allowedPorts`: SSH client connections to other ports alert."""
+
+    alert_on_profile_statuses: tuple[ProfileStatus, ...] = (ProfileStatus.COMPLETED,)
+    """Profile statuses that let anomaly rules run. `partial` profiles missed the container's
+    start-up and `too-large` ones stopped growing, so both would alert on normal behaviour;
+    add them here to accept that noise."""
+
+    plan_cache_size: int = Field(default=16_384, ge=16)
+    """Containers whose compiled rule plan is kept (a node runs at most a few hundred
+    containers; churn beyond this just recompiles, a few microseconds each)."""
+
+    clean_event_memo_size: int = Field(default=4096, ge=0)
+    """Per container and event kind, remembered events that the bound rules found clean
+    against a completed profile, so a repeat costs one set lookup. 0 disables. 4096 covers
+    the steady-state working set of a service (its few dozen execs, paths, peers, names)."""
+
+    latency_sample_every: int = Field(default=16, ge=1)
+    """Measure the evaluation time of one event in this many for the latency histogram;
+    timing every event would cost ~10% of the hot path."""
