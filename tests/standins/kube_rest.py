@@ -426,7 +426,9 @@ class Rest:
         except PatchError as exc:
             raise StatusError(exc.code, str(exc)) from exc
         if not isinstance(patched, dict):
-            raise StatusError(400, "the patch did not produce an object")
+            raise StatusError(
+                400, "json: cannot unmarshal array into Go value of type map[string]interface {}"
+            )
         if self.take_conflict(rtype):
             raise conflict(rtype, name)
         meta = patched.setdefault("metadata", {})

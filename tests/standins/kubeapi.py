@@ -54,6 +54,11 @@ VERSION = {
     "major": "1",
     "minor": "30",
     "gitVersion": "v1.30.0-gadgetwatch-standin",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-04-17T00:00:00Z",
+    "goVersion": "go1.22.2",
+    "compiler": "gc",
     "platform": "linux/amd64",
 }
 #: The kube-apiserver's default watch timeout is 30-60 min (`--min-request-timeout` 1800 s
