@@ -20,7 +20,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration_text(text: str) -> timedelta | None:
-    """"500ms", "90s", "10m", "24h", "1h30m", "2d" -> timedelta; None when not of that form."""
+    """ "500ms", "90s", "10m", "24h", "1h30m", "2d" -> timedelta; None when not of that form."""
     text = text.strip()
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:

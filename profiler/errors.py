@@ -3,13 +3,13 @@
 Tree (one class per *kind of failure*, with the object and field it concerns as attributes, never
 one class per field)::
 
-    ProfilerError                 any profiler failure; ``obj`` names the profile, ``field`` the path
-    ├── InvalidProfileError       bad input: corrupt file or resource, unknown field, impossible value
-    ├── StoreError                the store could not be read or written (I/O, API server down, …)
-    │   ├── ConflictError         optimistic concurrency: the resourceVersion changed, or it exists
-    │   ├── NotFoundError         the profile does not exist
-    │   └── TooLargeError         the store refused the object for its size (HTTP 413, ENOSPC-like)
-    └── IncompleteProfileError    a hardening artifact was asked of an unfinished profile
+    ProfilerError              any failure; ``obj`` names the profile, ``field`` the path
+    ├── InvalidProfileError    bad input: corrupt file or resource, unknown field, bad value
+    ├── StoreError             the store could not be read or written (I/O, API server down)
+    │   ├── ConflictError      optimistic concurrency: resourceVersion changed, or it exists
+    │   ├── NotFoundError      the profile does not exist
+    │   └── TooLargeError      the store refused the object for its size (HTTP 413)
+    └── IncompleteProfileError a hardening artifact was asked of an unfinished profile
 
 Third-party errors (``OSError``, ``yaml.YAMLError``, ``kubernetes`` ``ApiException``) are translated
 at the module that calls the library (`dirstore`, `documents`, `k8s_store`) with

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from gadgetclient.events import Container
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class WorkloadKey:
@@ -68,3 +70,49 @@ class NoPodMetadata:
 
     def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
         return ()
+
+
+#: Owner kind used for profiles of plain containers (no Kubernetes).
+HOST_KIND = "Host"
+
+
+def workload_key(container: Container, pod_metadata: PodMetadata) -> WorkloadKey:
+    """The profile identity of an event's container. The profiler, the detector and the agent
+    all call this, so they always agree on which profile an event belongs to.
+
+    In Kubernetes: namespace + top-level owner (resolved through `pod_metadata.top_owner`:
+    ReplicaSet -> Deployment, Job -> CronJob; StatefulSet, DaemonSet stay) + container name; a
+    pod without owner is its own workload (kind ``Pod``). When the owner lookup cannot resolve a
+    ReplicaSet (no pod cache), the Deployment name is derived from the ReplicaSet name minus the
+    pod's ``pod-template-hash`` suffix, so identity does not change with every rollout.
+
+    Without Kubernetes (no namespace and no pod): kind ``Host``, the image repository without
+    tag or digest as owner name (an upgrade keeps its profile, like a rollout), and the
+    container name.
+    """
+    if not container.namespace and not container.pod:
+        return WorkloadKey(
+            namespace="",
+            owner_kind=HOST_KIND,
+            owner_name=image_repository(container.image) or container.container,
+            container=container.container,
+        )
+    kind, name = container.owner_kind, container.owner_name
+    if not kind or not name:
+        return WorkloadKey(container.namespace, "Pod", container.pod, container.container)
+    kind, name = pod_metadata.top_owner(container.namespace, kind, name)
+    if kind == "ReplicaSet":
+        template_hash = dict(container.pod_labels).get("pod-template-hash", "")
+        if template_hash and name.endswith("-" + template_hash):
+            kind, name = "Deployment", name[: -len(template_hash) - 1]
+    return WorkloadKey(container.namespace, kind, name, container.container)
+
+
+def image_repository(image: str) -> str:
+    """``docker.io/library/nginx:1.25@sha256:…`` -> ``docker.io/library/nginx``."""
+    image = image.split("@", 1)[0]
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        image = image[:colon]
+    return image

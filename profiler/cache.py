@@ -1,0 +1,171 @@
+"""`ProfileCache`: the concrete read model the detector asks (`ProfileReadModel`).
+
+Data flow: a store's `watch` (Kubernetes watch, or directory polling) and the learner's own
+writes call `upsert`/`remove`; each upsert compiles the profile once into a `CompiledProfile`
+(a `ProfileView`) whose questions are dictionary and set lookups, so they can sit on the
+per-event hot path. Compilation costs O(entries) per stored version, at most once per profile
+per flush period; reads cost O(1) for exact entries, plus a scan of the (few) wildcard patterns
+with the same segment count on a miss.
+
+Semantics of the questions (kept exact; the detector's anomaly rules rely on them):
+
+- `allows_exec(path, args)`: the executable path (exact or matching a ``⋯`` pattern) was seen
+  with exactly this argument list, or with an entry whose argument list is empty (an entry
+  without arguments allows any arguments);
+- `allows_open(path, flags)`: after ``/proc/<pid>`` collapse the path matches an entry (exact or
+  wildcard) and the union of the matching entries' flags contains every requested flag;
+- `allows_syscall(name)`, `allows_capability(cap)`: the name was recorded (case as IG reports:
+  syscalls lower-case, capabilities ``CAP_*``; a capability without the prefix is accepted);
+- `allows_domain(name)`: the name (lower-cased, trailing dot removed) was queried, or a
+  ``*.suffix`` entry covers it;
+- `allows_egress(addr, port, proto)`: (address, port, protocol) was seen, or an entry with
+  address ``*`` for that port and protocol exists;
+- `allows_ingress(port, proto)`: a connection was accepted on that local port and protocol.
+
+Protocols are compared upper-case. Only `status == completed` profiles should drive anomaly
+rules; the view answers for any status and the detector decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+
+import structlog
+
+from profiler.collapsing import PathMatcher, collapse_proc
+from profiler.errors import ProfilerError
+from profiler.identity import WorkloadKey
+from profiler.profiles import ANY_ADDRESS, Profile
+from profiler.readmodel import ProfileStatus
+from profiler.stats import ProfilerStats
+
+log = structlog.get_logger(__name__)
+
+
+class CompiledProfile:
+    """An immutable, lookup-optimized `ProfileView` of one stored profile version."""
+
+    __slots__ = (
+        "_caps",
+        "_domain_suffixes",
+        "_domains",
+        "_egress",
+        "_execs",
+        "_ingress",
+        "_opens",
+        "_syscalls",
+        "profile",
+    )
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        entries = profile.entries
+        self._execs = PathMatcher(entries.execs)
+        self._opens = PathMatcher(entries.opens)
+        self._syscalls = frozenset(entries.syscalls)
+        self._caps = frozenset(cap for cap, _ in entries.capabilities)
+        self._domains = frozenset(entries.dns)
+        self._domain_suffixes = tuple(n[1:] for n in entries.dns if n.startswith("*."))
+        self._egress = frozenset((a, port, proto) for a, port, proto, _ in entries.egress)
+        self._ingress = frozenset((port, proto) for port, proto, _, _ in entries.ingress)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def status(self) -> ProfileStatus:
+        return self.profile.meta.status
+
+    @property
+    def key(self) -> WorkloadKey:
+        return self.profile.key
+
+    @property
+    def reason(self) -> str:
+        return self.profile.meta.reason
+
+    def allows_exec(self, path: str, args: Sequence[str]) -> bool:
+        arg_sets = self._execs.matching(path)
+        if not arg_sets:
+            return False
+        wanted = tuple(args)
+        return any(() in s or wanted in s for s in arg_sets)
+
+    def allows_open(self, path: str, flags: Sequence[str]) -> bool:
+        return self._opens.covers(collapse_proc(path), flags)
+
+    def allows_syscall(self, name: str) -> bool:
+        return name in self._syscalls
+
+    def allows_capability(self, capability: str) -> bool:
+        if capability in self._caps:
+            return True
+        return not capability.startswith("CAP_") and f"CAP_{capability.upper()}" in self._caps
+
+    def allows_domain(self, name: str) -> bool:
+        if name in self._domains:
+            return True
+        normal = name.lower().rstrip(".")
+        if normal in self._domains:
+            return True
+        return any(normal.endswith(suffix) for suffix in self._domain_suffixes)
+
+    def allows_egress(self, addr: str, port: int, proto: str) -> bool:
+        proto = proto.upper()
+        return (addr, port, proto) in self._egress or (ANY_ADDRESS, port, proto) in self._egress
+
+    def allows_ingress(self, port: int, proto: str) -> bool:
+        return (port, proto.upper()) in self._ingress
+
+
+class ProfileCache:
+    """In-memory `ProfileReadModel` and `ProfileSink`. All methods run on the event loop."""
+
+    def __init__(self, stats: ProfilerStats | None = None) -> None:
+        self.stats = stats if stats is not None else ProfilerStats()
+        self._views: dict[WorkloadKey, CompiledProfile] = {}
+        self._ready = asyncio.Event()
+
+    # -- ProfileReadModel -------------------------------------------------------------------
+
+    def get(self, key: WorkloadKey) -> CompiledProfile | None:
+        return self._views.get(key)
+
+    # -- extras for the learner and the CLI ---------------------------------------------------
+
+    def profile(self, key: WorkloadKey) -> Profile | None:
+        view = self._views.get(key)
+        return view.profile if view is not None else None
+
+    def keys(self) -> Iterator[WorkloadKey]:
+        return iter(list(self._views))
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    async def wait_synced(self) -> None:
+        """Return once the store's initial listing has been loaded."""
+        await self._ready.wait()
+
+    # -- ProfileSink ------------------------------------------------------------------------
+
+    def upsert(self, profile: Profile) -> None:
+        old = self._views.get(profile.key)
+        if old is not None:
+            self.stats.by_status[old.status.value] -= 1
+        self._views[profile.key] = CompiledProfile(profile)
+        self.stats.by_status[profile.meta.status.value] += 1
+
+    def remove(self, key: WorkloadKey) -> None:
+        old = self._views.pop(key, None)
+        if old is not None:
+            self.stats.by_status[old.status.value] -= 1
+
+    def invalid(self, error: ProfilerError) -> None:
+        self.stats.errors[("cache", "invalid")] += 1
+        log.error("profile ignored", object=error.obj, field=error.field, error=error.message)
+
+    def synced(self) -> None:
+        self._ready.set()

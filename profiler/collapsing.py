@@ -1,0 +1,194 @@
+"""Collapsing dynamic paths and addresses, so a profile models behaviour rather than names.
+
+Two moments:
+
+1. **Record time** (`collapse_proc`): ``/proc/<pid>/…`` becomes ``/proc/⋯/…``. Process ids are
+   never meaningful across containers or restarts, and they are the bulk of open events.
+2. **Flush time** (`collapse_opens`, `collapse_ingress`): the merged profile's paths are laid out
+   as a trie; a directory with more distinct children than its threshold gets one wildcard child
+   ``⋯`` instead, whose subtree is the union of the children's subtrees (flags unioned). Once a
+   directory is collapsed, literals that arrive later under it are folded into the wildcard. The
+   threshold is per prefix (longest prefix wins, `Thresholds`). Ingress entries of one
+   (port, protocol) with more distinct raw peer addresses than the default threshold become one
+   entry with peer ``*``: a public service's clients are not behaviour.
+
+Matching (`PathMatcher`) understands ``⋯`` as exactly one path segment of any value. Exact paths
+are one dict lookup; wildcard patterns are tried only on a miss, grouped by segment count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from profiler.config import ProfilerSettings
+from profiler.profiles import ANY_ADDRESS, NO_PEER, WILDCARD, Ingress, intern_set
+
+V = TypeVar("V")
+
+
+def collapse_proc(path: str) -> str:
+    """``/proc/1234/status`` -> ``/proc/⋯/status``; other paths unchanged (no allocation)."""
+    if path.startswith("/proc/") and len(path) > 6 and path[6].isdigit():
+        end = path.find("/", 6)
+        segment = path[6:end] if end != -1 else path[6:]
+        if segment.isdigit():
+            return "/proc/" + WILDCARD + (path[end:] if end != -1 else "")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Collapse threshold per directory: the longest configured prefix wins."""
+
+    default: int
+    #: (prefix, threshold), longest prefix first.
+    prefixes: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: ProfilerSettings) -> Thresholds:
+        pairs = sorted(
+            ((p.prefix.rstrip("/") or "/", p.threshold) for p in settings.collapse_prefixes),
+            key=lambda pair: len(pair[0]),
+            reverse=True,
+        )
+        return cls(default=settings.collapse_threshold, prefixes=tuple(pairs))
+
+    def for_directory(self, directory: str) -> int:
+        for prefix, threshold in self.prefixes:
+            if prefix == "/" or directory == prefix or directory.startswith(prefix + "/"):
+                return threshold
+        return self.default
+
+
+@dataclass(slots=True)
+class _Node:
+    children: dict[str, _Node] = field(default_factory=dict)
+    #: Flags when this path itself was opened; None for a pure directory.
+    flags: frozenset[str] | None = None
+
+    def absorb(self, other: _Node) -> None:
+        if other.flags is not None:
+            self.flags = other.flags if self.flags is None else self.flags | other.flags
+        for name, child in other.children.items():
+            mine = self.children.get(name)
+            if mine is None:
+                self.children[name] = child
+            else:
+                mine.absorb(child)
+
+
+def collapse_opens(
+    opens: Mapping[str, frozenset[str]], thresholds: Thresholds
+) -> dict[str, frozenset[str]]:
+    """Return the collapsed path -> flags mapping (the input is not modified).
+
+    Relative paths (IG without ``--paths`` reports them as passed) are kept literally.
+    """
+    root = _Node()
+    result: dict[str, frozenset[str]] = {}
+    for path, flags in opens.items():
+        if not path.startswith("/"):
+            result[path] = flags
+            continue
+        node = root
+        for segment in path[1:].split("/"):
+            node = node.children.setdefault(segment, _Node())
+        node.flags = flags if node.flags is None else node.flags | flags
+    _collapse(root, "", thresholds)
+    _flatten(root, "", result)
+    return result
+
+
+def _collapse(node: _Node, directory: str, thresholds: Thresholds) -> None:
+    children = node.children
+    if WILDCARD in children or len(children) > thresholds.for_directory(directory or "/"):
+        merged = children.pop(WILDCARD, None) or _Node()
+        for child in children.values():
+            merged.absorb(child)
+        node.children = {WILDCARD: merged}
+    for name, child in node.children.items():
+        _collapse(child, f"{directory}/{name}", thresholds)
+
+
+def _flatten(node: _Node, prefix: str, out: dict[str, frozenset[str]]) -> None:
+    if node.flags is not None:
+        out[prefix or "/"] = intern_set(node.flags)
+    for name, child in node.children.items():
+        _flatten(child, f"{prefix}/{name}", out)
+
+
+def collapse_ingress(ingress: Iterable[Ingress], threshold: int) -> set[Ingress]:
+    """Fold raw peer addresses of one (port, protocol) into ``*`` past `threshold`."""
+    raw: dict[tuple[int, str], set[str]] = {}
+    kept: set[Ingress] = set()
+    for entry in ingress:
+        port, proto, address, peer = entry
+        if peer.kind in ("pod", "svc"):
+            kept.add(entry)
+        else:
+            raw.setdefault((port, proto), set()).add(address)
+    for (port, proto), addresses in raw.items():
+        if ANY_ADDRESS in addresses or len(addresses) > threshold:
+            kept.add((port, proto, ANY_ADDRESS, NO_PEER))
+        else:
+            kept.update((port, proto, address, NO_PEER) for address in addresses)
+    return kept
+
+
+def has_wildcard(path: str) -> bool:
+    return WILDCARD in path
+
+
+def segments_match(pattern: tuple[str, ...], segments: list[str]) -> bool:
+    if len(pattern) != len(segments):
+        return False
+    return all(p in (WILDCARD, s) for p, s in zip(pattern, segments, strict=True))
+
+
+class PathMatcher(Generic[V]):
+    """Wildcard-aware lookup of a path -> value mapping (flags, argument sets, …).
+
+    `lookup` returns every value whose key matches: the exact key first, then the patterns with
+    the same number of segments. Built once per profile version; read-only afterwards.
+    """
+
+    __slots__ = ("_exact", "_patterns")
+
+    def __init__(self, mapping: Mapping[str, frozenset[V]]) -> None:
+        self._exact = dict(mapping)
+        self._patterns: dict[int, list[tuple[tuple[str, ...], frozenset[V]]]] = {}
+        for key, value in mapping.items():
+            if WILDCARD in key:
+                parts = tuple(key.split("/"))
+                self._patterns.setdefault(len(parts), []).append((parts, value))
+
+    def exact(self, path: str) -> frozenset[V] | None:
+        return self._exact.get(path)
+
+    def has_patterns(self) -> bool:
+        return bool(self._patterns)
+
+    def matching(self, path: str) -> list[frozenset[V]]:
+        found: list[frozenset[V]] = []
+        value = self._exact.get(path)
+        if value is not None:
+            found.append(value)
+        if self._patterns:
+            parts = path.split("/")
+            for pattern, pattern_value in self._patterns.get(len(parts), ()):
+                if pattern != tuple(parts) and segments_match(pattern, parts):
+                    found.append(pattern_value)
+        return found
+
+    def covers(self, path: str, wanted: Collection[V]) -> bool:
+        """True when the path matches and the union of matching values includes `wanted`."""
+        value = self._exact.get(path)
+        if value is not None and value.issuperset(wanted):
+            return True
+        matches = self.matching(path)
+        if not matches:
+            return False
+        union: frozenset[V] = frozenset().union(*matches)
+        return union.issuperset(wanted)

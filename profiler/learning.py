@@ -1,0 +1,616 @@
+"""The write side: turn typed events into per-workload-container profiles and flush them.
+
+Data flow::
+
+    observe(batch) ─► per event: container -> _Track (identity resolved once per container)
+                      lifecycle check on event time ─► membership test ─► add to profile + delta
+    flush()        ─► tick (close learning periods) ─► per dirty track: write_merged(delta)
+                      ─► adopt what the store holds (other nodes' entries, collapse, status)
+                      ─► cache.upsert (the detector sees the new version)
+
+Hot path: one dict lookup finds the track of the event's container; the membership test is a
+dict/set lookup on values the event already carries (path, argument tuple, flag tuple, small
+tuples for network entries), so an already-known entry allocates nothing but the TCP/capability
+key tuple. Only a miss copies into the profile and the delta.
+
+Lifecycle (all on event time, `timestamp_ns`; the clock is the largest timestamp seen):
+
+- learning starts at the container's start (``Container.started_at_ns``). A container that
+  started more than `attachGrace` before the first event the learner saw (or whose start is
+  unknown) was already running: learning starts at its first event and the profile is marked
+  partial (its start-up was not seen); one replica observed from its start clears that mark;
+- it ends `learningPeriod` later (the pod annotation `learningPeriodAnnotation` overrides it per
+  workload): status `completed`, or `partial` when no start-up was seen; events of finished
+  profiles are counted as skipped ("profile_completed");
+- a partial profile whose workload later starts a container the agent sees from its start
+  reopens learning for `rolloutLearningPeriod`, so it can become completed;
+- a rollout (an image digest or pod-template revision not seen before) on a finished profile
+  follows `rolloutPolicy`: `relearn` (default) reopens learning for `rolloutLearningPeriod`,
+  merging into the kept profile; `keep` leaves it finished and only records the revision;
+- `too-large`: the entry cap was reached (here, or after merging with other nodes at flush, or
+  the store refused the size); the profile stops growing, and every event it could not take is
+  counted ("too_large"); it is never truncated;
+- user-owned profiles (imported) are never written by learning ("user_owned").
+
+Flush: every `updatePeriod` (`run`) or on demand (`flush`). The delta is detached before the
+write and merged back if the write fails, so a delta is cleared only once its write succeeded;
+a conflict is retried `flushAttempts` times by re-reading and re-merging (see `store.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from gadgetclient.events import (
+    CapabilityEvent,
+    Container,
+    ContainerId,
+    DnsEvent,
+    Event,
+    ExecEvent,
+    OpenEvent,
+    SyscallsEvent,
+    TcpEvent,
+    TcpEventType,
+)
+from profiler.cache import ProfileCache
+from profiler.collapsing import (
+    PathMatcher,
+    Thresholds,
+    collapse_ingress,
+    collapse_opens,
+    collapse_proc,
+)
+from profiler.config import ProfilerSettings, RolloutPolicy, parse_duration_text
+from profiler.documents import serialized_size
+from profiler.errors import (
+    ConflictError,
+    InvalidProfileError,
+    NotFoundError,
+    ProfilerError,
+    TooLargeError,
+)
+from profiler.identity import PodMetadata, WorkloadKey, workload_key
+from profiler.merging import merge_entries, merge_meta
+from profiler.profiles import (
+    NO_PEER,
+    REVISION_LABELS,
+    WILDCARD,
+    Entries,
+    ManagedBy,
+    Profile,
+    ProfileMeta,
+)
+from profiler.readmodel import ProfileStatus
+from profiler.stats import ProfilerStats
+from profiler.store import ProfileStore, write_merged
+
+log = structlog.get_logger(__name__)
+
+#: Containers remembered for identity lookups. A node runs at most a few hundred containers
+#: (kubelet's default max-pods is 110); 65,536 covers days of restarts and short-lived jobs.
+#: Past it the map is cleared: re-resolving identity is cheap and changes no profile.
+MAX_TRACKED_CONTAINERS = 65_536
+
+_NS = 1_000_000_000
+
+SKIP_COMPLETED = "profile_completed"
+SKIP_TOO_LARGE = "too_large"
+SKIP_USER = "user_owned"
+SKIP_DISABLED = "disabled"
+
+
+@dataclass(slots=True)
+class _Track:
+    """Learner state of one profile."""
+
+    profile: Profile
+    #: Entries learned since the last successful flush.
+    delta: Entries = field(default_factory=Entries)
+    #: Metadata changed since the last successful flush.
+    dirty: bool = False
+    #: Total entries of `profile` (kept incrementally against the cap).
+    count: int = 0
+    #: Event time at which learning ends (meaningful while learning).
+    end_ns: int = 0
+    #: Skip reason while not learning ("" while learning).
+    closed: str = ""
+    #: Wildcard-aware matcher for opens once the profile holds collapsed paths.
+    open_patterns: PathMatcher[str] | None = None
+
+
+def _error_reason(exc: ProfilerError) -> str:
+    if isinstance(exc, ConflictError):
+        return "conflict"
+    if isinstance(exc, TooLargeError):
+        return "too_large"
+    if isinstance(exc, InvalidProfileError):
+        return "invalid"
+    if isinstance(exc, NotFoundError):
+        return "not_found"
+    return "store"
+
+
+def format_period(ns: int) -> str:
+    seconds = ns // _NS
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{ns / _NS:g}s"
+
+
+class Learner:
+    """Merges events into profiles (`observe`) and writes them to a store (`flush`, `run`)."""
+
+    def __init__(
+        self,
+        *,
+        settings: ProfilerSettings,
+        store: ProfileStore,
+        cache: ProfileCache,
+        pod_metadata: PodMetadata,
+        stats: ProfilerStats,
+        attached_at_ns: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self._store = store
+        self._cache = cache
+        self._pods = pod_metadata
+        self._thresholds = Thresholds.from_settings(settings)
+        self._grace_ns = int(settings.attach_grace.total_seconds() * _NS)
+        self._period_ns = int(settings.learning_period.total_seconds() * _NS)
+        self._rollout_period_ns = int(settings.rollout_learning_period.total_seconds() * _NS)
+        #: Event time the learner started watching (first event, unless given).
+        self._attached_at_ns = attached_at_ns
+        self._now_ns = 0
+        self._tracks: dict[WorkloadKey, _Track] = {}
+        self._instances: dict[ContainerId, _Track] = {}
+        self._flush_lock = asyncio.Lock()
+        self._learn: dict[type[Any], Callable[[_Track, Any], None]] = {
+            ExecEvent: self._learn_exec,
+            OpenEvent: self._learn_open,
+            TcpEvent: self._learn_tcp,
+            DnsEvent: self._learn_dns,
+            CapabilityEvent: self._learn_capability,
+            SyscallsEvent: self._learn_syscalls,
+        }
+
+    @property
+    def now_ns(self) -> int:
+        """The event-time clock: the largest event timestamp seen."""
+        return self._now_ns
+
+    def profile(self, key: WorkloadKey) -> Profile | None:
+        """The learner's current view of one profile (tests, CLI, debugging)."""
+        track = self._tracks.get(key)
+        return track.profile if track is not None else None
+
+    def keys(self) -> list[WorkloadKey]:
+        return sorted(self._tracks)
+
+    def forget(self, container_id: ContainerId) -> None:
+        """The container is gone; drop its identity entry (its profile stays)."""
+        self._instances.pop(container_id, None)
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def observe(self, events: Sequence[Event]) -> None:
+        """Merge a batch of events. Never raises: a bad event is counted and skipped."""
+        merged = self.stats.merged
+        skipped = self.stats.skipped
+        enabled = self.settings.enabled
+        for event in events:
+            try:
+                ts = event.timestamp_ns
+                if ts > self._now_ns:
+                    self._now_ns = ts
+                    if not self._attached_at_ns:
+                        self._attached_at_ns = ts
+                if not enabled:
+                    skipped[(event.kind, SKIP_DISABLED)] += 1
+                    continue
+                track = self._instances.get(event.container.key)
+                if track is None:
+                    track = self._attach(event.container, ts)
+                if track.closed:
+                    skipped[(event.kind, track.closed)] += 1
+                    continue
+                if ts >= track.end_ns:
+                    self._finish(track)
+                    skipped[(event.kind, track.closed)] += 1
+                    continue
+                uid = event.process.uid
+                meta = track.profile.meta
+                if uid not in meta.uids:
+                    meta.uids.add(uid)
+                    track.dirty = True
+                self._learn[type(event)](track, event)
+                if track.closed:  # the cap was reached by this very event
+                    skipped[(event.kind, track.closed)] += 1
+                else:
+                    merged[event.kind] += 1
+            except Exception as exc:  # one bad event never stops the batch
+                self.stats.errors[("learning", type(exc).__name__)] += 1
+                log.error(
+                    "event not learned", kind=str(getattr(event, "kind", "?")), error=repr(exc)
+                )
+
+    def _room(self, track: _Track, n: int = 1) -> bool:
+        if track.count + n <= self.settings.max_entries:
+            return True
+        self._mark_too_large(track, f"entries {track.count + n} > cap {self.settings.max_entries}")
+        return False
+
+    def _learn_exec(self, track: _Track, event: ExecEvent) -> None:
+        entries = track.profile.entries
+        known = entries.execs.get(event.path)
+        if known is not None and event.args in known:
+            return
+        if self._room(track):
+            entries.add_exec(event.path, event.args)
+            track.delta.add_exec(event.path, event.args)
+            track.count += 1
+
+    def _learn_open(self, track: _Track, event: OpenEvent) -> None:
+        path = event.path
+        if path.startswith("/proc/"):
+            path = collapse_proc(path)
+        entries = track.profile.entries
+        known = entries.opens.get(path)
+        if known is not None and known.issuperset(event.flags):
+            return
+        patterns = track.open_patterns
+        if known is None and patterns is not None and patterns.covers(path, event.flags):
+            return
+        if known is not None or self._room(track):
+            if known is None:
+                track.count += 1
+            entries.add_open(path, event.flags)
+            track.delta.add_open(path, event.flags)
+
+    def _learn_tcp(self, track: _Track, event: TcpEvent) -> None:
+        # IG reports src as the local end and dst as the remote end for every event type.
+        entries = track.profile.entries
+        if event.type is TcpEventType.CONNECT:
+            peer = event.dst_peer if event.dst_peer.kind in ("pod", "svc") else NO_PEER
+            egress = (event.dst_addr, event.dst_port, event.proto, peer)
+            if egress not in entries.egress and self._room(track):
+                entries.egress.add(egress)
+                track.delta.egress.add(egress)
+                track.count += 1
+        elif event.type is TcpEventType.ACCEPT:
+            peer = event.dst_peer if event.dst_peer.kind in ("pod", "svc") else NO_PEER
+            ingress = (event.src_port, event.proto, event.dst_addr, peer)
+            if ingress not in entries.ingress and self._room(track):
+                entries.ingress.add(ingress)
+                track.delta.ingress.add(ingress)
+                track.count += 1
+        # CLOSE carries no behaviour the connect/accept did not already record.
+
+    def _learn_dns(self, track: _Track, event: DnsEvent) -> None:
+        entries = track.profile.entries
+        known = entries.dns.get(event.name)
+        if known is not None and known.issuperset(event.addresses):
+            return
+        if known is not None or self._room(track):
+            if known is None:
+                track.count += 1
+            entries.add_dns(event.name, event.addresses)
+            track.delta.add_dns(event.name, event.addresses)
+
+    def _learn_capability(self, track: _Track, event: CapabilityEvent) -> None:
+        pair = (event.capability, event.syscall)
+        entries = track.profile.entries
+        if pair not in entries.capabilities and self._room(track):
+            entries.capabilities.add(pair)
+            track.delta.capabilities.add(pair)
+            track.count += 1
+
+    def _learn_syscalls(self, track: _Track, event: SyscallsEvent) -> None:
+        entries = track.profile.entries
+        if event.syscalls <= entries.syscalls:
+            return
+        new = event.syscalls - entries.syscalls
+        if self._room(track, len(new)):
+            entries.syscalls |= new
+            track.delta.syscalls |= new
+            track.count += len(new)
+
+    # -- identity and lifecycle ---------------------------------------------------------------
+
+    def _attach(self, container: Container, ts: int) -> _Track:
+        """First event of a container: resolve its profile and apply the lifecycle rules."""
+        key = workload_key(container, self._pods)
+        started = container.started_at_ns
+        attached = started == 0 or started < self._attached_at_ns - self._grace_ns
+        start = ts if attached else started
+        labels = dict(container.pod_labels)
+        revision = labels.get("pod-template-hash") or labels.get("controller-revision-hash", "")
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._new_track(key, container, start=start, attached=attached)
+            self._tracks[key] = track
+        self._join(track, container, start=start, attached=attached, revision=revision)
+        self._record_provenance(track, container, revision=revision, labels=labels)
+        if len(self._instances) >= MAX_TRACKED_CONTAINERS:
+            self._instances.clear()
+        self._instances[container.key] = track
+        return track
+
+    def _new_track(
+        self, key: WorkloadKey, container: Container, *, start: int, attached: bool
+    ) -> _Track:
+        stored = self._cache.profile(key)
+        if stored is not None:
+            profile = stored.copy()
+            track = _Track(profile=profile, count=profile.entries.total())
+            self._sync_state(track)
+            return track
+        period = self._learning_period(container)
+        reason = "learning from container start"
+        if attached:
+            reason = "learning; the container was already running (start-up not seen)"
+        meta = ProfileMeta(
+            status=ProfileStatus.LEARNING,
+            reason=reason,
+            partial=attached,
+            learning_start_ns=start,
+            learning_period_ns=period,
+            updated_ns=start,
+        )
+        track = _Track(profile=Profile(key=key, meta=meta), dirty=True)
+        self._sync_state(track)
+        return track
+
+    def _join(
+        self, track: _Track, container: Container, *, start: int, attached: bool, revision: str
+    ) -> None:
+        """A container (replica, restart, new revision) joins an existing profile."""
+        meta = track.profile.meta
+        if meta.managed_by is ManagedBy.USER or meta.status is ProfileStatus.TOO_LARGE:
+            return
+        if meta.status is ProfileStatus.LEARNING:
+            if meta.partial and not attached:
+                meta.partial = False
+                meta.reason = "learning from container start"
+                track.dirty = True
+            return
+        digest = container.image_digest
+        new_digest = bool(digest and meta.image_digests and digest not in meta.image_digests)
+        new_revision = bool(revision and meta.revisions and revision not in meta.revisions)
+        if new_digest or new_revision:
+            if self.settings.rollout_policy is RolloutPolicy.RELEARN:
+                what = f"image digest {digest}" if new_digest else f"revision {revision}"
+                self._reopen(track, start=start, attached=attached, reason=f"rollout: new {what}")
+            return
+        if meta.status is ProfileStatus.PARTIAL and not attached:
+            self._reopen(
+                track,
+                start=start,
+                attached=False,
+                reason="partial profile: learning again from an observed container start",
+            )
+
+    def _reopen(self, track: _Track, *, start: int, attached: bool, reason: str) -> None:
+        meta = track.profile.meta
+        meta.series += 1
+        meta.status = ProfileStatus.LEARNING
+        meta.reason = reason
+        meta.partial = attached
+        meta.learning_start_ns = start
+        meta.learning_period_ns = self._rollout_period_ns
+        track.dirty = True
+        self._sync_state(track)
+        log.info("profile learning reopened", profile=track.profile.key.display(), reason=reason)
+
+    def _record_provenance(
+        self, track: _Track, container: Container, *, revision: str, labels: dict[str, str]
+    ) -> None:
+        meta = track.profile.meta
+        if meta.managed_by is ManagedBy.USER:
+            return
+        before = (len(meta.image_digests), len(meta.revisions), len(meta.images))
+        if container.image_digest:
+            meta.image_digests.add(container.image_digest)
+        if revision:
+            meta.revisions.add(revision)
+        if container.image:
+            meta.images.add(container.image)
+        stable = {k: v for k, v in labels.items() if k not in REVISION_LABELS}
+        if container.namespace and container.pod:
+            pod_labels = self._pods.labels(container.namespace, container.pod)
+            stable.update((k, v) for k, v in pod_labels.items() if k not in REVISION_LABELS)
+            mounts = self._pods.volume_mounts(
+                container.namespace, container.pod, container.container
+            )
+            if not set(mounts) <= meta.volume_mounts:
+                meta.volume_mounts.update(mounts)
+                track.dirty = True
+        if stable and stable != meta.labels:
+            meta.labels = stable
+            track.dirty = True
+        if before != (len(meta.image_digests), len(meta.revisions), len(meta.images)):
+            track.dirty = True
+
+    def _learning_period(self, container: Container) -> int:
+        if not (container.namespace and container.pod):
+            return self._period_ns
+        annotations = self._pods.annotations(container.namespace, container.pod)
+        raw = annotations.get(self.settings.learning_period_annotation)
+        if raw is None:
+            return self._period_ns
+        parsed = parse_duration_text(raw)
+        if parsed is None or parsed <= timedelta(0):
+            self.stats.errors[("annotation", "invalid")] += 1
+            log.error(
+                "invalid learning period annotation",
+                pod=f"{container.namespace}/{container.pod}",
+                annotation=self.settings.learning_period_annotation,
+                value=raw,
+            )
+            return self._period_ns
+        return int(parsed.total_seconds() * _NS)
+
+    def _sync_state(self, track: _Track) -> None:
+        """Derive the hot-path fields (`closed`, `end_ns`, `open_patterns`) from the profile."""
+        meta = track.profile.meta
+        if meta.managed_by is ManagedBy.USER:
+            track.closed = SKIP_USER
+        elif meta.status is ProfileStatus.TOO_LARGE:
+            track.closed = SKIP_TOO_LARGE
+        elif meta.status is not ProfileStatus.LEARNING:
+            track.closed = SKIP_COMPLETED
+        else:
+            track.closed = ""
+            track.end_ns = meta.learning_end_ns
+        opens = track.profile.entries.opens
+        has_patterns = any(WILDCARD in path for path in opens)
+        track.open_patterns = PathMatcher(opens) if has_patterns else None
+
+    def _finish(self, track: _Track) -> None:
+        meta = track.profile.meta
+        meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
+        meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
+        if meta.partial:
+            meta.reason += "; start-up of the containers was not seen"
+        meta.updated_ns = max(meta.updated_ns, meta.learning_end_ns)
+        track.dirty = True
+        self._sync_state(track)
+        self._cache.upsert(track.profile.copy())
+        log.info("profile learned", profile=track.profile.key.display(), status=meta.status.value)
+
+    def _mark_too_large(self, track: _Track, reason: str) -> None:
+        meta = track.profile.meta
+        meta.status = ProfileStatus.TOO_LARGE
+        meta.reason = reason
+        track.dirty = True
+        self._sync_state(track)
+        self._cache.upsert(track.profile.copy())
+        log.error("profile too large", profile=track.profile.key.display(), reason=reason)
+
+    def tick(self, now_ns: int | None = None) -> None:
+        """Close every learning period that has elapsed at `now_ns` (default: the event clock)."""
+        now = self._now_ns if now_ns is None else now_ns
+        if now_ns is not None and now_ns > self._now_ns:
+            self._now_ns = now_ns
+        for track in self._tracks.values():
+            if not track.closed and now >= track.end_ns:
+                self._finish(track)
+
+    # -- flushing -----------------------------------------------------------------------------
+
+    def _finalize(self, current: Profile | None, candidate: Profile) -> Profile:
+        """What to write: collapsed, lifecycle advanced, within the caps."""
+        meta = candidate.meta
+        if meta.managed_by is ManagedBy.USER:
+            return candidate
+        entries = candidate.entries
+        entries.opens = collapse_opens(entries.opens, self._thresholds)
+        entries.ingress = collapse_ingress(entries.ingress, self.settings.collapse_threshold)
+        if meta.status is ProfileStatus.LEARNING and self._now_ns >= meta.learning_end_ns > 0:
+            meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
+            meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
+        if meta.status is ProfileStatus.TOO_LARGE:
+            return candidate
+        total = entries.total()
+        if total > self.settings.max_entries:
+            reason = f"entries {total} > cap {self.settings.max_entries}"
+            return self._refuse(current, candidate, reason)
+        size = serialized_size(candidate)
+        if size > self.settings.max_bytes:
+            return self._refuse(
+                current, candidate, f"serialized size {size} > cap {self.settings.max_bytes} bytes"
+            )
+        return candidate
+
+    def _refuse(self, current: Profile | None, candidate: Profile, reason: str) -> Profile:
+        """Keep the stored entries, mark too-large; count the entries that were not taken."""
+        base = current.entries.copy() if current is not None else Entries()
+        lost = max(0, candidate.entries.total() - base.total())
+        self.stats.skipped[("flush", SKIP_TOO_LARGE)] += lost
+        meta = candidate.meta
+        meta.status = ProfileStatus.TOO_LARGE
+        meta.reason = reason
+        log.error("profile too large", profile=candidate.key.display(), reason=reason, lost=lost)
+        return Profile(
+            key=candidate.key, meta=meta, entries=base, resource_version=candidate.resource_version
+        )
+
+    async def flush(self) -> int:
+        """Write every pending delta; returns the number of profiles written successfully."""
+        async with self._flush_lock:
+            self.tick()
+            written_count = 0
+            for key, track in list(self._tracks.items()):
+                if not track.dirty and track.delta.is_empty():
+                    continue
+                if track.profile.meta.managed_by is ManagedBy.USER:
+                    track.delta, track.dirty = Entries(), False
+                    continue
+                if await self._flush_one(key, track):
+                    written_count += 1
+            self.stats.pending_deltas = sum(
+                1 for t in self._tracks.values() if t.dirty or not t.delta.is_empty()
+            )
+            return written_count
+
+    async def _flush_one(self, key: WorkloadKey, track: _Track) -> bool:
+        delta, track.delta = track.delta, Entries()
+        track.dirty = False
+        payload = Profile(key=key, meta=track.profile.meta.copy(), entries=delta)
+        store = self._store.name
+        try:
+            written = await write_merged(
+                self._store,
+                payload,
+                attempts=self.settings.flush_attempts,
+                stats=self.stats,
+                finalize=self._finalize,
+            )
+        except TooLargeError as exc:
+            # The store refused the size: stop growing, keep what is stored, say why.
+            self.stats.skipped[("flush", SKIP_TOO_LARGE)] += delta.total()
+            self._mark_too_large(track, f"the store refused the object: {exc.message}")
+            track.dirty = True
+            self.stats.writes[(store, "failed")] += 1
+            return False
+        except ProfilerError as exc:
+            merge_entries(delta, track.delta)
+            track.delta = delta
+            track.dirty = True
+            self.stats.writes[(store, "failed")] += 1
+            self.stats.errors[(store, _error_reason(exc))] += 1
+            log.error("profile flush failed", profile=key.display(), error=str(exc))
+            return False
+        self.stats.writes[(store, "ok")] += 1
+        self._adopt(track, written)
+        return True
+
+    def _adopt(self, track: _Track, written: Profile) -> None:
+        """The store holds `written`: learn other nodes' entries and the lifecycle from it."""
+        entries = written.entries.copy()
+        merge_entries(entries, track.delta)
+        meta = merge_meta(track.profile.meta, written.meta)
+        track.profile = Profile(
+            key=written.key, meta=meta, entries=entries, resource_version=written.resource_version
+        )
+        track.count = entries.total()
+        self._sync_state(track)
+        self._cache.upsert(written)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every `updatePeriod` until `stop` is set, then flush once more."""
+        period = self.settings.update_period.total_seconds()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=period)
+            await self.flush()
