@@ -105,5 +105,5 @@ class GadgetClientSettings(BaseModel):
     """Entries of the exec-history table that fills exe/args/cwd of non-exec events from earlier
     exec events of the same (container, pid); 0 disables it. 65536 covers a busy node."""
 
-    k8s_bridge_host: str = "127.0.0.1"
+    port_forward_host: str = "127.0.0.1"
     """Local address of the per-node port-forward bridges of a `k8s://` target."""

@@ -100,5 +100,8 @@ class StreamStats:
     reconnects: Counter[str] = field(default_factory=Counter)
     #: IG log events, by (gadget, severity name)
     log_events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: payload elements decoded with missing slots or short containers (read as zero values, as
+    #: IG's own formatter does), by (gadget, data source name)
+    repaired: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: per-event decode time (seconds), all gadgets
     decode_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))

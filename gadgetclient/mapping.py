@@ -1,0 +1,322 @@
+"""Decoded IG records (the `ig run -o json` dicts) -> the typed events of `events.py`.
+
+The mapping is keyed by data source name (`exec`, `open`, `tracetcp`, `dns`, `capabilities`,
+`syscalls`), so it works for any image reference of a gadget. It is deliberately tolerant, because
+field names and encodings change between gadget versions:
+
+* `args` joined by U+00A0 (v0.45+) or by spaces (before);
+* `proc.parent.tid` missing (before v0.47), or the pre-v0.35 flat layout (`comm`, `pid`, `uid` at
+  the root, `mntns_id` at the root);
+* endpoint `proto` as a string ("TCP") or as the IP protocol number (before v0.34);
+* DNS names with IG's trailing dot, numeric `qr`/`qtype` of the 2024 layout;
+* `k8s.podLabels` as IG's "k=v,k2=v2" string (or a mapping);
+* a missing `timestamp_raw` (then `timestamp` when it is a number, else 0).
+
+`Container` values are interned: events of one container share one frozen object, which saves an
+allocation per event and makes the router's per-container keys cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gadgetclient.events import (
+    CapabilityEvent,
+    Container,
+    ContainerId,
+    DnsEvent,
+    Event,
+    ExecEvent,
+    OpenEvent,
+    PeerIdentity,
+    Process,
+    SyscallsEvent,
+    TcpEvent,
+    TcpEventType,
+)
+from gadgetclient.syscall_names import syscall_name
+
+Record = Mapping[str, Any]
+_EMPTY: Mapping[str, Any] = {}
+NBSP = "\u00a0"
+
+#: IP protocol numbers of the old numeric `proto` field.
+_PROTOS = {6: "TCP", 17: "UDP"}
+#: DNS qtype numbers of the 2024 layout, for the common types.
+_QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA"}
+_TCP_TYPES = {0: TcpEventType.CONNECT, 1: TcpEventType.ACCEPT, 2: TcpEventType.CLOSE}
+
+#: Interned containers kept at most; beyond it the table starts afresh (a node runs a few hundred
+#: containers, so 4096 is only reached under churn, and a reset merely costs re-allocation).
+_CONTAINER_CACHE_MAX = 4096
+
+
+def _obj(record: Record, key: str) -> Mapping[str, Any]:
+    value = record.get(key)
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return 0
+
+
+def split_args(args: str) -> tuple[str, ...]:
+    """IG's joined argv: NBSP-separated since v0.45, space-separated before."""
+    if not args:
+        return ()
+    if NBSP in args:
+        return tuple(args.split(NBSP))
+    return tuple(args.split(" "))
+
+
+def parse_labels(value: Any) -> tuple[tuple[str, str], ...]:
+    """IG's `podLabels` ("k=v,k2=v2", unordered) as sorted pairs."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _str(v)) for k, v in value.items()))
+    if not isinstance(value, str) or not value:
+        return ()
+    pairs = []
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if key and sep:
+            pairs.append((key.strip(), val.strip()))
+    return tuple(sorted(pairs))
+
+
+def timestamp_ns(record: Record) -> int:
+    raw = record.get("timestamp_raw")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    ts = record.get("timestamp")
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+
+
+class RecordMapper:
+    """Maps records of one source; holds the container intern table."""
+
+    def __init__(self) -> None:
+        self._containers: dict[tuple[Any, ...], Container] = {}
+        self._by_ds: dict[str, Callable[[Record, str], Event | None]] = {
+            "exec": self.exec_event,
+            "open": self.open_event,
+            "tracetcp": self.tcp_event,
+            "tcp": self.tcp_event,
+            "dns": self.dns_event,
+            "capabilities": self.capability_event,
+        }
+
+    def handles(self, datasource: str) -> bool:
+        return datasource in self._by_ds
+
+    def map(self, datasource: str, record: Record, node: str = "") -> Event | None:
+        """The typed event of one record, or None for data sources gadgetwatch does not use.
+
+        Raises `ValueError`/`TypeError`/`KeyError` only on records of a shape no IG version
+        produces; the session counts those as unmappable.
+        """
+        fn = self._by_ds.get(datasource)
+        return fn(record, node) if fn is not None else None
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def container(self, record: Record, node: str) -> Container:
+        k8s = _obj(record, "k8s")
+        rt = _obj(record, "runtime")
+        owner = _obj(k8s, "owner")
+        proc = _obj(record, "proc")
+        mntns = proc.get("mntns_id", record.get("mntns_id", record.get("mntns_id_raw", 0)))
+        key = (
+            _str(k8s.get("node")) or node,
+            _str(k8s.get("namespace")),
+            _str(k8s.get("podName") or k8s.get("pod")),
+            _str(k8s.get("containerName") or k8s.get("container")) or _str(rt.get("containerName")),
+            _str(rt.get("containerId")),
+            _str(rt.get("containerImageName")),
+            _str(rt.get("containerImageDigest")),
+            _str(owner.get("kind")),
+            _str(owner.get("name")),
+            _int(mntns),
+            _str(k8s.get("podLabels")) if not isinstance(k8s.get("podLabels"), Mapping) else "",
+            _int(rt.get("containerStartedAt")),
+            bool(k8s.get("hostnetwork")),
+        )
+        found = self._containers.get(key)
+        if found is not None:
+            return found
+        if len(self._containers) >= _CONTAINER_CACHE_MAX:
+            self._containers.clear()
+        c = Container(
+            node=key[0],
+            namespace=key[1],
+            pod=key[2],
+            container=key[3],
+            container_id=ContainerId(key[4]),
+            image=key[5],
+            image_digest=key[6],
+            owner_kind=key[7],
+            owner_name=key[8],
+            mntns_id=key[9],
+            pod_labels=parse_labels(k8s.get("podLabels")),
+            started_at_ns=key[11],
+            host_network=key[12],
+        )
+        self._containers[key] = c
+        return c
+
+    @staticmethod
+    def process(record: Record, *, exe: str = "", args: tuple[str, ...] = ()) -> Process:
+        proc = _obj(record, "proc")
+        src = proc if proc else record  # pre-v0.35 flat layout
+        creds = _obj(proc, "creds") if proc else record
+        parent = _obj(proc, "parent")
+        return Process(
+            pid=_int(src.get("pid")),
+            tid=_int(src.get("tid")),
+            comm=_str(src.get("comm") or record.get("task")),
+            exe=exe,
+            args=args,
+            cwd=_str(record.get("cwd")),
+            uid=_int(creds.get("uid")),
+            gid=_int(creds.get("gid")),
+            ppid=_int(parent.get("pid", record.get("ppid"))),
+            pcomm=_str(parent.get("comm", record.get("pcomm"))),
+        )
+
+    # -- per gadget --------------------------------------------------------------------------
+
+    def exec_event(self, record: Record, node: str) -> ExecEvent:
+        args = split_args(_str(record.get("args")))
+        exe = _str(record.get("exepath")) or (args[0] if args else "")
+        if not exe:
+            exe = _str(_obj(record, "proc").get("comm") or record.get("comm"))
+        return ExecEvent(
+            timestamp_ns=timestamp_ns(record),
+            container=self.container(record, node),
+            process=self.process(record, exe=exe, args=args),
+            path=exe,
+            args=args,
+            cwd=_str(record.get("cwd")),
+            error=_str(record.get("error")),
+            upper_layer=bool(record.get("upper_layer", record.get("upperlayer", False))),
+            parent_exe=_str(record.get("parent_exepath")),
+            tty=_int(record.get("tty")) > 0 or bool(_int(record.get("tty_major"))),
+        )
+
+    def open_event(self, record: Record, node: str) -> OpenEvent:
+        flags = record.get("flags")
+        flag_names = tuple(f for f in flags.split("|") if f) if isinstance(flags, str) else ()
+        flags_raw = record.get("flags_raw", flags if isinstance(flags, int) else 0)
+        mode = record.get("mode")
+        return OpenEvent(
+            timestamp_ns=timestamp_ns(record),
+            container=self.container(record, node),
+            process=self.process(record),
+            path=_str(record.get("fpath")) or _str(record.get("fname") or record.get("path")),
+            flags=flag_names,
+            flags_raw=_int(flags_raw),
+            fd=_int(record.get("fd")),
+            error=_str(record.get("error")) or ("" if not record.get("err") else "ERROR"),
+            mode=mode if isinstance(mode, str) else "",
+        )
+
+    def tcp_event(self, record: Record, node: str) -> TcpEvent:
+        src, dst = _obj(record, "src"), _obj(record, "dst")
+        kind = record.get("type")
+        if isinstance(kind, str) and kind in TcpEventType.__members__.values():
+            tcp_type = TcpEventType(kind)
+        else:
+            tcp_type = _TCP_TYPES.get(_int(record.get("type_raw", kind)), TcpEventType.CONNECT)
+        return TcpEvent(
+            timestamp_ns=timestamp_ns(record),
+            container=self.container(record, node),
+            process=self.process(record),
+            type=tcp_type,
+            src_addr=_str(src.get("addr")),
+            src_port=_int(src.get("port")),
+            dst_addr=_str(dst.get("addr")),
+            dst_port=_int(dst.get("port")),
+            proto=_proto(dst.get("proto", src.get("proto", "TCP"))),
+            ip_version=_int(dst.get("version", 4)) or 4,
+            src_peer=_peer(src),
+            dst_peer=_peer(dst),
+            error=_str(record.get("error")),
+        )
+
+    def dns_event(self, record: Record, node: str) -> DnsEvent:
+        qr = record.get("qr")
+        is_response = qr == "R" or record.get("qr_raw") is True or (isinstance(qr, int) and qr == 1)
+        qtype = record.get("qtype")
+        if not isinstance(qtype, str):
+            qtype = _QTYPES.get(_int(qtype), str(_int(qtype)) if qtype is not None else "")
+        addresses = _str(record.get("addresses"))
+        dst = _obj(record, "dst")
+        return DnsEvent(
+            timestamp_ns=timestamp_ns(record),
+            container=self.container(record, node),
+            process=self.process(record),
+            name=_str(record.get("name")).rstrip(".").lower(),
+            is_response=is_response,
+            qtype=qtype,
+            rcode=_str(record.get("rcode")) if isinstance(record.get("rcode"), str) else "",
+            addresses=tuple(a for a in addresses.split(",") if a),
+            nameserver=_str(_obj(record, "nameserver").get("addr")),
+            dst_addr=_str(dst.get("addr")),
+            dst_port=_int(dst.get("port")),
+        )
+
+    def capability_event(self, record: Record, node: str) -> CapabilityEvent:
+        return CapabilityEvent(
+            timestamp_ns=timestamp_ns(record),
+            container=self.container(record, node),
+            process=self.process(record),
+            capability=_str(record.get("cap")),
+            syscall=_str(record.get("syscall")),
+            capable=bool(record.get("capable", True)),
+            audit=_int(record.get("audit", 1)),
+        )
+
+    def syscalls_event(
+        self, record: Record, *, node: str, window_start_ns: int, window_end_ns: int
+    ) -> SyscallsEvent:
+        """One advise_seccomp `syscalls` element (a container's per-syscall byte array)."""
+        used = record.get("syscalls")
+        names = frozenset(
+            syscall_name(i) for i, v in enumerate(used if isinstance(used, list) else ()) if v
+        )
+        return SyscallsEvent(
+            timestamp_ns=window_end_ns,
+            container=self.container(record, node),
+            process=Process(),
+            syscalls=names,
+            window_start_ns=window_start_ns,
+            window_end_ns=window_end_ns,
+        )
+
+
+def _proto(value: Any) -> str:
+    if isinstance(value, str):
+        return value.upper() or "TCP"
+    return _PROTOS.get(_int(value), f"proto#{_int(value)}")
+
+
+def _peer(endpoint: Mapping[str, Any]) -> PeerIdentity:
+    k8s = _obj(endpoint, "k8s")
+    if not k8s:
+        return PeerIdentity()
+    return PeerIdentity(
+        kind=_str(k8s.get("kind")),
+        name=_str(k8s.get("name")),
+        namespace=_str(k8s.get("namespace")),
+        labels=parse_labels(k8s.get("labels")),
+    )

@@ -1,0 +1,382 @@
+"""`ReplayServer`: an IG-compatible gRPC server that plays a capture.
+
+It serves the calls gadgetwatch (and IG's own clients) make — `BuiltInGadgetManager.GetInfo`,
+`GadgetManager.GetGadgetInfo` and `GadgetManager.RunGadget` — over `grpc.aio`, on a unix socket or
+TCP (optionally mTLS), so the whole client (sessions, decoder, loss accounting, record) runs
+against it exactly as against `ig daemon`.
+
+At start the capture is compiled once per gadget (`encoding.py`): a GadgetInfo whose data sources
+are laid out the way IG lays them out (static eBPF container, dynamic enrichment slots, Empty
+groups, hidden, Unreferenced and json.skip fields), and every captured payload pre-encoded, so
+replay speed is bounded by gRPC, not by encoding. Data source ids follow IG: sorted by name.
+
+A run behaves like IG's: the first control message must be a run request of version 1; unknown
+gadgets and bad versions end the call with IG's error texts; a GadgetInfo event comes first, then
+payloads with `seq` from 1; a stop request or the run's `timeout` ends the stream with OK. `rate`
+paces payload events per second (default: as fast as possible). Captured events keep their
+timestamps. Data sources IG flushes only at stop (advise_seccomp, an Array source with
+`ebpf.map.flush-on-stop`) are sent at the end of the run — when the capture is exhausted, at the
+timeout, or at a stop request; with `hold_flush=True` the run instead waits for a stop or timeout,
+like a live gadget. Flushed packets are consumed: a later run (the next advise_seccomp window)
+does not get them again, as IG's map is drained by each flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+
+from gadgetclient.capture import Capture, CaptureLine
+from gadgetclient.encoding import ShapeLayout, Unrepresentable, shape_of
+from gadgetclient.errors import TargetError
+from gadgetclient.layouts import (
+    EVENT_GADGET_INFO,
+    EVENT_PAYLOAD,
+    LOG_SHIFT,
+    DataSourceSpec,
+    DataSourceType,
+    GadgetInfoSpec,
+    ParamSpec,
+)
+from gadgetclient.sessions import gadget_name
+from gadgetclient.wire import encode_array, encode_single, gadget_info_to_proto
+from protos import gadget_service_pb2 as pb
+from protos import gadget_service_pb2_grpc as pb_grpc
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_SERVER_VERSION = "0.55.1"
+_INFO_LEVEL = 4
+
+#: Params every replayed gadget declares (IG's common operators), so clients can validate keys.
+COMMON_PARAMS: tuple[str, ...] = (
+    "operator.KubeManager.namespace",
+    "operator.KubeManager.podname",
+    "operator.KubeManager.containername",
+    "operator.KubeManager.selector",
+    "operator.KubeManager.all-namespaces",
+    "operator.LocalManager.containername",
+    "operator.LocalManager.host",
+    "operator.filter.filter",
+    "operator.oci.pull",
+    "operator.oci.ebpf.pid",
+    "operator.oci.ebpf.tid",
+    "operator.oci.ebpf.uid",
+    "operator.oci.ebpf.gid",
+    "operator.oci.ebpf.comm",
+)
+GADGET_PARAMS: dict[str, tuple[str, ...]] = {
+    "trace_exec": ("operator.oci.ebpf.paths", "operator.oci.ebpf.ignore-failed"),
+    "trace_open": ("operator.oci.ebpf.paths", "operator.oci.ebpf.failed"),
+    "trace_tcp": (
+        "operator.oci.ebpf.connect-only",
+        "operator.oci.ebpf.accept-only",
+        "operator.oci.ebpf.failure-only",
+    ),
+    "trace_capabilities": (
+        "operator.oci.ebpf.audit-only",
+        "operator.oci.ebpf.unique",
+        "operator.oci.ebpf.collect-kstack",
+    ),
+    "advise_seccomp": ("operator.oci.ebpf.map-fetch-interval",),
+}
+
+
+@dataclass
+class _Packet:
+    ds_id: int
+    payload: bytes
+    flush: bool
+
+
+@dataclass
+class ReplayGadget:
+    """One gadget of the capture, compiled: its GadgetInfo and pre-encoded payloads."""
+
+    name: str
+    info: GadgetInfoSpec
+    packets: list[_Packet]
+    unrepresentable: int = 0
+    flush_cursor: int = 0
+    #: indexes (into `packets`) of the flush-on-stop packets, in capture order
+    flush_packets: list[int] = field(default_factory=list)
+
+
+def compile_gadget(name: str, lines: Sequence[CaptureLine], *, version: str) -> ReplayGadget:
+    """Lay out and pre-encode every captured payload of one gadget."""
+    k8s_mode = any(_has_namespace(line.data) for line in lines)
+    groups: dict[tuple[str, bool, Any], list[int]] = defaultdict(list)
+    unrepresentable = 0
+    keys: list[tuple[str, bool, Any] | None] = []
+    for i, line in enumerate(lines):
+        try:
+            if line.is_array:
+                shape: Any = tuple(sorted({shape_of(e) for e in line.data}))
+                if len(shape) > 1:
+                    shape = ("mixed",)
+            else:
+                shape = shape_of(line.data)
+        except Unrepresentable as exc:
+            unrepresentable += 1
+            log.warning("capture record not representable", gadget=name, reason=str(exc))
+            keys.append(None)
+            continue
+        key = (line.datasource, line.is_array, shape)
+        groups[key].append(i)
+        keys.append(key)
+    # IG numbers data sources by their position in the name-sorted list.
+    ordered = sorted(groups, key=lambda k: (k[0], list(groups).index(k)))
+    layouts: dict[tuple[str, bool, Any], tuple[int, ShapeLayout]] = {}
+    specs: list[DataSourceSpec] = []
+    for ds_id, key in enumerate(ordered):
+        ds_name, is_array, _ = key
+        records = [lines[i].data for i in groups[key]]
+        ds_type = DataSourceType.ARRAY if is_array else DataSourceType.SINGLE
+        layout = ShapeLayout(name=ds_name, ds_type=ds_type, records=records, k8s_mode=k8s_mode)
+        layouts[key] = (ds_id, layout)
+        specs.append(layout.spec(ds_id))
+    packets: list[_Packet] = []
+    flush_packets: list[int] = []
+    for line, key in zip(lines, keys, strict=True):
+        if key is None:
+            continue
+        ds_id, layout = layouts[key]
+        try:
+            if line.is_array:
+                payload = encode_array([layout.encode(e) for e in line.data])
+            else:
+                payload = encode_single(layout.encode(line.data))
+        except (Unrepresentable, KeyError, ValueError, TypeError) as exc:
+            unrepresentable += 1
+            log.warning("capture record not representable", gadget=name, reason=str(exc))
+            continue
+        flush = line.is_array and name == "advise_seccomp"
+        if flush:
+            flush_packets.append(len(packets))
+        packets.append(_Packet(ds_id, payload, flush))
+    params = tuple(ParamSpec(key=k) for k in COMMON_PARAMS + GADGET_PARAMS.get(name, ()))
+    info = GadgetInfoSpec(
+        name=name,
+        image_name=f"ghcr.io/inspektor-gadget/gadget/{name}:v{version}",
+        data_sources=tuple(specs),
+        params=params,
+    )
+    return ReplayGadget(name, info, packets, unrepresentable, 0, flush_packets)
+
+
+def _has_namespace(data: Any) -> bool:
+    items = data if isinstance(data, list) else [data]
+    for item in items:
+        k8s = item.get("k8s") if isinstance(item, dict) else None
+        if isinstance(k8s, dict) and k8s.get("namespace"):
+            return True
+    return False
+
+
+def _log_event(severity: int, message: str) -> pb.GadgetEvent:
+    return pb.GadgetEvent(type=severity << LOG_SHIFT, payload=message.encode())
+
+
+class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServicer):  # type: ignore[misc]
+    def __init__(self, server: ReplayServer) -> None:
+        self.server = server
+
+    async def GetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC name)
+        return pb.InfoResponse(
+            version="1.0", experimental=False, serverVersion=self.server.server_version
+        )
+
+    async def GetGadgetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+        gadget = self.server.gadget_for(request.imageName)
+        if gadget is None:
+            await context.abort(
+                grpc.StatusCode.UNKNOWN,
+                f"fetching gadget information: {request.imageName}: not found",
+            )
+        return pb.GetGadgetInfoResponse(gadgetInfo=gadget_info_to_proto(gadget.info))
+
+    async def RunGadget(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
+        server = self.server
+        requests = request_iterator.__aiter__()
+        try:
+            first = await requests.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("Event") != "runRequest":
+            await context.abort(
+                grpc.StatusCode.UNKNOWN, "expected first control message to be gadget run request"
+            )
+        run = first.runRequest
+        if run.version != 1:
+            await context.abort(
+                grpc.StatusCode.UNKNOWN, f"expected version to be 1, got {run.version}"
+            )
+        gadget = server.gadget_for(run.imageName)
+        if gadget is None:
+            await context.abort(
+                grpc.StatusCode.UNKNOWN,
+                f"instantiating gadget: {run.imageName}: image not found in capture",
+            )
+        assert gadget is not None
+        stop = asyncio.Event()
+
+        async def watch_requests() -> None:
+            with contextlib.suppress(Exception):
+                async for req in requests:
+                    if req.WhichOneof("Event") == "stopRequest":
+                        break
+            stop.set()  # a stop request, or a half-close (IG cancels the gadget then)
+
+        watcher = asyncio.create_task(watch_requests())
+        deadline = time.monotonic() + run.timeout / 1e9 if run.timeout > 0 else None
+        server.runs += 1
+        try:
+            if run.logLevel >= _INFO_LEVEL:
+                yield _log_event(_INFO_LEVEL, f"replaying {len(gadget.packets)} payloads")
+            info = gadget_info_to_proto(gadget.info).SerializeToString()
+            yield pb.GadgetEvent(type=EVENT_GADGET_INFO, payload=info)
+            seq = 0
+            start = time.monotonic()
+            sent = 0
+            for packet in gadget.packets:
+                if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                    break
+                if packet.flush:
+                    continue
+                if server.rate:
+                    due = start + sent / server.rate
+                    delay = due - time.monotonic()
+                    if delay > 0 and await _wait(stop, delay, deadline):
+                        break
+                seq += 1
+                sent += 1
+                yield pb.GadgetEvent(
+                    type=EVENT_PAYLOAD, seq=seq, payload=packet.payload, dataSourceID=packet.ds_id
+                )
+            if server.hold_flush and gadget.flush_packets and not stop.is_set():
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), remaining)
+            # Final flush (flush-on-stop data sources), consumed once per server.
+            while gadget.flush_cursor < len(gadget.flush_packets):
+                packet = gadget.packets[gadget.flush_packets[gadget.flush_cursor]]
+                gadget.flush_cursor += 1
+                seq += 1
+                yield pb.GadgetEvent(
+                    type=EVENT_PAYLOAD, seq=seq, payload=packet.payload, dataSourceID=packet.ds_id
+                )
+        finally:
+            watcher.cancel()
+
+
+async def _wait(stop: asyncio.Event, delay: float, deadline: float | None) -> bool:
+    """Sleep `delay` (pacing) unless stopped first; True when the run should end."""
+    if deadline is not None:
+        delay = min(delay, max(0.0, deadline - time.monotonic()))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+    return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """PEM bytes for an mTLS replay server (like `ig daemon --tls-*`)."""
+
+    key: bytes
+    cert: bytes
+    client_ca: bytes
+
+
+class ReplayServer:
+    """Serve a capture over IG's gRPC API. `await start()` returns the address to dial."""
+
+    def __init__(
+        self,
+        capture: Capture,
+        *,
+        listen: str,
+        rate: float | None = None,
+        server_version: str = DEFAULT_SERVER_VERSION,
+        hold_flush: bool = False,
+        tls: ServerTls | None = None,
+    ) -> None:
+        self.listen = listen
+        self.rate = rate if rate and rate > 0 else None
+        self.server_version = server_version
+        self.hold_flush = hold_flush
+        self.tls = tls
+        self.runs = 0
+        by_gadget: dict[str, list[CaptureLine]] = defaultdict(list)
+        for line in capture.lines:
+            by_gadget[line.gadget].append(line)
+        self.gadgets = {
+            g: compile_gadget(g, lines, version=server_version.lstrip("v"))
+            for g, lines in by_gadget.items()
+        }
+        self._server: grpc.aio.Server | None = None
+        self.address = ""
+
+    def gadget_for(self, image: str) -> ReplayGadget | None:
+        return self.gadgets.get(gadget_name(image))
+
+    @property
+    def unrepresentable(self) -> int:
+        return sum(g.unrepresentable for g in self.gadgets.values())
+
+    async def start(self) -> str:
+        """Bind and serve; returns `unix:///path` or `tcp://host:port` (the real port)."""
+        server = grpc.aio.server(options=[("grpc.max_send_message_length", -1)])
+        servicer = _Servicer(self)
+        pb_grpc.add_GadgetManagerServicer_to_server(servicer, server)
+        pb_grpc.add_BuiltInGadgetManagerServicer_to_server(servicer, server)
+        scheme, _, rest = self.listen.partition("://")
+        if scheme == "unix":
+            path = Path(rest)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            bind = f"unix:{rest}"
+        elif scheme == "tcp":
+            bind = rest
+        else:
+            raise TargetError("listen on unix:///PATH or tcp://HOST:PORT", where=self.listen)
+        try:
+            if self.tls is not None:
+                creds = grpc.ssl_server_credentials(
+                    [(self.tls.key, self.tls.cert)],
+                    root_certificates=self.tls.client_ca,
+                    require_client_auth=True,
+                )
+                port = server.add_secure_port(bind, creds)
+            else:
+                port = server.add_insecure_port(bind)
+        except RuntimeError as exc:
+            raise TargetError(f"cannot listen: {exc}", where=self.listen) from exc
+        await server.start()
+        self._server = server
+        if scheme == "unix":
+            self.address = f"unix://{rest}"
+        else:
+            host = rest.rsplit(":", 1)[0]
+            self.address = f"tcp://{host}:{port}"
+        return self.address
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+__all__ = ["ReplayServer", "ServerTls", "compile_gadget"]

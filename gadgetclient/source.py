@@ -1,0 +1,412 @@
+"""`GadgetSource`: every gadget stream of one target, as one source of typed events.
+
+The composition root creates one source per target and gadget set and awaits `run(on_batch)`;
+`stop()` ends it gracefully (stop requests, final flushes read, bounded by `stopTimeout`).
+
+Per endpoint (one for unix/tcp, one per node for `k8s://`) the source opens one `Connection`
+and, per gadget, a task that runs `GadgetStream`s:
+
+* GetInfo, version check and image pinning first; `GetGadgetInfo` once per gadget to validate
+  user params (a key no gadget declares is an error listing the valid keys);
+* a failed stream (an IG pod restarting) is retried with exponential back-off and jitter, from
+  `reconnectInitial` doubling to `reconnectMax`; the back-off restarts after a stream that got
+  its GadgetInfo. Refusals (`SessionError`: too old, gadget rejected, bad params) are not retried:
+  they end the source with that error;
+* a stream that ends cleanly without our stop means the gadget finished (a replay ran out, a
+  server-side timeout): it is not restarted;
+* advise_seccomp reports only when stopped, so it runs in rolling windows: the next run is
+  started and has its GadgetInfo (it is tracing) *before* the previous one is stopped, so windows
+  overlap instead of leaving gaps; each run's flush becomes `SyscallsEvent`s for its window, and
+  the last window is flushed at shutdown.
+
+Records become typed events (`mapping.py`), optionally completed from the `ProcessTable`, and
+are handed to `on_batch` in lists of up to `batch_size`, at least every `flush_interval`. Raw
+records (for `gadgetwatch record`) go to `on_raw` as `RawRecord`s. Time in events is event time;
+the advise_seccomp window bounds come from the latest event time seen (wall clock before any).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from gadgetclient.config import GadgetClientSettings
+from gadgetclient.decoding import DataSourceDecoder, Record
+from gadgetclient.errors import GadgetClientError, SessionError, StreamError, TargetError
+from gadgetclient.events import Event
+from gadgetclient.mapping import RecordMapper
+from gadgetclient.processes import ProcessTable
+from gadgetclient.sessions import (
+    Connection,
+    check_params,
+    declared_keys,
+    gadget_name,
+    params_for,
+    pin_image,
+)
+from gadgetclient.stats import DropReason, StreamStats
+from gadgetclient.streaming import GadgetStream
+from gadgetclient.targets import Endpoint, parse_target, static_endpoints
+
+log = structlog.get_logger(__name__)
+
+SECCOMP_GADGET = "advise_seccomp"
+#: Events per batch handed to `on_batch`: matches the pipeline's default batch size.
+DEFAULT_BATCH_SIZE = 256
+#: Longest time a partial batch waits (seconds); bounds the latency batching adds.
+DEFAULT_FLUSH_INTERVAL = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One decoded payload as `ig run -o json` prints it (a dict, or a list for Array sources)."""
+
+    gadget: str
+    datasource: str
+    node: str
+    data: Any
+
+
+OnBatch = Callable[[Sequence[Event]], None]
+OnRaw = Callable[[RawRecord], None]
+
+
+class GadgetSource:
+    """All gadget streams of one target. One instance runs once."""
+
+    def __init__(
+        self,
+        settings: GadgetClientSettings,
+        *,
+        stats: StreamStats | None = None,
+        gadgets: Sequence[str] | None = None,
+        endpoints: Sequence[Endpoint] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        rng: random.Random | None = None,
+        wall_clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats if stats is not None else StreamStats()
+        self.gadgets = tuple(gadgets if gadgets is not None else settings.gadgets)
+        self._endpoints = list(endpoints) if endpoints is not None else None
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._rng = rng or random.Random()
+        self._wall_clock_ns = wall_clock_ns
+        self._mapper = RecordMapper()
+        self._processes = (
+            ProcessTable(settings.process_table_size) if settings.process_table_size else None
+        )
+        self._stopping = asyncio.Event()
+        self._streams: set[GadgetStream] = set()
+        self._pending: list[Event] = []
+        self._on_batch: OnBatch | None = None
+        self._on_raw: OnRaw | None = None
+        self._latest_ns = 0
+        #: Set when every stream has GadgetInfo (all gadgets are tracing) on every endpoint.
+        self.ready = asyncio.Event()
+        self._ready_count = 0
+        self._expected_ready = 0
+
+    # -- public ------------------------------------------------------------------------------
+
+    async def run(self, on_batch: OnBatch | None = None, on_raw: OnRaw | None = None) -> None:
+        """Run every stream until all finished or `stop()` completed.
+
+        Raises `GadgetClientError` (one line) when the target is unusable or IG refuses.
+        """
+        self._on_batch = on_batch
+        self._on_raw = on_raw
+        spec = parse_target(self.settings.target)
+        async with contextlib.AsyncExitStack() as stack:
+            if self._endpoints is not None:
+                endpoints = self._endpoints
+            elif spec.scheme == "k8s":
+                from gadgetclient.k8s import port_forwards  # the only kubernetes importer
+
+                endpoints = await stack.enter_async_context(port_forwards(spec, self.settings))
+            else:
+                endpoints = static_endpoints(spec, self.settings)
+            flusher = asyncio.create_task(self._flush_loop(), name="gadgetsource-flush")
+            try:
+                await self._run_endpoints(endpoints)
+            finally:
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
+                self._flush()
+
+    async def stop(self) -> None:
+        """Graceful stop: stop requests to every stream; `run()` returns after the flushes."""
+        self._stopping.set()
+        for stream in list(self._streams):
+            stream.stop()
+
+    # -- endpoints and gadgets ---------------------------------------------------------------
+
+    async def _run_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        self._expected_ready = len(endpoints) * len(self.gadgets)
+        connections = [Connection(ep, self.settings) for ep in endpoints]
+        try:
+            # Settle every endpoint first so refusals surface before anything runs.
+            declared: dict[str, list[str] | None] = {}
+            for conn in connections:
+                await self._settle(conn, declared, first=conn is connections[0])
+            check_params(self.settings.params, declared)
+            async with asyncio.TaskGroup() as tg:
+                for conn in connections:
+                    for gadget in self.gadgets:
+                        params = params_for(gadget, self.settings.params, declared.get(gadget))
+                        tg.create_task(
+                            self._gadget_loop(conn, gadget, params),
+                            name=f"gadget-{gadget}-{conn.where}",
+                        )
+        except* GadgetClientError as group:
+            raise group.exceptions[0] from None
+        finally:
+            for conn in connections:
+                await conn.close()
+
+    async def _settle(
+        self, conn: Connection, declared: dict[str, list[str] | None], *, first: bool
+    ) -> None:
+        info = await conn.get_info()
+        if not first:
+            return
+        for gadget in self.gadgets:
+            image = pin_image(gadget, info.version)
+            ginfo = await conn.gadget_info(image, self.settings.params)
+            declared[gadget] = declared_keys(ginfo)
+
+    async def _gadget_loop(self, conn: Connection, gadget: str, params: dict[str, str]) -> None:
+        if gadget_name(gadget) == SECCOMP_GADGET:
+            await self._seccomp_loop(conn, gadget, params)
+            return
+        delay = self.settings.reconnect_initial.total_seconds()
+        while not self._stopping.is_set():
+            stream = self._new_stream(conn, gadget, params)
+            try:
+                await self._run_stream(stream)
+                return
+            except (StreamError, TargetError) as exc:
+                delay = await self._backoff(stream, gadget, exc, delay)
+
+    async def _backoff(
+        self, stream: GadgetStream, gadget: str, exc: GadgetClientError, delay: float
+    ) -> float:
+        if stream.started.is_set():
+            delay = self.settings.reconnect_initial.total_seconds()
+        if self._stopping.is_set():
+            return delay
+        self.stats.reconnects[gadget_name(gadget)] += 1
+        # "Equal jitter": half fixed, half random, so retries of many nodes spread out.
+        wait = delay / 2 + self._rng.uniform(0, delay / 2)
+        log.warning("gadget stream failed", gadget=gadget, error=str(exc), retry_in_s=wait)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), wait)
+        return min(delay * 2, self.settings.reconnect_max.total_seconds())
+
+    def _new_stream(
+        self,
+        conn: Connection,
+        gadget: str,
+        params: dict[str, str],
+        on_records: Callable[[DataSourceDecoder, Sequence[Record]], None] | None = None,
+    ) -> GadgetStream:
+        name = gadget_name(gadget)
+        node = conn.endpoint.node
+        version = conn.info.version if conn.info else ""
+
+        def deliver(ds: DataSourceDecoder, records: Sequence[Record]) -> None:
+            self._deliver(name, node, ds, records)
+
+        return GadgetStream(
+            conn,
+            gadget=name,
+            image=pin_image(gadget, version),
+            params=params,
+            stats=self.stats,
+            on_records=on_records or deliver,
+            log_level=self.settings.log_level,
+        )
+
+    async def _run_stream(self, stream: GadgetStream) -> None:
+        """Run one stream; once stopped, wait for its flush at most `stopTimeout`."""
+        self._streams.add(stream)
+        if self._stopping.is_set():
+            stream.stop()
+        ready_task = asyncio.create_task(self._mark_ready(stream))
+        run = asyncio.create_task(stream.run(), name=f"stream-{stream.gadget}")
+        try:
+            stopping = asyncio.create_task(self._stopping.wait())
+            try:
+                await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not run.done():
+                # stop() already sent the stop request; bound the final flush.
+                done, _ = await asyncio.wait({run}, timeout=self._stop_timeout())
+                if not done:
+                    log.warning("gadget did not stop in time", gadget=stream.gadget)
+                    run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+        finally:
+            ready_task.cancel()
+            if not run.done():
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError, GadgetClientError):
+                    await run
+            self._streams.discard(stream)
+
+    def _stop_timeout(self) -> float:
+        return self.settings.stop_timeout.total_seconds()
+
+    async def _mark_ready(self, stream: GadgetStream) -> None:
+        await stream.started.wait()
+        self._ready_count += 1
+        if self._ready_count >= self._expected_ready:
+            self.ready.set()
+
+    # -- advise_seccomp windows --------------------------------------------------------------
+
+    async def _seccomp_loop(self, conn: Connection, gadget: str, params: dict[str, str]) -> None:
+        window = self.settings.seccomp_window.total_seconds()
+        delay = self.settings.reconnect_initial.total_seconds()
+        current: tuple[GadgetStream, asyncio.Task[None]] | None = None
+        try:
+            while True:
+                if current is None:
+                    current = self._start_window(conn, gadget, params)
+                stream, task = current
+                stopping = asyncio.create_task(self._stopping.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {task, stopping}, timeout=window, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    stopping.cancel()
+                if task in done:
+                    exc = task.exception()
+                    current = None
+                    if exc is None:
+                        return  # the gadget finished by itself (a replay or server timeout)
+                    if isinstance(exc, StreamError | TargetError) and not self._stopping.is_set():
+                        delay = await self._backoff(stream, gadget, exc, delay)
+                        continue
+                    if isinstance(exc, StreamError | TargetError):
+                        return
+                    raise exc
+                if self._stopping.is_set():
+                    break
+                # Window over: start the next run, wait until it traces, then stop this one.
+                nxt = self._start_window(conn, gadget, params)
+                started = asyncio.create_task(nxt[0].started.wait())
+                await asyncio.wait({started, nxt[1]}, return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
+                stream.stop()
+                await self._finish(task)
+                current = nxt
+        finally:
+            if current is not None:
+                current[0].stop()
+                await self._finish(current[1])
+
+    def _start_window(
+        self, conn: Connection, gadget: str, params: dict[str, str]
+    ) -> tuple[GadgetStream, asyncio.Task[None]]:
+        node = conn.endpoint.node
+        start_ns = self._event_clock()
+
+        def on_records(ds: DataSourceDecoder, records: Sequence[Record]) -> None:
+            self._deliver(SECCOMP_GADGET, node, ds, records, window=(start_ns, self._event_clock()))
+
+        stream = self._new_stream(conn, gadget, params, on_records)
+        task = asyncio.create_task(self._run_stream(stream), name=f"seccomp-{conn.where}")
+        return stream, task
+
+    async def _finish(self, task: asyncio.Task[None]) -> None:
+        try:
+            await task
+        except (StreamError, TargetError) as exc:
+            log.warning("seccomp window ended with an error", error=str(exc))
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _event_clock(self) -> int:
+        return self._latest_ns or self._wall_clock_ns()
+
+    def _deliver(
+        self,
+        gadget: str,
+        node: str,
+        ds: DataSourceDecoder,
+        records: Sequence[Record],
+        *,
+        window: tuple[int, int] | None = None,
+    ) -> None:
+        if self._on_raw is not None:
+            data = list(records) if ds.is_array else records[0]
+            self._on_raw(RawRecord(gadget=gadget, datasource=ds.name, node=node, data=data))
+        if self._on_batch is None:
+            return
+        mapper = self._mapper
+        pending = self._pending
+        name = ds.name
+        for record in records:
+            try:
+                if window is not None:
+                    if name != "syscalls":
+                        continue
+                    event: Event | None = mapper.syscalls_event(
+                        record, node=node, window_start_ns=window[0], window_end_ns=window[1]
+                    )
+                else:
+                    event = mapper.map(name, record, node)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                self.stats.dropped[(gadget, DropReason.UNMAPPABLE)] += 1
+                log.error("record unmappable", gadget=gadget, datasource=name, reason=str(exc))
+                continue
+            if event is None:
+                continue
+            ts = event.timestamp_ns
+            if ts > self._latest_ns and window is None:
+                self._latest_ns = ts
+            if self._processes is not None:
+                event = self._processes.complete(event)
+            pending.append(event)
+        if len(pending) >= self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending and self._on_batch is not None:
+            batch, self._pending = self._pending, []
+            self._on_batch(batch)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            self._flush()
+
+
+@contextlib.asynccontextmanager
+async def running(source: GadgetSource, **kwargs: Any) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a source in a task for the duration of a block; stop it gracefully on exit."""
+    task = asyncio.create_task(source.run(**kwargs), name="gadgetsource")
+    try:
+        yield task
+    finally:
+        await source.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+__all__ = ["GadgetSource", "RawRecord", "SessionError", "running"]

@@ -1,0 +1,176 @@
+"""One `RunGadget` stream: request stream, event dispatch, decoding and loss accounting.
+
+Data flow per event: `GadgetEvent` -> by type:
+
+* `4` GadgetInfo -> compile (or fetch from cache) the decoders, replacing any previous ones;
+* `0` payload -> `seq` gap check -> decoder of `dataSourceID` -> records -> `on_records`;
+* `>= 1<<16` log -> severity `type >> 16`, logged with it; "lost N samples" counted as loss;
+* `1`-`3` are never sent by image-based gadgets and are ignored; anything else is counted.
+
+The request stream is an async generator that sends the run request and then *stays open* (a
+half-close makes IG cancel the gadget and lose its final flush); `stop()` makes it send IG's stop
+request, after which the caller keeps reading until IG ends the stream, which is when
+flush-on-stop data (advise_seccomp) arrives. No event can raise out of the loop: bad payloads
+are counted in `StreamStats` by reason and logged (rate-limited by the log configuration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+import structlog
+
+from gadgetclient.decoding import DataSourceDecoder, GadgetDecoder, Record
+from gadgetclient.errors import SessionError, StreamError, TargetError
+from gadgetclient.layouts import EVENT_GADGET_INFO, EVENT_PAYLOAD, LOG_SHIFT, SEVERITIES
+from gadgetclient.sessions import Connection, rpc_error_text, translate_rpc_error
+from gadgetclient.stats import DropReason, LossReason, StreamStats
+from gadgetclient.wire import PayloadError, parse_gadget_info, run_request, stop_request
+
+log = structlog.get_logger(__name__)
+
+#: (datasource name, is_array, records) for each decoded payload event.
+OnRecords = Callable[[DataSourceDecoder, Sequence[Record]], None]
+
+_LOST = re.compile(r"lost (\d+) samples")
+_LOG_METHODS = ("critical", "critical", "error", "warning", "info", "debug", "debug")
+
+
+class GadgetStream:
+    """Runs one gadget on one connection until it ends, fails, or is stopped."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        gadget: str,
+        image: str,
+        params: Mapping[str, str],
+        stats: StreamStats,
+        on_records: OnRecords,
+        log_level: int = 4,
+        timeout_ns: int = 0,
+    ) -> None:
+        self.connection = connection
+        self.gadget = gadget
+        self.image = image
+        self.params = dict(params)
+        self.stats = stats
+        self.on_records = on_records
+        self.log_level = log_level
+        self.timeout_ns = timeout_ns
+        self.decoder: GadgetDecoder | None = None
+        #: Set once GadgetInfo arrived: the gadget is running on the server.
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._last_seq = 0
+        self.stopped_by_us = False
+
+    def stop(self) -> None:
+        """Ask IG to stop gracefully; `run()` returns once IG has flushed and ended the stream."""
+        self.stopped_by_us = True
+        self._stop.set()
+
+    async def _requests(self) -> AsyncIterator[Any]:
+        yield run_request(
+            image=self.image,
+            params=self.params,
+            log_level=self.log_level,
+            timeout_ns=self.timeout_ns,
+        )
+        await self._stop.wait()
+        yield stop_request()
+        # Stay open: IG treats a half-close as a broken connection.
+        await asyncio.Event().wait()
+
+    async def run(self) -> None:
+        """Read the stream to its end. Raises `SessionError` when IG refuses the gadget before
+        it starts, `StreamError`/`TargetError` when the stream fails."""
+        where = self.connection.where
+        call = self.connection.gadgets.RunGadget(self._requests())
+        try:
+            async for ev in call:
+                self._dispatch(ev)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED and self.stopped_by_us:
+                return
+            if not self.started.is_set():
+                raise translate_rpc_error(
+                    exc, where=where, what=f"IG rejected gadget {self.image}"
+                ) from exc
+            raise StreamError(
+                f"gadget {self.gadget} stream failed: {rpc_error_text(exc)}", where=where
+            ) from exc
+        finally:
+            call.cancel()
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch(self, ev: Any) -> None:
+        t = ev.type
+        if t == EVENT_PAYLOAD:
+            self._payload(ev)
+        elif t == EVENT_GADGET_INFO:
+            try:
+                info = parse_gadget_info(ev.payload)
+                self.decoder = GadgetDecoder(info)
+            except (PayloadError, ValueError, SyntaxError, RecursionError) as exc:
+                self.decoder = None
+                log.error("gadget info unusable", gadget=self.gadget, reason=str(exc))
+            self._last_seq = 0
+            self.started.set()
+        elif t >= 1 << LOG_SHIFT:
+            self._log(t >> LOG_SHIFT, ev.payload)
+        elif t in (1, 2, 3):
+            pass  # Result/Done/JobID: only the removed built-in API sent these.
+        else:
+            self.stats.dropped[(self.gadget, DropReason.UNKNOWN_EVENT_TYPE)] += 1
+            log.warning("unknown ig event type", gadget=self.gadget, type=t)
+
+    def _payload(self, ev: Any) -> None:
+        gadget = self.gadget
+        stats = self.stats
+        seq = ev.seq
+        if self._last_seq and seq > self._last_seq + 1:
+            stats.lost[(gadget, LossReason.SEQ_GAP)] += seq - self._last_seq - 1
+        if seq:
+            self._last_seq = seq
+        decoder = self.decoder
+        if decoder is None:
+            stats.dropped[(gadget, DropReason.BEFORE_GADGETINFO)] += 1
+            log.error("payload before gadget info", gadget=gadget)
+            return
+        ds = decoder.by_id.get(ev.dataSourceID)
+        if ds is None:
+            stats.dropped[(gadget, DropReason.UNKNOWN_DATASOURCE)] += 1
+            log.error("payload of unknown data source", gadget=gadget, id=ev.dataSourceID)
+            return
+        stats.received[gadget] += 1
+        repaired = ds.repaired
+        try:
+            records = ds.decode(ev.payload)
+        except (PayloadError, ValueError, TypeError, IndexError) as exc:
+            stats.dropped[(gadget, DropReason.UNDECODABLE)] += 1
+            log.error("payload undecodable", gadget=gadget, datasource=ds.name, reason=str(exc))
+            return
+        if ds.repaired != repaired:
+            stats.repaired[(gadget, ds.name)] += ds.repaired - repaired
+        stats.decoded[gadget] += len(records)
+        self.on_records(ds, records)
+
+    def _log(self, severity: int, payload: bytes) -> None:
+        name = SEVERITIES[severity] if severity < len(SEVERITIES) else f"level{severity}"
+        self.stats.log_events[(self.gadget, name)] += 1
+        message = payload.decode("utf-8", "replace")
+        m = _LOST.search(message)
+        if m:
+            self.stats.lost[(self.gadget, LossReason.LOST_SAMPLES)] += int(m[1])
+        method = _LOG_METHODS[severity] if severity < len(_LOG_METHODS) else "debug"
+        getattr(log, method)("ig log", gadget=self.gadget, severity=name, message=message)
+
+
+__all__ = ["GadgetStream", "OnRecords", "SessionError", "TargetError"]
