@@ -255,6 +255,8 @@ class Learner:
         known = entries.execs.get(event.path)
         if known is not None and event.args in known:
             return
+        if type(event.path) is not str or type(event.args) is not tuple:
+            raise TypeError("exec path must be a str and args a tuple")
         if self._room(track):
             entries.add_exec(event.path, event.args)
             track.delta.add_exec(event.path, event.args)
