@@ -15,9 +15,22 @@ class DetectorStats:
     #: alerts emitted, by rule id
     alerts: Counter[str] = field(default_factory=Counter)
     #: evaluations or alerts suppressed, by (rule id, reason): profile_learning, no_profile,
-    #: cooldown, exception, rate_limit, rule_unavailable
+    #: profile_partial, profile_too_large, cooldown, exception, rate_limit, rule_unavailable
     suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: binding / exception / rule load errors, by source kind
     load_errors: Counter[str] = field(default_factory=Counter)
     #: per-event evaluation time (seconds) across the bound rules
     eval_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+    #: cooldown-table entries removed, by reason: expired (idle past the cooldown, nothing
+    #: pending), capacity (LRU bound reached)
+    dedup_evictions: Counter[str] = field(default_factory=Counter)
+    #: current number of cooldown-table keys (a gauge, updated per batch)
+    dedup_keys: int = 0
+    #: events answered by the per-container clean-event memo (no rule call), by event kind
+    memo_hits: Counter[str] = field(default_factory=Counter)
+    #: events seen by the detector, by event kind
+    events: Counter[str] = field(default_factory=Counter)
+    #: binding / exception load warnings (applied with a caveat), by source kind
+    load_warnings: Counter[str] = field(default_factory=Counter)
+    #: per-event evaluation errors (a rule raised), by rule id; the event is skipped for it
+    errors: Counter[str] = field(default_factory=Counter)

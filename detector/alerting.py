@@ -1,0 +1,307 @@
+"""Building `Alert`s from findings: identity, process, event fields, fix suggestion, fingerprint.
+
+Runs only for findings that survived gating, exceptions and dedup, so it can afford to be
+thorough. Every attacker-controlled string (paths, arguments, comm, DNS names) goes through
+`safe_text`; argument lists are bounded in count and total size as well, so a 100 KB command
+line becomes a faithful prefix with a visible truncation marker.
+
+The fix suggestion of an anomaly alert is a ready-to-apply `RuntimeAlertException` scoped to
+the workload container and the rule, allowing exactly what was found. Values go through YAML's
+own quoting (control characters become YAML escapes), so the snippet is valid and, applied,
+matches the real value; values longer than `SNIPPET_VALUE_LIMIT` become a prefix glob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from detector.alerts import (
+    Alert,
+    AlertKind,
+    DedupInfo,
+    KubernetesInfo,
+    ProcessInfo,
+    ProfileInfo,
+    RuleId,
+    RuleInfo,
+    RuntimeInfo,
+    Severity,
+    safe_text,
+)
+from detector.dedup import GLOBAL, LimitReached
+from detector.exceptions import API_VERSION, KIND
+from detector.rules import AllowKind, Finding, ProfileDependency, Rule, Subject
+from gadgetclient.events import (
+    CapabilityEvent,
+    Container,
+    DnsEvent,
+    Event,
+    ExecEvent,
+    OpenEvent,
+    SyscallsEvent,
+    TcpEvent,
+)
+from profiler.identity import WorkloadKey
+from profiler.readmodel import ProfileView
+
+#: Arguments carried per alert, and their total size: real command lines fit (< 1 KiB
+#: typically); a hostile one cannot inflate an alert past ~8 KiB of arguments.
+MAX_ARGS = 64
+MAX_ARGS_CHARS = 8192
+#: Longest value put verbatim in a fix snippet; longer ones become `prefix*` globs.
+SNIPPET_VALUE_LIMIT = 1024
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def safe_args(args: Sequence[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    budget = MAX_ARGS_CHARS
+    for i, arg in enumerate(args):
+        if i >= MAX_ARGS or budget <= 0:
+            out.append(f"…[{len(args) - i} more args]")
+            break
+        text = safe_text(arg, limit=min(budget, 2048))
+        budget -= len(text)
+        out.append(text)
+    return tuple(out)
+
+
+def process_info(event: Event) -> ProcessInfo:
+    p = event.process
+    exe, args, cwd = p.exe, p.args, p.cwd
+    if isinstance(event, ExecEvent):
+        exe, args, cwd = event.path or exe, event.args or args, event.cwd or cwd
+    return ProcessInfo(
+        pid=p.pid,
+        comm=safe_text(p.comm, limit=64),
+        exe=safe_text(exe),
+        args=safe_args(args),
+        cwd=safe_text(cwd),
+        uid=p.uid,
+        gid=p.gid,
+        ppid=p.ppid,
+        pcomm=safe_text(p.pcomm, limit=64),
+    )
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """The triggering event's own fields, made safe (documented in docs/alerts.md)."""
+    if isinstance(event, ExecEvent):
+        return {
+            "type": "exec",
+            "path": safe_text(event.path),
+            "args": list(safe_args(event.args)),
+            "cwd": safe_text(event.cwd),
+            "upperLayer": event.upper_layer,
+            "parentExe": safe_text(event.parent_exe),
+            "tty": event.tty,
+            "error": safe_text(event.error, limit=128),
+        }
+    if isinstance(event, OpenEvent):
+        return {
+            "type": "open",
+            "path": safe_text(event.path),
+            "flags": [safe_text(f, limit=32) for f in event.flags[:32]],
+            "fd": event.fd,
+            "error": safe_text(event.error, limit=128),
+        }
+    if isinstance(event, TcpEvent):
+        peer = event.dst_peer
+        return {
+            "type": "tcp",
+            "tcpType": event.type.value,
+            "srcAddr": safe_text(event.src_addr, limit=64),
+            "srcPort": event.src_port,
+            "dstAddr": safe_text(event.dst_addr, limit=64),
+            "dstPort": event.dst_port,
+            "proto": safe_text(event.proto, limit=16),
+            "dstPeer": {
+                "kind": safe_text(peer.kind, limit=16),
+                "name": safe_text(peer.name, limit=256),
+                "namespace": safe_text(peer.namespace, limit=64),
+            },
+        }
+    if isinstance(event, DnsEvent):
+        return {
+            "type": "dns",
+            "name": safe_text(event.name, limit=512),
+            "qtype": safe_text(event.qtype, limit=16),
+            "isResponse": event.is_response,
+            "rcode": safe_text(event.rcode, limit=32),
+            "addresses": [safe_text(a, limit=64) for a in event.addresses[:32]],
+            "nameserver": safe_text(event.nameserver, limit=64),
+        }
+    if isinstance(event, CapabilityEvent):
+        return {
+            "type": "capability",
+            "capability": safe_text(event.capability, limit=64),
+            "syscall": safe_text(event.syscall, limit=64),
+            "capable": event.capable,
+        }
+    assert isinstance(event, SyscallsEvent)
+    return {
+        "type": "syscalls",
+        "syscallCount": len(event.syscalls),
+        "windowStart": event.window_start_ns,
+        "windowEnd": event.window_end_ns,
+    }
+
+
+def fingerprint(workload: WorkloadKey, rule_id: str, key: tuple[Any, ...]) -> str:
+    """Stable across agents and restarts: a hash of the dedup key's parts."""
+    text = repr(
+        (
+            workload.namespace,
+            workload.owner_kind,
+            workload.owner_name,
+            workload.container,
+            rule_id,
+            key,
+        )
+    )
+    return hashlib.blake2b(text.encode("utf-8", "backslashreplace"), digest_size=8).hexdigest()
+
+
+def kubernetes_info(container: Container, workload: WorkloadKey) -> KubernetesInfo:
+    return KubernetesInfo(
+        node=container.node,
+        namespace=container.namespace,
+        workload_kind=workload.owner_kind,
+        workload_name=safe_text(workload.owner_name, limit=256),
+        pod=container.pod,
+        container=container.container,
+    )
+
+
+def runtime_info(container: Container) -> RuntimeInfo:
+    return RuntimeInfo(
+        container_id=container.container_id,
+        image=safe_text(container.image, limit=512),
+        image_digest=container.image_digest,
+    )
+
+
+def build_alert(
+    *,
+    event: Event,
+    finding: Finding,
+    rule: Rule,
+    severity: Severity,
+    workload: WorkloadKey,
+    kubernetes: KubernetesInfo,
+    runtime: RuntimeInfo,
+    profile: ProfileView | None,
+    dedup: DedupInfo,
+) -> Alert:
+    fields = event_fields(event)
+    fields.update(finding.fields)
+    return Alert(
+        rule=RuleInfo(
+            id=rule.id,
+            name=rule.name,
+            severity=severity,
+            tags=rule.tags,
+            mitre_tactic=rule.mitre_tactic,
+            mitre_technique=rule.mitre_technique,
+        ),
+        message=finding.message,
+        fix_suggestion=fix_suggestion(rule, finding.subjects, workload),
+        time_ns=event.timestamp_ns,
+        kubernetes=kubernetes,
+        runtime=runtime,
+        process=process_info(event),
+        event=fields,
+        profile=None if profile is None else ProfileInfo(profile.name, profile.status.value),
+        dedup=dedup,
+        fingerprint=fingerprint(workload, rule.id, finding.key),
+    )
+
+
+def fix_suggestion(rule: Rule, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
+    snippet = exception_snippet(rule=rule, subjects=subjects, workload=workload)
+    if rule.profile is ProfileDependency.REQUIRED:
+        return snippet
+    return f"{rule.fix}\nIf this is expected behaviour, apply:\n{snippet}"
+
+
+def _snippet_value(subject: Subject) -> Any:
+    value = subject.value
+    if len(value) > SNIPPET_VALUE_LIMIT and subject.kind in (AllowKind.EXEC, AllowKind.PATH):
+        value = value[:SNIPPET_VALUE_LIMIT] + "*"
+    if subject.kind is AllowKind.ADDRESS:
+        return {"address": value, "ports": [subject.port]} if subject.port else value
+    return value
+
+
+def exception_snippet(*, rule: Rule, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
+    """A `RuntimeAlertException` for this workload container and rule, allowing `subjects`."""
+    allow: dict[str, list[Any]] = {}
+    for subject in subjects:
+        allow.setdefault(subject.kind.value, []).append(_snippet_value(subject))
+    owner = _SLUG.sub("-", workload.owner_name.lower()).strip("-")[:40] or "workload"
+    metadata: dict[str, Any] = {"name": f"allow-{owner}-{rule.id.lower()}"}
+    if workload.namespace:
+        metadata["namespace"] = workload.namespace
+    workload_ref: dict[str, Any] = {"kind": workload.owner_kind, "name": workload.owner_name}
+    if workload.container:
+        workload_ref["containers"] = [workload.container]
+    doc = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "reason": "TODO: why this is expected",
+            "workloads": [workload_ref],
+            "rules": [str(rule.id)],
+            "allow": allow,
+        },
+    }
+    text = yaml.safe_dump(doc, sort_keys=False, width=4096, allow_unicode=False)
+    return "# If this is expected behaviour, allow it (kubectl apply -f -):\n" + text
+
+
+#: Rule identity of the agent's own "limit reached" alerts.
+LIMIT_RULE = RuleInfo(
+    id=RuleId("GW0001"),
+    name="Alert limit reached",
+    severity=Severity.HIGH,
+    tags=("system", "rate_limit"),
+)
+
+
+def limit_alert(announcement: LimitReached, *, window_s: float) -> Alert:
+    scope = announcement.scope
+    what = "all rules" if scope == GLOBAL else f"rule {scope}"
+    setting = "globalRateLimit" if scope == GLOBAL else "perRuleRateLimit"
+    return Alert(
+        rule=LIMIT_RULE,
+        message=f"Alert limit reached for {what}: {announcement.limit} alerts per "
+        f"{window_s:g}s. Further alerts in this window are suppressed and counted; each "
+        "key's next alert carries its count.",
+        fix_suggestion=f"Tune the noisy rule (binding parameters, a RuntimeAlertException) or "
+        f"raise detector.{setting}.",
+        time_ns=announcement.time_ns,
+        event={
+            "type": "limit",
+            "scope": scope,
+            "limit": announcement.limit,
+            "windowSeconds": window_s,
+            "windowStart": announcement.window_start_ns,
+        },
+        kind=AlertKind.SYSTEM,
+        fingerprint=fingerprint(
+            WorkloadKey("", "", "", ""), "GW0001", (scope, announcement.window_start_ns)
+        ),
+    )
+
+
+def labels_of(container: Container, fallback: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """IG's pod labels, else the pod cache's, as a sorted hashable tuple."""
+    if container.pod_labels:
+        return container.pod_labels
+    return tuple(sorted(fallback.items()))

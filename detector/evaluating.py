@@ -1,0 +1,406 @@
+"""The `Detector`: bound rules × (event, profile) → deduplicated `Alert`s, on the hot path.
+
+Data flow per batch (``Detector.evaluate``, synchronous, pure CPU, no I/O)::
+
+    event ─► plan of its container (cached; compiled from the scope: bound rules with
+    │        parameters, severity, exceptions, volume mounts)
+    ├─► rules bound for this event kind only (rules are indexed by kind)
+    ├─► profile gate: anomaly rules need a usable profile; each skipped evaluation is
+    │   counted as suppressed (no_profile, profile_learning, ...); signature rules always run
+    ├─► clean-event memo: an event identical (in every field the bound rules read) to one
+    │   found clean against the same profile is answered by one set lookup
+    ├─► checks → findings
+    └─► exceptions → cooldown/rate limits (`dedup`) → `alerting.build_alert`
+
+Why the memo is sound: profiles only grow (merge is a set union), exceptions and bindings
+are fixed for a plan's lifetime (a rule update drops every plan), and the memo is reset when
+the container's profile object or usability changes. Only events with *no* finding are
+memoised, so every repeat of an anomaly still reaches dedup and is counted.
+
+Identity: the workload container is computed with the profiler's `workload_key`, so alerts,
+cooldown keys and profiles always agree. Nothing here calls the Kubernetes API: pod labels
+and mounts come from `PodMetadata` (a watch-fed cache), namespace labels from an optional
+lookup (see `detector.matching`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from detector.alerting import build_alert, kubernetes_info, labels_of, limit_alert, runtime_info
+from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
+from detector.config import DetectorSettings
+from detector.dedup import Deduplicator
+from detector.exceptions import Allowance
+from detector.loading import Level
+from detector.matching import NamespaceLabels, ScopeResolver
+from detector.rules import (
+    Catalogue,
+    Check,
+    Finding,
+    ProfileDependency,
+    Rule,
+    RuleEnv,
+    default_catalogue,
+)
+from detector.ruleset import RuleSet
+from detector.stats import DetectorStats
+from gadgetclient.events import Container, Event, EventKind
+from profiler import identity as _identity
+from profiler.identity import PodMetadata, WorkloadKey
+from profiler.readmodel import ProfileReadModel, ProfileStatus, ProfileView
+
+log = structlog.get_logger(__name__)
+
+WorkloadKeyFn = Callable[[Container, PodMetadata], WorkloadKey]
+
+#: A compiled plan is refreshed after this much event time, so pod labels and volume mounts
+#: that the pod cache learned after the container's first event are picked up (a minute is
+#: far below any rollout and costs one recompilation per container per minute).
+PLAN_TTL_NS = 60 * 1_000_000_000
+
+_GATE_REASON = {
+    ProfileStatus.LEARNING: "profile_learning",
+    ProfileStatus.PARTIAL: "profile_partial",
+    ProfileStatus.TOO_LARGE: "profile_too_large",
+}
+
+
+def _fallback_workload_key(container: Container, pod_metadata: PodMetadata) -> WorkloadKey:
+    """Used only until `profiler.identity.workload_key` exists (one place to switch)."""
+    if not container.namespace and not container.pod:
+        return WorkloadKey("", "Host", container.image or container.container, container.container)
+    if not container.owner_kind:
+        return WorkloadKey(container.namespace, "Pod", container.pod, container.container)
+    kind, name = pod_metadata.top_owner(
+        container.namespace, container.owner_kind, container.owner_name
+    )
+    return WorkloadKey(container.namespace, kind, name, container.container)
+
+
+def resolve_workload_key_fn() -> WorkloadKeyFn:
+    fn: WorkloadKeyFn | None = getattr(_identity, "workload_key", None)
+    return fn if fn is not None else _fallback_workload_key
+
+
+def _memo_key(event: Any) -> Any:
+    """Every field any rule reads from the event, per kind (messages aside)."""
+    kind = event.kind
+    if kind is EventKind.OPEN:
+        return (event.path, event.flags)
+    if kind is EventKind.DNS:
+        return event.name
+    if kind is EventKind.TCP:
+        peer = event.dst_peer
+        return (
+            event.type,
+            event.dst_addr,
+            event.dst_port,
+            event.proto,
+            event.process.comm,
+            peer.kind,
+            peer.name,
+            peer.namespace,
+        )
+    if kind is EventKind.EXEC:
+        return (event.path, event.args, event.cwd, event.upper_layer, event.process.comm)
+    if kind is EventKind.CAPABILITY:
+        return event.capability
+    return event.syscalls
+
+
+class _Bound:
+    """One rule compiled for one container."""
+
+    __slots__ = ("check", "required", "rule", "rule_id", "severity")
+
+    def __init__(self, rule: Rule, check: Check, severity: Severity) -> None:
+        self.rule = rule
+        self.rule_id = str(rule.id)
+        self.check = check
+        self.severity = severity
+        self.required = rule.profile is ProfileDependency.REQUIRED
+
+
+class _Plan:
+    __slots__ = (
+        "allowance",
+        "by_kind",
+        "compiled_ns",
+        "has_required",
+        "kubernetes",
+        "memo",
+        "memo_owner",
+        "needs_profile",
+        "runtime",
+        "workload",
+    )
+
+    def __init__(
+        self,
+        *,
+        workload: WorkloadKey,
+        by_kind: dict[EventKind, tuple[_Bound, ...]],
+        allowance: Allowance,
+        kubernetes: KubernetesInfo,
+        runtime: RuntimeInfo,
+        compiled_ns: int,
+    ) -> None:
+        self.workload = workload
+        self.by_kind = by_kind
+        self.allowance = allowance
+        self.kubernetes = kubernetes
+        self.runtime = runtime
+        self.compiled_ns = compiled_ns
+        self.has_required = {k: any(b.required for b in v) for k, v in by_kind.items()}
+        self.needs_profile = {
+            k: any(b.rule.profile is not ProfileDependency.NONE for b in v)
+            for k, v in by_kind.items()
+        }
+        self.memo: dict[EventKind, set[Any]] = {k: set() for k in by_kind}
+        self.memo_owner: object = None
+
+
+class Detector:
+    """Evaluates events against the bound rules. Not thread-safe: one detector per stage."""
+
+    def __init__(
+        self,
+        *,
+        settings: DetectorSettings,
+        profiles: ProfileReadModel,
+        pod_metadata: PodMetadata,
+        stats: DetectorStats,
+        rules: RuleSet | None = None,
+        catalogue: Catalogue | None = None,
+        namespace_labels: NamespaceLabels | None = None,
+        workload_key: WorkloadKeyFn | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.catalogue = catalogue or default_catalogue()
+        self._profiles = profiles
+        self._pod_metadata = pod_metadata
+        self._namespace_labels = namespace_labels
+        self._workload_key = workload_key or resolve_workload_key_fn()
+        self._clock = clock
+        self._ok_statuses = frozenset(settings.alert_on_profile_statuses)
+        self._memo_size = settings.clean_event_memo_size
+        self._sample_every = settings.latency_sample_every
+        self._sample_countdown = settings.latency_sample_every
+        self._window_s = settings.rate_limit_window.total_seconds()
+        self._dedup = Deduplicator(
+            cooldown_ns=int(settings.cooldown.total_seconds() * 1e9),
+            max_keys=settings.cooldown_max_keys,
+            window_ns=int(settings.rate_limit_window.total_seconds() * 1e9),
+            global_limit=settings.global_rate_limit,
+            per_rule_limit=settings.per_rule_rate_limit,
+            stats=stats,
+        )
+        self._env = RuleEnv(
+            cluster_dns_suffixes=tuple(s.strip(".").lower() for s in settings.cluster_dns_suffixes),
+            api_server_addresses=frozenset(settings.api_server_addresses),
+            ssh_allowed_ports=settings.ssh_allowed_ports,
+        )
+        self._sources: dict[str, RuleSet] = {}
+        self._plans: dict[str, _Plan] = {}
+        self._resolver = self._new_resolver()
+        if rules is not None:
+            self.update_rules("initial", rules)
+
+    # -- rule sources -------------------------------------------------------------------
+
+    def update_rules(self, source: str, ruleset: RuleSet) -> None:
+        """Replace the bindings and exceptions of one source ("file", "cluster", ...).
+
+        The effective set is the union of all sources. Problems are logged once here and
+        counted by source; every plan is recompiled lazily.
+        """
+        for problem in ruleset.problems:
+            if problem.level is Level.ERROR:
+                self.stats.load_errors[source] += 1
+                log.error("rule source problem", source=source, problem=str(problem))
+            else:
+                self.stats.load_warnings[source] += 1
+                log.warning("rule source problem", source=source, problem=str(problem))
+        self._sources[source] = ruleset
+        self._resolver = self._new_resolver()
+        self._plans.clear()
+        log.info(
+            "rules updated",
+            source=source,
+            bindings=len(ruleset.bindings),
+            exceptions=len(ruleset.exceptions),
+            problems=len(ruleset.problems),
+        )
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return RuleSet.union(self._sources.values())
+
+    def _new_resolver(self) -> ScopeResolver:
+        return ScopeResolver(
+            self.ruleset,
+            catalogue=self.catalogue,
+            builtin_default=self.settings.builtin_default_binding,
+            namespace_labels=self._namespace_labels,
+        )
+
+    def invalidate(self) -> None:
+        """Drop compiled plans (e.g. after the pod cache learned new labels or mounts)."""
+        self._plans.clear()
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def evaluate(self, events: Sequence[Event]) -> list[Alert]:
+        alerts: list[Alert] = []
+        plans = self._plans
+        one = self._one
+        events_count = self.stats.events
+        for event in events:
+            events_count[event.kind] += 1
+            container = event.container
+            plan = plans.get(container.key)
+            if plan is None or event.timestamp_ns - plan.compiled_ns > PLAN_TTL_NS:
+                plan = self._compile(container, event.timestamp_ns)
+            self._sample_countdown -= 1
+            if self._sample_countdown:
+                one(event, plan, alerts)
+                continue
+            self._sample_countdown = self._sample_every
+            started = self._clock()
+            one(event, plan, alerts)
+            self.stats.eval_seconds.observe(self._clock() - started)
+        self.stats.dedup_keys = len(self._dedup)
+        return alerts
+
+    def _one(self, event: Event, plan: _Plan, alerts: list[Alert]) -> None:
+        kind = event.kind
+        bound = plan.by_kind.get(kind)
+        if not bound:
+            return
+        profile: ProfileView | None = None
+        usable = False
+        gate = ""
+        if plan.needs_profile[kind]:
+            profile = self._profiles.get(plan.workload)
+            if profile is None:
+                gate = "no_profile"
+            elif profile.status in self._ok_statuses:
+                usable = True
+            else:
+                gate = _GATE_REASON.get(profile.status, "profile_" + str(profile.status))
+        gated = bool(gate) and plan.has_required[kind]
+        memo: set[Any] | None = None
+        memo_key: Any = None
+        if not gated and self._memo_size:
+            owner = profile if usable else None
+            if plan.memo_owner is not owner:
+                for s in plan.memo.values():
+                    s.clear()
+                plan.memo_owner = owner
+            memo = plan.memo[kind]
+            memo_key = _memo_key(event)
+            if memo_key in memo:
+                self.stats.memo_hits[kind] += 1
+                return
+        rule_profile = profile if usable else None
+        evaluations = self.stats.evaluations
+        found = False
+        for b in bound:
+            if b.required and not usable:
+                self.stats.suppressed[(b.rule_id, gate)] += 1
+                continue
+            evaluations[b.rule_id] += 1
+            try:
+                finding = b.check(event, rule_profile)
+            except Exception as exc:  # one bad rule/event never stops the stream
+                self.stats.errors[b.rule_id] += 1
+                log.error("rule evaluation failed", rule_id=b.rule_id, error=repr(exc))
+                found = True  # never memoise an event a rule could not judge
+                continue
+            if finding is not None:
+                found = True
+                self._admit(event, plan, b, finding, profile, alerts)
+        if memo is not None and not found:
+            if len(memo) >= self._memo_size:
+                memo.clear()
+            memo.add(memo_key)
+
+    def _admit(
+        self,
+        event: Event,
+        plan: _Plan,
+        b: _Bound,
+        finding: Finding,
+        profile: ProfileView | None,
+        alerts: list[Alert],
+    ) -> None:
+        rule_id = b.rule_id
+        if plan.allowance.suppresses(rule_id, finding.subjects):
+            self.stats.suppressed[(rule_id, "exception")] += 1
+            return
+        info = self._dedup.admit((plan.workload, rule_id, finding.key), rule_id, event.timestamp_ns)
+        for announcement in self._dedup.take_announcements():
+            self.stats.alerts["GW0001"] += 1
+            alerts.append(limit_alert(announcement, window_s=self._window_s))
+        if info is None:
+            return
+        self.stats.alerts[rule_id] += 1
+        alerts.append(
+            build_alert(
+                event=event,
+                finding=finding,
+                rule=b.rule,
+                severity=b.severity,
+                workload=plan.workload,
+                kubernetes=plan.kubernetes,
+                runtime=plan.runtime,
+                profile=profile,
+                dedup=info,
+            )
+        )
+
+    # -- plans ----------------------------------------------------------------------------
+
+    def _compile(self, container: Container, now_ns: int) -> _Plan:
+        meta = self._pod_metadata
+        workload = self._workload_key(container, meta)
+        fallback: Mapping[str, str] = {}
+        if not container.pod_labels and container.pod:
+            fallback = meta.labels(container.namespace, container.pod)
+        labels = labels_of(container, fallback)
+        scope = self._resolver.resolve(container.namespace, labels, workload)
+        mounts: tuple[str, ...] = ()
+        if container.pod:
+            mounts = tuple(
+                meta.volume_mounts(container.namespace, container.pod, container.container)
+            )
+        env = RuleEnv(
+            mounts=mounts,
+            cluster_dns_suffixes=self._env.cluster_dns_suffixes,
+            api_server_addresses=self._env.api_server_addresses,
+            ssh_allowed_ports=self._env.ssh_allowed_ports,
+        )
+        by_kind: dict[EventKind, list[_Bound]] = {}
+        for scoped in scope.rules:
+            bound = _Bound(scoped.rule, scoped.rule.build(scoped.params, env), scoped.severity)
+            for kind in scoped.rule.kinds:
+                by_kind.setdefault(kind, []).append(bound)
+        plan = _Plan(
+            workload=workload,
+            by_kind={k: tuple(v) for k, v in by_kind.items()},
+            allowance=scope.allowance,
+            kubernetes=kubernetes_info(container, workload),
+            runtime=runtime_info(container),
+            compiled_ns=now_ns,
+        )
+        if len(self._plans) >= self.settings.plan_cache_size:
+            self._plans.clear()
+        self._plans[container.key] = plan
+        return plan

@@ -1,0 +1,91 @@
+"""A small, faithful in-memory `ProfileView` / `ProfileReadModel` for detector tests.
+
+Faithful to the contract in `profiler.readmodel`: membership questions with wildcard path
+segments (``*`` matches one segment), exec arguments compared only when recorded, open flags
+as "seen with at least these flags".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from profiler.identity import WorkloadKey
+from profiler.readmodel import ProfileStatus
+
+
+def _path_match(pattern: str, path: str) -> bool:
+    if "*" not in pattern:
+        return pattern == path
+    a, b = pattern.split("/"), path.split("/")
+    if len(a) != len(b):
+        return False
+    return all(fnmatchcase(y, x) if x == "*" else x == y for x, y in zip(a, b, strict=True))
+
+
+@dataclass
+class MemoryProfile:
+    key: WorkloadKey
+    status: ProfileStatus = ProfileStatus.COMPLETED
+    name: str = "profile"
+    #: exec path -> recorded argument lists (empty: arguments not recorded)
+    execs: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    #: path (may hold * segments) -> flags seen
+    opens: dict[str, set[str]] = field(default_factory=dict)
+    syscalls: set[str] = field(default_factory=set)
+    capabilities: set[str] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+    egress: set[tuple[str, int, str]] = field(default_factory=set)
+    ingress: set[tuple[int, str]] = field(default_factory=set)
+
+    def allows_exec(self, path: str, args: Sequence[str]) -> bool:
+        if path not in self.execs:
+            return False
+        recorded = self.execs[path]
+        return not recorded or tuple(args) in recorded
+
+    def allows_open(self, path: str, flags: Sequence[str]) -> bool:
+        return any(_path_match(p, path) and set(flags) <= seen for p, seen in self.opens.items())
+
+    def allows_syscall(self, name: str) -> bool:
+        return name in self.syscalls
+
+    def allows_capability(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def allows_domain(self, name: str) -> bool:
+        return name in self.domains
+
+    def allows_egress(self, addr: str, port: int, proto: str) -> bool:
+        return (addr, port, proto) in self.egress
+
+    def allows_ingress(self, port: int, proto: str) -> bool:
+        return (port, proto) in self.ingress
+
+
+class MemoryProfiles:
+    def __init__(self, profiles: Iterable[MemoryProfile] = ()) -> None:
+        self.profiles = {p.key: p for p in profiles}
+
+    def get(self, key: WorkloadKey) -> MemoryProfile | None:
+        return self.profiles.get(key)
+
+    def add(self, profile: MemoryProfile) -> None:
+        self.profiles[profile.key] = profile
+
+
+def profile_from_dict(key: WorkloadKey, data: Mapping[str, Any]) -> MemoryProfile:
+    """From the golden files' `profile:` mapping."""
+    return MemoryProfile(
+        key=key,
+        status=ProfileStatus(data.get("status", "completed")),
+        name=data.get("name", "profile"),
+        execs={p: [] for p in data.get("execs", [])},
+        opens={p: set(f) for p, f in (data.get("opens") or {}).items()},
+        syscalls=set(data.get("syscalls", [])),
+        capabilities=set(data.get("capabilities", [])),
+        domains=set(data.get("domains", [])),
+        egress={(a, int(p), pr) for a, p, pr in data.get("egress", [])},
+    )
