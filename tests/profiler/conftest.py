@@ -10,3 +10,8 @@ from profiler.dirstore import DirectoryStore
 @pytest.fixture
 def store(tmp_path: Path) -> DirectoryStore:
     return DirectoryStore(tmp_path / "profiles")
+
+
+from tests.standins.fixtures import kube_api, kube_api_factory  # noqa: E402
+
+__all__ = ["kube_api", "kube_api_factory", "store"]

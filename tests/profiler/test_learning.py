@@ -9,9 +9,9 @@ from profiler.documents import to_document
 from profiler.identity import WorkloadKey
 from profiler.readmodel import ProfileStatus
 from tests.profiler.helpers import (
-    S,
     T0,
     FakePods,
+    S,
     accept,
     cap,
     connect,
@@ -56,7 +56,9 @@ async def test_sequence_is_stored_exactly(store: DirectoryStore) -> None:
     assert doc["spec"]["containers"] == [
         {
             "name": "nginx",
-            "execs": [{"path": "/usr/sbin/nginx", "args": ["/usr/sbin/nginx", "-g", "daemon off;"]}],
+            "execs": [
+                {"path": "/usr/sbin/nginx", "args": ["/usr/sbin/nginx", "-g", "daemon off;"]}
+            ],
             "opens": [
                 {"path": "/etc/nginx/nginx.conf", "flags": ["O_CLOEXEC", "O_RDONLY"]},
                 {"path": "/proc/⋯/status", "flags": ["O_RDONLY"]},

@@ -8,7 +8,7 @@ from profiler.dirstore import DirectoryStore
 from profiler.identity import WorkloadKey
 from profiler.profiles import ManagedBy
 from profiler.readmodel import ProfileStatus
-from tests.profiler.helpers import S, T0, FakePods, container, exec_, learner
+from tests.profiler.helpers import T0, FakePods, S, container, exec_, learner
 
 KEY = WorkloadKey("shop", "Deployment", "web", "nginx")
 PODS = FakePods(owners={("ReplicaSet", "web-5d4f"): ("Deployment", "web")})
