@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+from gadgetclient.events import ExecEvent, OpenEvent
 from profiler.dirstore import DirectoryStore
 from profiler.errors import ConflictError
 from profiler.identity import WorkloadKey
@@ -42,8 +43,10 @@ async def run_writers(store: object, learners: list[Learner]) -> set[str]:
     for round_ in range(ROUNDS):
         for i, lrn in enumerate(learners):
             c = container(cid=f"c{i}", pod=f"web-5d4f-{i}")
-            events = [open_(c, T0 + round_ * 10 + j, f"/w{i}/r{round_}/f{j}", "O_RDONLY")
-                      for j in range(3)]  # fmt: skip
+            events: list[ExecEvent | OpenEvent] = [
+                open_(c, T0 + round_ * 10 + j, f"/w{i}/r{round_}/f{j}", "O_RDONLY")
+                for j in range(3)
+            ]
             events.append(exec_(c, T0 + round_ * 10, f"/bin/w{i}-{round_}"))
             lrn.observe(events)
             expected.update(e.path for e in events)

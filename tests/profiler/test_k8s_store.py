@@ -40,7 +40,8 @@ async def test_crud_and_optimistic_concurrency(k8s: KubernetesStore, kube_api: K
     created = await k8s.create(sample())
     assert created.resource_version
     raw = kube_api.get("applicationprofiles.kubescape.io", "deployment-web-nginx", "shop")
-    assert raw is not None and raw["spec"]["workload"]["name"] == "web"
+    assert raw is not None
+    assert raw["spec"]["workload"]["name"] == "web"
     with pytest.raises(ConflictError):
         await k8s.create(sample())
     fetched = await k8s.get(KEY)
@@ -53,7 +54,8 @@ async def test_crud_and_optimistic_concurrency(k8s: KubernetesStore, kube_api: K
     with pytest.raises(ConflictError):
         await k8s.update(stale)  # resourceVersion changed since it was read
     profiles, errors = await k8s.list("shop")
-    assert [p.key for p in profiles] == [KEY] and errors == []
+    assert [p.key for p in profiles] == [KEY]
+    assert errors == []
     await k8s.delete(KEY)
     assert await k8s.get(KEY) is None
 
@@ -82,7 +84,9 @@ async def test_concurrent_learners_with_injected_conflicts(
         kube_api.inject_conflicts("applicationprofiles.kubescape.io", 3)
         for i, lrn in enumerate(learners):
             c = container(cid=f"c{i}", pod=f"web-5d4f-{i}")
-            events = [open_(c, T0 + j, f"/n{i}/r{round_}/f{j}", "O_RDONLY") for j in range(3)]
+            events: list[Event] = [
+                open_(c, T0 + j, f"/n{i}/r{round_}/f{j}", "O_RDONLY") for j in range(3)
+            ]
             events.append(exec_(c, T0, f"/bin/n{i}-{round_}"))
             expected.update(e.path for e in events)
             lrn.observe(events)
@@ -133,7 +137,8 @@ async def test_watch_feeds_the_cache(k8s: KubernetesStore, kube_api: KubeApi) ->
         created = await k8s.create(sample())
         await wait_for(cache, lambda: cache.get(KEY) is not None)
         view = cache.get(KEY)
-        assert view is not None and view.allows_exec("/bin/sh", ["/bin/sh", "-c", "true"])
+        assert view is not None
+        assert view.allows_exec("/bin/sh", ["/bin/sh", "-c", "true"])
         done = created.copy()
         done.meta.status = ProfileStatus.COMPLETED
         await k8s.update(done)

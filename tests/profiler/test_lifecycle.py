@@ -32,7 +32,8 @@ async def test_completes_after_the_learning_period_in_event_time(store: Director
     assert status_of(lrn) is ProfileStatus.COMPLETED
     assert lrn.stats.skipped[("exec", "profile_completed")] == 1
     view = cache.get(KEY)
-    assert view is not None and view.status is ProfileStatus.COMPLETED  # visible at once
+    assert view is not None
+    assert view.status is ProfileStatus.COMPLETED
     await lrn.flush()
     stored = await store.get(KEY)
     assert stored is not None
@@ -67,7 +68,8 @@ async def test_start_within_grace_is_not_partial(store: DirectoryStore) -> None:
     lrn = learner(store, pods=PODS, attached_at_ns=T0)
     lrn.observe([exec_(container(started=T0 - 5 * S), T0 + 1, "/bin/a")])
     profile = lrn.profile(KEY)
-    assert profile is not None and not profile.meta.partial
+    assert profile is not None
+    assert not profile.meta.partial
 
 
 async def test_one_replica_seen_from_start_clears_partial(store: DirectoryStore) -> None:
@@ -76,7 +78,8 @@ async def test_one_replica_seen_from_start_clears_partial(store: DirectoryStore)
     new = container(cid="new", pod="web-5d4f-new", started=T0 + 60 * S)
     lrn.observe([exec_(old, T0 + 1, "/bin/a"), exec_(new, T0 + 61 * S, "/bin/b")])
     profile = lrn.profile(KEY)
-    assert profile is not None and not profile.meta.partial
+    assert profile is not None
+    assert not profile.meta.partial
     lrn.observe([exec_(old, T0 + 2 * HOUR, "/bin/c")])
     assert status_of(lrn) is ProfileStatus.COMPLETED
 
@@ -116,7 +119,8 @@ async def test_bad_annotation_is_counted_and_the_default_applies(store: Director
     lrn = learner(store, pods=pods, attached_at_ns=T0)
     lrn.observe([exec_(container(), T0 + 1, "/bin/a")])
     profile = lrn.profile(KEY)
-    assert profile is not None and profile.meta.learning_period_ns == HOUR
+    assert profile is not None
+    assert profile.meta.learning_period_ns == HOUR
     assert lrn.stats.errors[("annotation", "invalid")] == 1
 
 
