@@ -84,7 +84,7 @@ async def test_concurrent_learners_with_injected_conflicts(
         kube_api.inject_conflicts("applicationprofiles.kubescape.io", 3)
         for i, lrn in enumerate(learners):
             c = container(cid=f"c{i}", pod=f"web-5d4f-{i}")
-            events: list[Event] = [
+            events: list[ExecEvent | OpenEvent] = [
                 open_(c, T0 + j, f"/n{i}/r{round_}/f{j}", "O_RDONLY") for j in range(3)
             ]
             events.append(exec_(c, T0, f"/bin/n{i}-{round_}"))
