@@ -30,7 +30,8 @@ DEFAULT_GADGETS: tuple[str, ...] = (
 
 
 class TlsSettings(BaseModel):
-    """mTLS towards an `ig daemon` started with `--tls-key-file/--tls-cert-file/--tls-client-ca-file`."""
+    """mTLS towards an `ig daemon` started with `--tls-key-file`, `--tls-cert-file` and
+    `--tls-client-ca-file`."""
 
     model_config = _MODEL
 

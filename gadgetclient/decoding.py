@@ -261,7 +261,7 @@ class DataSourceDecoder:
         ns["_fix"] = self._fix
         ns["_short"] = self._short
         ns["_pad"] = self._pad
-        exec(compile(self.source, f"<decoder {spec.name}>", "exec"), ns)  # noqa: S102
+        exec(compile(self.source, f"<decoder {spec.name}>", "exec"), ns)
         self.build: Callable[[Sequence[bytes]], Record] = ns["_build"]
 
     def _fix(self, slots: Sequence[bytes], n: int) -> list[bytes]:

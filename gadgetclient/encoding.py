@@ -119,8 +119,10 @@ DYNAMIC_LEAVES = frozenset(
 MEMBER_ORDER: dict[str, int] = {
     n: i
     for i, n in enumerate(
-        ["timestamp_raw", "mntns_id_raw", "addr_raw", "comm", "pid", "tid", "mntns_id", "creds"]
-        + ["parent", "uid", "gid", "addr", "port", "proto_raw", "version"]
+        (
+            *("timestamp_raw", "mntns_id_raw", "addr_raw", "comm", "pid", "tid", "mntns_id"),
+            *("creds", "parent", "uid", "gid", "addr", "port", "proto_raw", "version"),
+        )
     )
 }
 
@@ -184,7 +186,7 @@ _STRUCT_CODE: dict[int, str] = {
 }
 
 
-class Unrepresentable(ValueError):
+class UnrepresentableError(ValueError):
     """A record holds a value no IG layout can produce (the message names the path)."""
 
 
@@ -200,7 +202,7 @@ def _int_kind(name: str, lo: int, hi: int) -> Kind:
     for k in (Kind.UINT32, Kind.INT32, Kind.UINT64, Kind.INT64):
         if _fits(k, lo, hi):
             return k
-    raise Unrepresentable(f"{name}: integer beyond 64 bits")
+    raise UnrepresentableError(f"{name}: integer beyond 64 bits")
 
 
 def _vclass(value: Any, path: str) -> str:
@@ -217,12 +219,12 @@ def _vclass(value: Any, path: str) -> str:
     if isinstance(value, list):
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return "list"
-        raise Unrepresentable(f"{path}: arrays of non-numbers are not printed by IG")
-    raise Unrepresentable(f"{path}: {type(value).__name__} value")
+        raise UnrepresentableError(f"{path}: arrays of non-numbers are not printed by IG")
+    raise UnrepresentableError(f"{path}: {type(value).__name__} value")
 
 
 def shape_of(record: Mapping[str, Any], prefix: str = "") -> tuple[tuple[str, str], ...]:
-    """The record's shape: sorted (path, value class) pairs; raises `Unrepresentable`."""
+    """The record's shape: sorted (path, value class) pairs; raises `UnrepresentableError`."""
     out: list[tuple[str, str]] = []
     for key, value in record.items():
         path = f"{prefix}{key}"
@@ -279,7 +281,9 @@ class _Node:
             self.has_nul = self.has_nul or b"\x00" in raw
         elif isinstance(value, list):
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                raise Unrepresentable(f"{self.path}: arrays of non-numbers are not printed by IG")
+                raise UnrepresentableError(
+                    f"{self.path}: arrays of non-numbers are not printed by IG"
+                )
             self.cls = "list"
             self.list_lens.add(len(value))
             if value:
@@ -288,7 +292,7 @@ class _Node:
                     lo, hi = min(lo, self.lo), max(hi, self.hi)
                 self.lo, self.hi, self.list_seen = lo, hi, True
         else:
-            raise Unrepresentable(f"{self.path}: {type(value).__name__} value")
+            raise UnrepresentableError(f"{self.path}: {type(value).__name__} value")
 
 
 def _order_key(n: _Node) -> tuple[int, str]:
@@ -310,7 +314,7 @@ class ShapeLayout:
         self.fields: list[FieldSpec] = []
         self.containers: list[int] = []  # sizes of container slots
         self.nslots = 0
-        self._extras: list[tuple[_Node | None, FieldSpec]] = []
+        self._extras: list[tuple[_Node, FieldSpec]] = []
         self._layout()
 
     # -- decisions ---------------------------------------------------------------------------
@@ -345,7 +349,7 @@ class ShapeLayout:
                     if k == Kind.INT64 or _fits(k, child.lo, child.hi)
                 )
                 if not _fits(elem, child.lo, child.hi):
-                    raise Unrepresentable(f"{child.path}: array element beyond 64 bits")
+                    raise UnrepresentableError(f"{child.path}: array element beyond 64 bits")
                 child.kind = elem | ARRAY_FLAG
                 dynamic = dynamic or len(child.list_lens) != 1 or child.name != "syscalls"
                 child.size = FIXED_SIZES[elem] * next(iter(child.list_lens))
@@ -548,7 +552,7 @@ class ShapeLayout:
         slots += [b""] * (self.nslots - len(self.containers))
         self._fill(self.root, record, slots)
         for node, spec in self._extras:
-            addr = _lookup(record, node.path.split(".") + ["addr"])
+            addr = _lookup(record, [*node.path.split("."), "addr"])
             if isinstance(addr, str):
                 try:
                     packed = ipaddress.ip_address(addr).packed

@@ -53,4 +53,4 @@ class ProcessTable:
         process = dataclasses.replace(
             event.process, exe=exe, args=args, cwd=event.process.cwd or cwd
         )
-        return dataclasses.replace(event, process=process)  # type: ignore[arg-type]
+        return dataclasses.replace(event, process=process)

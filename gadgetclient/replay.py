@@ -36,7 +36,7 @@ import grpc
 import structlog
 
 from gadgetclient.capture import Capture, CaptureLine
-from gadgetclient.encoding import ShapeLayout, Unrepresentable, shape_of
+from gadgetclient.encoding import ShapeLayout, UnrepresentableError, shape_of
 from gadgetclient.errors import TargetError
 from gadgetclient.layouts import (
     EVENT_GADGET_INFO,
@@ -125,7 +125,7 @@ def compile_gadget(name: str, lines: Sequence[CaptureLine], *, version: str) -> 
                     shape = ("mixed",)
             else:
                 shape = shape_of(line.data)
-        except Unrepresentable as exc:
+        except UnrepresentableError as exc:
             unrepresentable += 1
             log.warning("capture record not representable", gadget=name, reason=str(exc))
             keys.append(None)
@@ -146,16 +146,16 @@ def compile_gadget(name: str, lines: Sequence[CaptureLine], *, version: str) -> 
         specs.append(layout.spec(ds_id))
     packets: list[_Packet] = []
     flush_packets: list[int] = []
-    for line, key in zip(lines, keys, strict=True):
-        if key is None:
+    for line, maybe_key in zip(lines, keys, strict=True):
+        if maybe_key is None:
             continue
-        ds_id, layout = layouts[key]
+        ds_id, layout = layouts[maybe_key]
         try:
             if line.is_array:
                 payload = encode_array([layout.encode(e) for e in line.data])
             else:
                 payload = encode_single(layout.encode(line.data))
-        except (Unrepresentable, KeyError, ValueError, TypeError) as exc:
+        except (UnrepresentableError, KeyError, ValueError, TypeError) as exc:
             unrepresentable += 1
             log.warning("capture record not representable", gadget=name, reason=str(exc))
             continue
@@ -202,6 +202,7 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
                 grpc.StatusCode.UNKNOWN,
                 f"fetching gadget information: {request.imageName}: not found",
             )
+        assert gadget is not None  # abort() raises
         return pb.GetGadgetInfoResponse(gadgetInfo=gadget_info_to_proto(gadget.info))
 
     async def RunGadget(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
@@ -278,6 +279,12 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
             watcher.cancel()
 
 
+def _unlink_stale(path: Path) -> None:
+    """A socket file left by a previous server would make the bind fail."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
 async def _wait(stop: asyncio.Event, delay: float, deadline: float | None) -> bool:
     """Sleep `delay` (pacing) unless stopped first; True when the run should end."""
     if deadline is not None:
@@ -340,9 +347,7 @@ class ReplayServer:
         pb_grpc.add_BuiltInGadgetManagerServicer_to_server(servicer, server)
         scheme, _, rest = self.listen.partition("://")
         if scheme == "unix":
-            path = Path(rest)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            await asyncio.to_thread(_unlink_stale, Path(rest))
             bind = f"unix:{rest}"
         elif scheme == "tcp":
             bind = rest

@@ -92,6 +92,7 @@ class GadgetSource:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         rng: random.Random | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
+        k8s_api_client: Any = None,
     ) -> None:
         self.settings = settings
         self.stats = stats if stats is not None else StreamStats()
@@ -101,6 +102,8 @@ class GadgetSource:
         self.flush_interval = flush_interval
         self._rng = rng or random.Random()
         self._wall_clock_ns = wall_clock_ns
+        #: A `kubernetes.client.ApiClient` for `k8s://` targets (default: in-cluster/kubeconfig).
+        self._k8s_api_client = k8s_api_client
         self._mapper = RecordMapper()
         self._processes = (
             ProcessTable(settings.process_table_size) if settings.process_table_size else None
@@ -132,7 +135,9 @@ class GadgetSource:
             elif spec.scheme == "k8s":
                 from gadgetclient.k8s import port_forwards  # the only kubernetes importer
 
-                endpoints = await stack.enter_async_context(port_forwards(spec, self.settings))
+                endpoints = await stack.enter_async_context(
+                    port_forwards(spec, self.settings, api_client=self._k8s_api_client)
+                )
             else:
                 endpoints = static_endpoints(spec, self.settings)
             flusher = asyncio.create_task(self._flush_loop(), name="gadgetsource-flush")

@@ -2,7 +2,8 @@
 
 Generated once from the kernel UAPI header `asm/unistd_64.h` (Linux 6.x: 362 calls). IG's
 advise_seccomp indexes its `syscalls` array by syscall number and names unknown numbers
-`syscall_<hex>` (the array's last slot, 500, shows up as "syscall_1f4"); `syscall_name` does the same.
+`syscall_<hex>` (the array's last slot, 500, shows up as "syscall_1f4"); `syscall_name` does
+the same.
 Empty strings are holes in the numbering.
 """
 

@@ -1,16 +1,146 @@
-"""`gadgetwatch record`: not implemented yet (placeholder so the CLI builds)."""
+"""`gadgetwatch record`: record IG events from any target into a capture file.
+
+    gadgetwatch record --target T --gadget trace_exec,trace_open [--param K=V]... \
+        [--duration D] -o FILE
+
+Runs the gadgets through `gadgetclient.GadgetSource` (same sessions, decoder and reconnects as
+the agent) and writes every decoded payload as one capture line (`docs/capture-format.md`).
+Stops after `--duration`, on Ctrl-C or SIGTERM (gracefully: advise_seccomp's final flush is
+recorded), or when the target ends every stream (a replay). On a terminal a progress line shows
+the count per gadget. Expected failures print one line on stderr and exit 1.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import contextlib
+import datetime
+import signal
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from gadgetclient.capture import CaptureWriter
+from gadgetclient.config import GadgetClientSettings, TlsSettings
+from gadgetclient.durations import parse_duration
+from gadgetclient.errors import GadgetClientError
+from gadgetclient.source import GadgetSource, RawRecord
+
+#: Seconds between progress-line refreshes on a terminal.
+PROGRESS_INTERVAL = 0.5
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("record", help="(not implemented yet)")
-    parser.set_defaults(handler=_run)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "record", help="record IG events from a target into a capture file"
+    )
+    p.add_argument("--target", default="unix:///var/run/ig/ig.socket", help="IG endpoint")
+    p.add_argument(
+        "--gadget", required=True, help="comma-separated gadgets, e.g. trace_exec,trace_open"
+    )
+    p.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="fully qualified gadget param"
+    )
+    p.add_argument("--duration", help="stop after this long (e.g. 30s, 5m)")
+    p.add_argument("-o", "--output", required=True, help="capture file to write ('-' = stdout)")
+    p.add_argument("--tls-key", default="", help="client private key (PEM) for mTLS")
+    p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
+    p.add_argument("--tls-ca", default="", help="server CA bundle (PEM) for mTLS")
+    p.add_argument("--tls-server-name", default="", help="name to verify in the server cert")
+    p.set_defaults(handler=_run)
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("gadgetwatch record: not implemented yet", flush=True)
-    return 2
+    try:
+        params = _params(args.param)
+        duration = parse_duration(args.duration) if args.duration else None
+        gadgets = tuple(g.strip() for g in args.gadget.split(",") if g.strip())
+        if not gadgets:
+            raise ValueError("--gadget: name at least one gadget")
+        settings = GadgetClientSettings(
+            target=args.target,
+            gadgets=gadgets,
+            params=params,
+            tls=TlsSettings(
+                client_key=args.tls_key,
+                client_cert=args.tls_cert,
+                server_ca=args.tls_ca,
+                server_name=args.tls_server_name,
+            ),
+        )
+    except ValueError as exc:
+        print(f"gadgetwatch record: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.output == "-":
+            return asyncio.run(_record(settings, sys.stdout.buffer, duration))
+        with Path(args.output).open("wb") as out:
+            return asyncio.run(_record(settings, out, duration))
+    except GadgetClientError as exc:
+        print(f"gadgetwatch record: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"gadgetwatch record: {args.output}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+
+async def _record(settings: GadgetClientSettings, out: IO[bytes], duration: float | None) -> int:
+    header = {
+        "target": settings.target,
+        "gadgets": list(settings.gadgets),
+        "params": settings.params,
+        "startedAt": datetime.datetime.now(datetime.UTC).isoformat(),
+    }
+    writer = CaptureWriter(out, header=header)
+    source = GadgetSource(settings)
+    counts: dict[str, int] = {}
+
+    def on_raw(rec: RawRecord) -> None:
+        writer.write(rec.gadget, rec.datasource, rec.node, rec.data)
+        counts[rec.gadget] = counts.get(rec.gadget, 0) + 1
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(source.stop()))
+    task = asyncio.create_task(source.run(on_raw=on_raw))
+    tty = sys.stderr.isatty()
+    deadline = loop.time() + duration if duration is not None else None
+    try:
+        while not task.done():
+            timeout = PROGRESS_INTERVAL if tty else None
+            if deadline is not None:
+                left = max(0.0, deadline - loop.time())
+                timeout = left if timeout is None else min(timeout, left)
+            await asyncio.wait({task}, timeout=timeout)
+            if tty:
+                _progress(counts)
+            if deadline is not None and loop.time() >= deadline and not task.done():
+                await source.stop()
+                deadline = None
+        await task
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        if tty:
+            sys.stderr.write("\n")
+        out.flush()
+    return 0
+
+
+def _progress(counts: dict[str, int]) -> None:
+    parts = " ".join(f"{g}={n}" for g, n in sorted(counts.items()))
+    sys.stderr.write(f"\rrecorded {sum(counts.values())} payloads  {parts}\x1b[K")
+    sys.stderr.flush()

@@ -1,16 +1,68 @@
-"""`gadgetwatch replay-server`: not implemented yet (placeholder so the CLI builds)."""
+"""`gadgetwatch replay-server`: serve a capture over Inspektor Gadget's gRPC API.
+
+    gadgetwatch replay-server CAPTURE --listen unix:///PATH|tcp://127.0.0.1:PORT [--rate N]
+
+Any IG client (gadgetwatch, `gadgetctl`, `gadgetwatch record`) can then run the captured gadgets
+against it. Prints `listening <address>` once serving, and serves until Ctrl-C or SIGTERM.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
+import sys
 from typing import Any
+
+from gadgetclient.capture import read_capture
+from gadgetclient.errors import GadgetClientError
+from gadgetclient.replay import DEFAULT_SERVER_VERSION, ReplayServer
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("replay-server", help="(not implemented yet)")
-    parser.set_defaults(handler=_run)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "replay-server", help="serve a capture over IG's gRPC API"
+    )
+    p.add_argument("capture", help="capture file (or plain `ig run -o json` output with --gadget)")
+    p.add_argument("--listen", required=True, help="unix:///PATH or tcp://127.0.0.1:PORT")
+    p.add_argument("--rate", type=float, default=0.0, help="payload events per second (0 = max)")
+    p.add_argument("--gadget", help="gadget of a plain `ig run <gadget> -o json` file")
+    p.add_argument("--server-version", default=DEFAULT_SERVER_VERSION, help="reported IG version")
+    p.add_argument(
+        "--hold-flush",
+        action="store_true",
+        help="keep runs open until stopped, like live IG (advise_seccomp flushes at stop)",
+    )
+    p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("gadgetwatch replay-server: not implemented yet", flush=True)
-    return 2
+    try:
+        capture = read_capture(args.capture, gadget=args.gadget)
+        return asyncio.run(_serve(args, capture))
+    except GadgetClientError as exc:
+        print(f"gadgetwatch replay-server: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(args: argparse.Namespace, capture: Any) -> int:
+    server = ReplayServer(
+        capture,
+        listen=args.listen,
+        rate=args.rate or None,
+        server_version=args.server_version,
+        hold_flush=args.hold_flush,
+    )
+    address = await server.start()
+    print(f"listening {address}", flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        await server.stop(grace=1.0)
+    return 0
