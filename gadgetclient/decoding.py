@@ -253,7 +253,7 @@ class DataSourceDecoder:
         self.spec = spec
         self.name = spec.name
         self.is_array = spec.is_array
-        #: Payload elements that had missing slots or short containers (read as zeros).
+        #: Repairs made: elements with missing slots, short containers (both read as zeros).
         self.repaired = 0
         emitter = _Emitter(spec)
         self.source = emitter.source()

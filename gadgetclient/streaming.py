@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -38,6 +38,34 @@ OnRecords = Callable[[DataSourceDecoder, Sequence[Record]], None]
 
 _LOST = re.compile(r"lost (\d+) samples")
 _LOG_METHODS = ("critical", "critical", "error", "warning", "info", "debug", "debug")
+
+
+class _Requests:
+    """The request stream: the run request, then (on `stop`) IG's stop request, and then it
+    stays open, because IG treats a half-close as a broken connection.
+
+    A class rather than an async generator: grpc cancels the task consuming it when the call
+    ends, and a suspended async generator would then be closed from a second task.
+    """
+
+    def __init__(self, first: Any, stop: asyncio.Event) -> None:
+        self._first: Any = first
+        self._stop = stop
+        self._stop_sent = False
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if not self._stop_sent:
+            await self._stop.wait()
+            self._stop_sent = True
+            return stop_request()
+        await asyncio.Event().wait()  # never set: open until the call ends
+        raise StopAsyncIteration
 
 
 class GadgetStream:
@@ -75,17 +103,14 @@ class GadgetStream:
         self.stopped_by_us = True
         self._stop.set()
 
-    async def _requests(self) -> AsyncIterator[Any]:
-        yield run_request(
+    def _requests(self) -> _Requests:
+        first = run_request(
             image=self.image,
             params=self.params,
             log_level=self.log_level,
             timeout_ns=self.timeout_ns,
         )
-        await self._stop.wait()
-        yield stop_request()
-        # Stay open: IG treats a half-close as a broken connection.
-        await asyncio.Event().wait()
+        return _Requests(first, self._stop)
 
     async def run(self) -> None:
         """Read the stream to its end. Raises `SessionError` when IG refuses the gadget before
