@@ -226,6 +226,7 @@ class SyslogExporter:
         self._udp_protocol: _UdpProtocol | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._lock: asyncio.Lock | None = None
         self._closed = False
 
     @property
@@ -287,9 +288,17 @@ class SyslogExporter:
             and self._reader is not None
             and not self._writer.is_closing()
             and not self._reader.at_eof()
+            and not _peer_closed(self._writer)
         )
 
     async def _connect(self) -> asyncio.StreamWriter:
+        # The health probe and the delivery task may both want a connection: one at a time.
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            return await self._connect_locked()
+
+    async def _connect_locked(self) -> asyncio.StreamWriter:
         if self._connected():
             assert self._writer is not None
             return self._writer
@@ -357,6 +366,30 @@ class SyslogExporter:
             self._udp.close()
             self._udp = None
         await self._drop_connection()
+
+
+def _peer_closed(writer: asyncio.StreamWriter) -> bool:
+    """Whether the server has closed (or written to) the connection, checked synchronously.
+
+    Syslog over TCP has no acknowledgements: a frame written after the server closed its end is
+    accepted by our kernel and lost. The event loop notices the server's FIN only on its next
+    turn, so a write right after a restart would go into the void; peeking at the socket sees
+    it at once. A syslog server never sends data, so any readable byte (a TLS close_notify)
+    also means the connection is going away.
+    """
+    trsock = writer.get_extra_info("socket")
+    if trsock is None:
+        return False
+    raw = socket.socket(fileno=trsock.fileno())
+    try:
+        raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        raw.detach()
+    return True
 
 
 def _tls_context(settings: SyslogSettings, *, exporter: str) -> ssl.SSLContext:
