@@ -183,7 +183,8 @@ def test_param_value_escaping_and_header_fields() -> None:
         procid=7,
     )
     text = raw.decode()
-    assert "\n" not in text and "\r" not in text
+    assert "\n" not in text
+    assert "\r" not in text
     m = parse_rfc5424(text)
     assert m.hostname == "node_with_spaces_"
     assert m.msgid == "R_1_"
