@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from gadgetclient.events import ExecEvent, OpenEvent
 from profiler.cache import ProfileCache
 from profiler.errors import ConflictError, InvalidProfileError, ProfilerError, TooLargeError
 from profiler.identity import WorkloadKey
