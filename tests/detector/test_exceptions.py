@@ -6,6 +6,7 @@ import yaml
 
 from detector.evaluating import Detector
 from detector.ruleset import RuleSet
+from gadgetclient.events import Event
 from profiler.readmodel import ProfileStatus
 from tests.detector.builders import (
     DB,
@@ -66,7 +67,7 @@ def both_profiles() -> MemoryProfiles:
 
 def test_allowances_apply_in_scope_only() -> None:
     d = detector(both_profiles())
-    events = [
+    events: list[Event] = [
         exec_ev("/usr/bin/curl"),  # allowed
         exec_ev("/opt/tools/bin/x"),  # allowed (dir/)
         exec_ev("/usr/bin/curlx"),  # not: exec entries are exact
