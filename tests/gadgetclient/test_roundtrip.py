@@ -96,3 +96,24 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
     # Lines are written with the decoder's byte-wise sorted keys, like `ig run -o json`.
     for line in recorded.lines:
         assert json.dumps(line.data) == json.dumps(_sorted(line.data))
+
+
+async def test_example_capture_round_trips_and_maps(replay_factory: Any, sock_path: Path) -> None:
+    capture = read_capture(
+        Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
+    )
+    server, address = await replay_factory(capture, listen=f"unix://{sock_path}")
+    assert server.unrepresentable == 0
+    # One data source per gadget: the example uses IG's real, uniform layouts.
+    assert all(len(g.info.data_sources) == 1 for g in server.gadgets.values())
+    raws, events = await _record_all(address, tuple(capture.gadgets()))
+    assert sorted(_key(r.gadget, r.datasource, r.data) for r in raws) == _sorted_lines(
+        capture.lines
+    )
+    execs = [e for e in events if isinstance(e, ExecEvent)]
+    miner = next(e for e in execs if e.path == "/dev/shm/kworker")
+    assert miner.upper_layer and miner.tty and miner.container.owner_name == "webshop-6f7c9d8b5d"
+    assert miner.args[:3] == ("/dev/shm/kworker", "-o", "pool.supportxmr.com:3333")
+    assert miner.container.labels()["app"] == "webshop"
+    dns = {e.name for e in events if isinstance(e, DnsEvent)}
+    assert {"api.stripe.com", "pool.supportxmr.com"} <= dns
