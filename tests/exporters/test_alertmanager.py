@@ -111,8 +111,8 @@ async def test_ha_pair_gets_every_alert(alertmanager_factory: Callable[..., Aler
     alerts = [make_alert(pod=f"web-{i}") for i in range(5)]
     for alert in alerts:
         delivery.submit(alert)
-    for am in (a, b):
-        await wait_until(lambda am=am: len(am.alerts()) == 5, what=f"5 alerts at {am.url}")
+    await wait_until(lambda: len(a.alerts()) == 5, what="5 alerts at the first")
+    await wait_until(lambda: len(b.alerts()) == 5, what="5 alerts at the second")
     await delivery.aclose(5)
     assert sum(stats.sent.values()) == 10
 
