@@ -598,6 +598,14 @@ class PermissionResult:
     detail: str = ""
 
 
+#: The CRDs the agent uses (`gadgetwatch probe` checks them; the chart installs them).
+AGENT_CRDS = (
+    "applicationprofiles.kubescape.io",
+    "runtimerulealertbindings.kubescape.io",
+    "runtimealertexceptions.gadgetwatch.io",
+)
+
+
 def agent_permissions(*, gadget_namespace: str | None = None) -> list[PermissionCheck]:
     """What the agent's ServiceAccount needs (mirrors the Helm chart's ClusterRole).
 
@@ -612,8 +620,11 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
             for verb in ("get", "list", "watch", "create", "update", "patch")
         ),
         *(
-            PermissionCheck(verb, resource, "kubescape.io")
-            for resource in ("runtimerulealertbindings", "runtimeexceptions")
+            PermissionCheck(verb, resource, group)
+            for resource, group in (
+                ("runtimerulealertbindings", "kubescape.io"),
+                ("runtimealertexceptions", "gadgetwatch.io"),
+            )
             for verb in ("list", "watch")
         ),
         PermissionCheck("create", "events"),
