@@ -1,0 +1,117 @@
+"""Everything written validates against the CRD; bad input names the object and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from profiler.cache import ProfileCache
+from profiler.dirstore import DirectoryStore
+from profiler.documents import from_document, to_document
+from profiler.errors import InvalidProfileError
+from profiler.identity import WorkloadKey
+from profiler.profiles import profile_name
+from tests.profiler.test_cli import completed
+
+CRD = Path(__file__).resolve().parents[2] / "deploy/crds/applicationprofiles.kubescape.io.yaml"
+
+
+def schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+
+
+def test_written_documents_validate_against_the_crd() -> None:
+    doc = to_document(completed())
+    jsonschema.validate(doc, schema())
+    assert from_document(doc, source="x") == completed()
+
+
+def test_crd_has_printer_columns_and_short_name() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    assert crd["spec"]["names"]["shortNames"] == ["approf"]
+    columns = {c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert {"Workload", "Status", "Age"} <= columns
+
+
+def test_seed_fields_are_accepted_by_the_schema() -> None:
+    seed = {
+        "apiVersion": "kubescape.io/v1",
+        "kind": "ApplicationProfile",
+        "metadata": {"name": "pod-x", "namespace": "default"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "x",
+                    "execs": [{"path": "/bin/ls", "args": ["-l"], "envs": [], "upperLayer": False}],
+                    "opens": [
+                        {"path": "/etc", "flags": ["O_RDONLY"], "taskName": "ls", "taskId": 1}
+                    ],
+                    "networkActivity": {
+                        "outgoing": [{"port": 53, "protocol": "UDP", "dstEndpoint": "x"}]
+                    },
+                }
+            ]
+        },
+    }
+    jsonschema.validate(seed, schema())
+
+
+C = "spec.containers[0]"
+
+
+def _c(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "message"),
+    [
+        (lambda d: _c(d)["opens"][0].update(mode="x"), f"{C}.opens[0].mode", "unknown field"),
+        (
+            lambda d: _c(d)["networkActivity"]["outgoing"][0].update(port=70000),
+            f"{C}.networkActivity.outgoing[0].port",
+            "value 70000 out of range (0..65535)",
+        ),
+        (lambda d: d["status"].update(phase="done"), "status.phase", "unknown phase 'done'"),
+        (lambda d: _c(d).update(syscalls="read"), f"{C}.syscalls", "expected a list, got str"),
+        (lambda d: d["spec"].pop("workload"), "spec.workload", "expected a mapping, got null"),
+        (lambda d: d.update(apiVersion="v2"), "apiVersion", "expected 'kubescape.io/v1', got 'v2'"),
+    ],
+)
+def test_bad_input_names_object_and_field(mutate: Any, field: str, message: str) -> None:
+    doc = to_document(completed())
+    mutate(doc)
+    with pytest.raises(InvalidProfileError) as info:
+        from_document(doc, source="shop/web.yaml")
+    assert info.value.obj == "shop/web.yaml"
+    assert info.value.field == field
+    assert info.value.message.startswith(message)
+
+
+async def test_corrupt_file_is_counted_and_the_others_load(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.create_sync(completed())
+    bad = tmp_path / "staging" / "broken.yaml"
+    bad.write_text("apiVersion: kubescape.io/v1\nkind: ApplicationProfile\nspec: {workload: 3}\n")
+    cache = ProfileCache()
+    await store.resync(cache, {})
+    assert len(cache) == 1
+    assert cache.stats.errors[("cache", "invalid")] == 1
+    profiles, errors = await store.list()
+    assert len(profiles) == 1
+    assert str(errors[0]) == f"{bad}: spec.workload: expected a mapping, got int"
+
+
+def test_names_are_dns1123_and_predictable() -> None:
+    assert profile_name(WorkloadKey("ns", "Deployment", "web", "nginx")) == "deployment-web-nginx"
+    odd = profile_name(WorkloadKey("", "Host", "docker.io/library/Redis", "redis_1"))
+    assert odd.startswith("host-docker-io-library-redis-redis-1-")
+    assert len(odd) <= 63
+    long = profile_name(WorkloadKey("ns", "Deployment", "w" * 80, "c"))
+    assert len(long) == 63
+    assert long != profile_name(WorkloadKey("ns", "Deployment", "w" * 81, "c"))
