@@ -1,0 +1,131 @@
+"""`k8s://` targets through the stand-in API server: discovery, node filter, port-forward."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gadgetclient.capture import Capture, CaptureLine
+from gadgetclient.errors import TargetError
+from gadgetclient.events import ExecEvent
+from gadgetclient.replay import ReplayServer
+from gadgetclient.source import GadgetSource
+from tests.gadgetclient.conftest import sample_lines, settings_for
+from tests.standins.fixtures import KubeApi
+
+EXEC = next(line.data for line in sample_lines() if line.gadget == "trace_exec")
+
+
+def _daemonset(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "gadget", "namespace": namespace, "labels": {"k8s-app": "gadget"}},
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": "gadget"}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "gadget"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "gadget",
+                            "image": "ghcr.io/inspektor-gadget/inspektor-gadget:v0.55.1",
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def _pod(namespace: str, name: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"k8s-app": "gadget"}},
+        "spec": {"nodeName": node, "containers": [{"name": "gadget", "image": "ig"}]},
+        "status": {"phase": "Running"},
+    }
+
+
+async def _cluster(kube_api: KubeApi, tmp: Path) -> list[ReplayServer]:
+    """Two IG pods in namespace `ig`, each backed by a replay server with its node's events."""
+    kube_api.add(_daemonset("ig"))
+    servers = []
+    for node in ("node-a", "node-b"):
+        pod = f"gadget-{node}"
+        kube_api.add(_pod("ig", pod, node))
+        data = {**EXEC, "args": f"/usr/bin/{node}"}
+        server = ReplayServer(
+            Capture((CaptureLine("trace_exec", "exec", "", data),)),
+            listen=f"unix://{tmp}/{node}.sock",
+        )
+        address = await server.start()
+        kube_api.set_portforward_backend("ig", pod, address)
+        servers.append(server)
+    return servers
+
+
+@pytest.fixture
+def short_tmp() -> Any:
+    d = Path(tempfile.mkdtemp(prefix="gwk-", dir="/tmp"))
+    yield d
+    for p in d.iterdir():
+        p.unlink()
+    d.rmdir()
+
+
+async def test_k8s_target_discovers_namespace_and_streams_per_node(
+    kube_api: KubeApi, short_tmp: Path
+) -> None:
+    servers = await _cluster(kube_api, short_tmp)
+    try:
+        source = GadgetSource(
+            settings_for("k8s://", ("trace_exec",)), k8s_api_client=kube_api.api_client()
+        )
+        events: list[Any] = []
+        raws: list[Any] = []
+        await source.run(on_batch=events.extend, on_raw=raws.append)
+    finally:
+        for s in servers:
+            await s.stop(None)
+    assert sorted((r.node, r.data["args"]) for r in raws) == [
+        ("node-a", "/usr/bin/node-a"),
+        ("node-b", "/usr/bin/node-b"),
+    ]
+    assert all(isinstance(e, ExecEvent) for e in events)
+    assert sorted(e.container.node for e in events) == ["node-a", "node-b"]
+
+
+async def test_k8s_node_filter(kube_api: KubeApi, short_tmp: Path) -> None:
+    servers = await _cluster(kube_api, short_tmp)
+    try:
+        raws: list[Any] = []
+        source = GadgetSource(
+            settings_for("k8s://ig?node=node-b", ("trace_exec",)),
+            k8s_api_client=kube_api.api_client(),
+        )
+        await source.run(on_raw=raws.append)
+        assert [r.node for r in raws] == ["node-b"]
+        with pytest.raises(TargetError) as err:
+            await GadgetSource(
+                settings_for("k8s://ig?node=node-z", ("trace_exec",)),
+                k8s_api_client=kube_api.api_client(),
+            ).run()
+        assert "no running IG pod on node(s) node-z" in str(err.value)
+    finally:
+        for s in servers:
+            await s.stop(None)
+
+
+async def test_k8s_several_ig_namespaces_is_an_error(kube_api: KubeApi) -> None:
+    kube_api.add(_daemonset("ig"))
+    kube_api.add(_daemonset("gadget"))
+    with pytest.raises(TargetError) as err:
+        await GadgetSource(
+            settings_for("k8s://", ("trace_exec",)), k8s_api_client=kube_api.api_client()
+        ).run()
+    assert "several namespaces (gadget, ig)" in str(err.value)
