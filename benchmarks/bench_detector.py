@@ -48,7 +48,7 @@ def build(n_events: int, seed: int = 7) -> tuple[list[Event], MemoryProfiles]:
     containers = []
     for w in range(20):
         key = WorkloadKey(f"ns{w % 5}", "Deployment", f"app{w}", "main")
-        execs = {f"/usr/bin/tool{i}": [] for i in range(8)}
+        execs: dict[str, list[tuple[str, ...]]] = {f"/usr/bin/tool{i}": [] for i in range(8)}
         opens = {f"/etc/app{w}/f{i}.conf": {"O_RDONLY", "O_CLOEXEC"} for i in range(40)}
         domains = {f"svc{i}.example.com" for i in range(10)}
         egress = {(f"52.1.{w}.{i}", 443, "TCP") for i in range(10)}
