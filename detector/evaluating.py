@@ -218,10 +218,14 @@ class Detector:
     def update_rules(self, source: str, ruleset: RuleSet) -> None:
         """Replace the bindings and exceptions of one source ("file", "cluster", ...).
 
-        The effective set is the union of all sources. Problems are logged once here and
-        counted by source; every plan is recompiled lazily.
+        The effective set is the union of all sources. New problems are logged here and
+        counted by source (a problem the source already reported is not repeated); every
+        plan is recompiled lazily.
         """
+        known = set(self._sources[source].problems) if source in self._sources else set()
         for problem in ruleset.problems:
+            if problem in known:
+                continue  # reported when this source first delivered it
             if problem.level is Level.ERROR:
                 self.stats.load_errors[source] += 1
                 log.error("rule source problem", source=source, problem=str(problem))

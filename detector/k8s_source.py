@@ -1,0 +1,232 @@
+"""Bindings and exceptions from the cluster: list + watch, the detector's only API client.
+
+The only module of the detector that imports `kubernetes`. It lists and watches
+`RuntimeRuleAlertBinding` (kubescape.io/v1, cluster-scoped or namespaced: the cluster-wide list
+covers both) and `RuntimeAlertException` (gadgetwatch.io/v1) with the official client. The
+client is synchronous, so every call runs in a worker thread (`asyncio.to_thread`); watch
+events are handed back to the event loop, where the object map is updated and the whole rule
+set is re-parsed and delivered through `on_update` (the composition root passes
+``lambda rs: detector.update_rules("cluster", rs)``). The hot path never waits on this.
+
+Each object is parsed on its own, so a broken one is reported with its kind/namespace/name and
+field path, and the others keep working. Every object with errors gets one Kubernetes Event
+(type Warning, reason `InvalidRuntimeRuleAlertBinding` / `InvalidRuntimeAlertException`) per
+resourceVersion, so `kubectl describe` shows what is wrong where the user looks.
+
+Failures: a 410 Gone relists; other API errors are counted (`DetectorStats.load_errors
+["cluster"]`), logged rate-limited, and retried after `retry_delay_s`; the last good rule set
+stays in force meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from kubernetes import client as k8s_client
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+
+from detector import bindings, exceptions
+from detector.errors import RuleSourceError
+from detector.loading import Level, from_object
+from detector.rules import Catalogue
+from detector.ruleset import RuleSet, parse_documents
+from detector.stats import DetectorStats
+
+log = structlog.get_logger(__name__)
+
+#: The client's watch helper; typed Any because the kubernetes package ships no annotations.
+_Watch: Any = k8s_watch.Watch
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+
+BINDINGS = Resource("kubescape.io", "v1", "runtimerulealertbindings", bindings.KIND)
+EXCEPTIONS = Resource("gadgetwatch.io", "v1", "runtimealertexceptions", exceptions.KIND)
+
+ObjKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+class ClusterRulesSource:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        catalogue: Catalogue,
+        on_update: Callable[[RuleSet], None],
+        stats: DetectorStats,
+        watch_timeout_s: int = 300,
+        retry_delay_s: float = 5.0,
+        component: str = "gadgetwatch",
+    ) -> None:
+        self._custom: Any = k8s_client.CustomObjectsApi(api_client)
+        self._core = k8s_client.CoreV1Api(api_client)
+        self._catalogue = catalogue
+        self._on_update = on_update
+        self._stats = stats
+        #: Server-side watch timeout: bounds how long a worker thread outlives a cancel.
+        self._watch_timeout_s = watch_timeout_s
+        self._retry_delay_s = retry_delay_s
+        self._component = component
+        self._objects: dict[ObjKey, dict[str, Any]] = {}
+        self._reported: set[tuple[str, str]] = set()
+        self._watches: list[Any] = []
+        self.ruleset = RuleSet()
+        #: Set after the first complete list of both resources (readiness).
+        self.synced = asyncio.Event()
+        self._listed: set[str] = set()
+
+    async def run(self) -> None:
+        """List and watch both resources until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._follow(BINDINGS), name="watch-bindings")
+                tg.create_task(self._follow(EXCEPTIONS), name="watch-exceptions")
+        finally:
+            for w in self._watches:
+                w.stop()
+
+    async def _follow(self, res: Resource) -> None:
+        while True:
+            try:
+                version = await self._list(res)
+                while True:
+                    version = await self._watch(res, version)
+            except RuleSourceError as exc:
+                self._stats.load_errors["cluster"] += 1
+                log.error("rule resources unavailable", resource=res.plural, error=str(exc))
+                await asyncio.sleep(self._retry_delay_s)
+
+    async def _list(self, res: Resource) -> str:
+        try:
+            body: dict[str, Any] = await asyncio.to_thread(
+                self._custom.list_cluster_custom_object, res.group, res.version, res.plural
+            )
+        except ApiException as exc:
+            raise RuleSourceError(
+                f"list failed: {exc.status} {exc.reason}", source=res.plural
+            ) from exc
+        except OSError as exc:
+            raise RuleSourceError(f"list failed: {exc}", source=res.plural) from exc
+        for key in [k for k in self._objects if k[0] == res.kind]:
+            del self._objects[key]
+        for obj in body.get("items", []):
+            obj.setdefault("kind", res.kind)
+            obj.setdefault("apiVersion", f"{res.group}/{res.version}")
+            self._objects[_key(res.kind, obj)] = obj
+        self._listed.add(res.kind)
+        await self._rebuild()
+        return str(body.get("metadata", {}).get("resourceVersion", ""))
+
+    async def _watch(self, res: Resource, version: str) -> str:
+        """Follow one watch request; returns the resourceVersion to continue from."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        w: Any = _Watch()
+        self._watches.append(w)
+
+        def consume() -> None:
+            try:
+                for event in w.stream(
+                    self._custom.list_cluster_custom_object,
+                    res.group,
+                    res.version,
+                    res.plural,
+                    resource_version=version,
+                    timeout_seconds=self._watch_timeout_s,
+                ):
+                    loop.call_soon_threadsafe(queue.put_nowait, (event["type"], event["object"]))
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = asyncio.create_task(asyncio.to_thread(consume))
+        try:
+            while (item := await queue.get()) is not None:
+                kind, obj = item
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        return await self._list(res)
+                    raise RuleSourceError(f"watch error: {obj.get('message')}", source=res.plural)
+                obj.setdefault("kind", res.kind)
+                obj.setdefault("apiVersion", f"{res.group}/{res.version}")
+                version = str(obj.get("metadata", {}).get("resourceVersion", version))
+                if kind == "DELETED":
+                    self._objects.pop(_key(res.kind, obj), None)
+                elif kind in ("ADDED", "MODIFIED"):
+                    self._objects[_key(res.kind, obj)] = obj
+                await self._rebuild()
+            try:
+                await worker
+            except ApiException as exc:
+                if exc.status == 410:
+                    return await self._list(res)
+                raise RuleSourceError(
+                    f"watch failed: {exc.status} {exc.reason}", source=res.plural
+                ) from exc
+            except OSError as exc:
+                raise RuleSourceError(f"watch failed: {exc}", source=res.plural) from exc
+            return version
+        finally:
+            w.stop()
+            self._watches.remove(w)
+
+    async def _rebuild(self) -> None:
+        parts = []
+        for key in sorted(self._objects):
+            obj = self._objects[key]
+            part = parse_documents([from_object(obj)], catalogue=self._catalogue)
+            parts.append(part)
+            errors = [p for p in part.problems if p.level is Level.ERROR]
+            if errors:
+                await self._report(obj, "; ".join(f"{p.field}: {p.message}" for p in errors))
+        self.ruleset = RuleSet.union(parts)
+        if len(self._listed) == 2:
+            self.synced.set()
+        self._on_update(self.ruleset)
+
+    async def _report(self, obj: dict[str, Any], message: str) -> None:
+        meta = obj.get("metadata", {})
+        marker = (str(meta.get("uid", meta.get("name"))), str(meta.get("resourceVersion", "")))
+        if marker in self._reported:
+            return
+        self._reported.add(marker)
+        namespace = meta.get("namespace") or "default"
+        now = dt.datetime.now(dt.UTC)
+        event = k8s_client.CoreV1Event(
+            metadata=k8s_client.V1ObjectMeta(generate_name=f"{meta.get('name', 'rule')}."),
+            involved_object=k8s_client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=f"Invalid{obj.get('kind')}",
+            message=message[:1024],
+            type="Warning",
+            source=k8s_client.V1EventSource(component=self._component),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            await asyncio.to_thread(self._core.create_namespaced_event, namespace, event)
+        except (ApiException, OSError) as exc:
+            log.error("cannot emit kubernetes event", object=meta.get("name"), error=str(exc))
+
+
+def _key(kind: str, obj: dict[str, Any]) -> ObjKey:
+    meta = obj.get("metadata", {})
+    return (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))

@@ -1,0 +1,110 @@
+"""`ClusterRulesSource` against the stand-in API server (real HTTP, the official client)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from detector.k8s_source import ClusterRulesSource
+from detector.rules import default_catalogue
+from detector.ruleset import RuleSet
+from detector.stats import DetectorStats
+from tests.detector.builders import exec_ev, make_detector, run
+from tests.standins.fixtures import KubeApi
+
+
+def binding(name: str, *rules: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubescape.io/v1",
+        "kind": "RuntimeRuleAlertBinding",
+        "metadata": {"name": name},
+        "spec": {"rules": list(rules)},
+    }
+
+
+class Updates:
+    """Collects rule sets and lets a test wait for a condition on the latest one."""
+
+    def __init__(self) -> None:
+        self.latest = RuleSet()
+        self.changed = asyncio.Condition()
+
+    def __call__(self, ruleset: RuleSet) -> None:
+        self.latest = ruleset
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait(self, predicate: Any) -> RuleSet:
+        async with asyncio.timeout(10):
+            async with self.changed:
+                await self.changed.wait_for(lambda: predicate(self.latest))
+        return self.latest
+
+
+async def test_lists_watches_and_reports_invalid_bindings(kube_api: KubeApi) -> None:
+    kube_api.add(binding("good", {"ruleID": "R1000"}))
+    updates = Updates()
+    stats = DetectorStats()
+    source = ClusterRulesSource(
+        kube_api.api_client(),
+        catalogue=default_catalogue(),
+        on_update=updates,
+        stats=stats,
+        watch_timeout_s=30,
+    )
+    task = asyncio.create_task(source.run())
+    try:
+        async with asyncio.timeout(10):
+            await source.synced.wait()
+        assert [b.name for b in source.ruleset.bindings] == ["good"]
+
+        # An invalid binding arrives by watch: reported precisely, the good one stays.
+        kube_api.add(binding("bad", {"ruleName": "No such rule"}))
+        rs = await updates.wait(lambda r: any(p.document.endswith("bad") for p in r.problems))
+        assert [(b.name, len(b.rules)) for b in rs.bindings] == [("bad", 0), ("good", 1)]
+        [problem] = rs.problems
+        assert str(problem) == (
+            "cluster: RuntimeRuleAlertBinding bad: spec.rules[0].ruleName: error: unknown rule "
+            "'No such rule'; see `gadgetwatch rules list`"
+        )
+
+        async def event_emitted() -> list[dict[str, Any]]:
+            while not (found := kube_api.objects("events", "default")):
+                await asyncio.sleep(0.01)  # polling a condition, not timing
+            return found
+
+        async with asyncio.timeout(10):
+            [event] = await event_emitted()
+        assert event["involvedObject"]["name"] == "bad"
+        assert event["reason"] == "InvalidRuntimeRuleAlertBinding"
+        assert event["type"] == "Warning"
+        assert "unknown rule 'No such rule'" in event["message"]
+
+        # An exception added in a namespace, and the good binding deleted.
+        kube_api.add(
+            {
+                "apiVersion": "gadgetwatch.io/v1",
+                "kind": "RuntimeAlertException",
+                "metadata": {"name": "quiet", "namespace": "shop"},
+                "spec": {"silenceRules": ["R1000"]},
+            }
+        )
+        rs = await updates.wait(lambda r: len(r.exceptions) == 1)
+        kube_api.delete("runtimerulealertbindings", "good")
+        rs = await updates.wait(lambda r: [b.name for b in r.bindings] == ["bad"])
+        assert rs.exceptions[0].namespace == "shop"
+
+        # The detector takes the cluster's rule set like any other source.
+        detector = make_detector(None, builtin_default_binding=False)
+        detector.update_rules("cluster", rs)
+        assert run(detector, [exec_ev("/dev/shm/x")]) == []
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    assert stats.load_errors == {}
