@@ -54,14 +54,17 @@ _CONTAINER_CACHE_MAX = 4096
 
 def _obj(record: Record, key: str) -> Mapping[str, Any]:
     value = record.get(key)
-    return value if isinstance(value, Mapping) else _EMPTY
+    # `type(...) is dict` first: decoded records are plain dicts and the ABC check is slow.
+    return value if type(value) is dict or isinstance(value, Mapping) else _EMPTY
 
 
 def _str(value: Any) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)
+    return value if type(value) is str else "" if value is None else str(value)
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -131,62 +134,64 @@ class RecordMapper:
     # -- identity ----------------------------------------------------------------------------
 
     def container(self, record: Record, node: str) -> Container:
-        k8s = _obj(record, "k8s")
-        rt = _obj(record, "runtime")
-        owner = _obj(k8s, "owner")
-        proc = _obj(record, "proc")
+        k8s = record.get("k8s") or _EMPTY
+        rt = record.get("runtime") or _EMPTY
+        proc = record.get("proc") or _EMPTY
         mntns = proc.get("mntns_id", record.get("mntns_id", record.get("mntns_id_raw", 0)))
-        key = (
-            _str(k8s.get("node")) or node,
-            _str(k8s.get("namespace")),
-            _str(k8s.get("podName") or k8s.get("pod")),
-            _str(k8s.get("containerName") or k8s.get("container")) or _str(rt.get("containerName")),
-            _str(rt.get("containerId")),
-            _str(rt.get("containerImageName")),
-            _str(rt.get("containerImageDigest")),
-            _str(owner.get("kind")),
-            _str(owner.get("name")),
-            _int(mntns),
-            _str(k8s.get("podLabels")) if not isinstance(k8s.get("podLabels"), Mapping) else "",
-            _int(rt.get("containerStartedAt")),
-            bool(k8s.get("hostnetwork")),
+        # Cheap identity first: these six values pin a container; the rest (image, owner,
+        # labels, start time) only change when the container does.
+        fast = (
+            k8s.get("node") or node,
+            k8s.get("namespace"),
+            k8s.get("podName"),
+            k8s.get("containerName"),
+            rt.get("containerId"),
+            mntns,
         )
-        found = self._containers.get(key)
+        found = self._containers.get(fast)
         if found is not None:
             return found
         if len(self._containers) >= _CONTAINER_CACHE_MAX:
             self._containers.clear()
+        owner = _obj(k8s, "owner")
+        labels = k8s.get("podLabels")
         c = Container(
-            node=key[0],
-            namespace=key[1],
-            pod=key[2],
-            container=key[3],
-            container_id=ContainerId(key[4]),
-            image=key[5],
-            image_digest=key[6],
-            owner_kind=key[7],
-            owner_name=key[8],
-            mntns_id=key[9],
-            pod_labels=parse_labels(k8s.get("podLabels")),
-            started_at_ns=key[11],
-            host_network=key[12],
+            node=_str(k8s.get("node")) or node,
+            namespace=_str(k8s.get("namespace")),
+            pod=_str(k8s.get("podName") or k8s.get("pod")),
+            container=_str(k8s.get("containerName") or k8s.get("container"))
+            or _str(rt.get("containerName")),
+            container_id=ContainerId(_str(rt.get("containerId"))),
+            image=_str(rt.get("containerImageName")),
+            image_digest=_str(rt.get("containerImageDigest")),
+            owner_kind=_str(owner.get("kind")),
+            owner_name=_str(owner.get("name")),
+            mntns_id=_int(mntns),
+            pod_labels=parse_labels(labels),
+            started_at_ns=_int(rt.get("containerStartedAt")),
+            host_network=bool(k8s.get("hostnetwork")),
         )
-        self._containers[key] = c
+        self._containers[fast] = c
         return c
 
     @staticmethod
     def process(record: Record, *, exe: str = "", args: tuple[str, ...] = ()) -> Process:
         proc = _obj(record, "proc")
-        src = proc if proc else record  # pre-v0.35 flat layout
-        creds = _obj(proc, "creds") if proc else record
-        parent = _obj(proc, "parent")
+        if proc:
+            creds = _obj(proc, "creds")
+            parent = _obj(proc, "parent")
+            src = proc
+        else:  # pre-v0.35 flat layout
+            creds = src = record
+            parent = _EMPTY
+        cwd = record.get("cwd", "")
         return Process(
             pid=_int(src.get("pid")),
             tid=_int(src.get("tid")),
             comm=_str(src.get("comm") or record.get("task")),
             exe=exe,
             args=args,
-            cwd=_str(record.get("cwd")),
+            cwd=cwd if type(cwd) is str else _str(cwd),
             uid=_int(creds.get("uid")),
             gid=_int(creds.get("gid")),
             ppid=_int(parent.get("pid", record.get("ppid"))),

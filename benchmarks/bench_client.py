@@ -1,0 +1,250 @@
+"""Client-side cost of consuming IG streams: gRPC receive, decode, typed mapping.
+
+    .venv/bin/python benchmarks/bench_client.py [--events 40000]
+
+A server process streams pre-encoded payloads of one layout over a unix socket (as fast as it
+can); a separate client process measures its own CPU time (`time.process_time`, so a slow server
+does not distort it) per event and its wall-clock rate, for:
+
+  (a) gRPC receive only            (b) receive + decode to dict
+  (c) receive + decode + typed event (d) decode + typed event from recorded payloads, no gRPC
+
+for a trace_exec-like layout (IG sends the whole eBPF struct: a ~7 KB static container with
+args[5120] and four paths[512]) and a trace_open-like one (~1 KB). Receive-side variants: the
+asyncio API vs the sync API, and `GRPC_POLL_STRATEGY` (set per client process, since gRPC reads it
+at import). Layouts come from `examples/webshop-intrusion.capture.jsonl` through the replay
+server's encoder, so they are the layouts the replay server serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CAPTURE = ROOT / "examples" / "webshop-intrusion.capture.jsonl"
+GADGETS = {"exec": "trace_exec", "open": "trace_open"}
+
+
+def _layout(kind: str) -> tuple[Any, list[bytes]]:
+    from gadgetclient.capture import read_capture
+    from gadgetclient.replay import compile_gadget
+
+    capture = read_capture(CAPTURE)
+    gadget = GADGETS[kind]
+    lines = [line for line in capture.lines if line.gadget == gadget]
+    compiled = compile_gadget(gadget, lines, version="0.55.1")
+    payloads = [p.payload for p in compiled.packets]
+    return compiled.info, payloads
+
+
+def serve(sock: str, kind: str, count: int) -> None:
+    """Server process: GadgetInfo, then `count` payloads, for every RunGadget call."""
+    import asyncio
+
+    import grpc
+
+    from gadgetclient.wire import gadget_info_to_proto
+    from protos import gadget_service_pb2 as pb
+    from protos import gadget_service_pb2_grpc as pb_grpc
+
+    info, payloads = _layout(kind)
+    info_bytes = gadget_info_to_proto(info).SerializeToString()
+    events = [
+        pb.GadgetEvent(type=0, seq=i + 1, payload=payloads[i % len(payloads)], dataSourceID=0)
+        for i in range(count)
+    ]
+
+    class Servicer(pb_grpc.GadgetManagerServicer):  # type: ignore[misc]
+        def RunGadget(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802
+            next(request_iterator)
+            yield pb.GadgetEvent(type=4, payload=info_bytes)
+            yield from events
+
+    async def main() -> None:
+        sync = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(4))
+        pb_grpc.add_GadgetManagerServicer_to_server(Servicer(), sync)
+        sync.add_insecure_port(f"unix:{sock}")
+        sync.start()
+        print("ready", flush=True)
+        await asyncio.to_thread(sync.wait_for_termination)
+
+    asyncio.run(main())
+
+
+def client(sock: str, kind: str, mode: str, api: str) -> dict[str, float]:
+    """Client process: run one stream to its end and report CPU µs/event and events/s."""
+    import grpc
+
+    from gadgetclient.decoding import GadgetDecoder
+    from gadgetclient.mapping import RecordMapper
+    from gadgetclient.wire import parse_gadget_info, run_request
+    from protos import gadget_service_pb2_grpc as pb_grpc
+
+    mapper = RecordMapper()
+    decoder: GadgetDecoder | None = None
+    n = 0
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    req = run_request(image=GADGETS[kind], params={}, log_level=4, timeout_ns=0)
+
+    def handle(ev: Any) -> None:
+        nonlocal decoder, n
+        if ev.type == 4:
+            decoder = GadgetDecoder(parse_gadget_info(ev.payload))
+            return
+        n += 1
+        if mode == "a":
+            _ = ev.payload
+            return
+        assert decoder is not None
+        ds = decoder.by_id[ev.dataSourceID]
+        records = ds.decode(ev.payload)
+        if mode == "c":
+            for r in records:
+                mapper.map(ds.name, r, "")
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if api == "sync":
+        import threading
+
+        done = threading.Event()
+
+        def reqs() -> Any:
+            yield req
+            done.wait()
+
+        with grpc.insecure_channel(f"unix://{sock}", options=options) as ch:
+            for ev in pb_grpc.GadgetManagerStub(ch).RunGadget(reqs()):
+                handle(ev)
+            done.set()
+    else:
+        import asyncio
+
+        async def run() -> None:
+            stop = asyncio.Event()
+
+            class Reqs:
+                sent = False
+
+                def __aiter__(self) -> Any:
+                    return self
+
+                async def __anext__(self) -> Any:
+                    if not self.sent:
+                        self.sent = True
+                        return req
+                    await stop.wait()
+                    raise StopAsyncIteration
+
+            async with grpc.aio.insecure_channel(f"unix://{sock}", options=options) as ch:
+                async for ev in pb_grpc.GadgetManagerStub(ch).RunGadget(Reqs()):
+                    handle(ev)
+                stop.set()
+
+        asyncio.run(run())
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"events": n, "cpu_us": cpu / n * 1e6, "rate": n / wall}
+
+
+def decode_only(kind: str, count: int) -> dict[str, float]:
+    """(d): decode + map recorded payloads in a loop, no gRPC."""
+    from gadgetclient.decoding import GadgetDecoder
+    from gadgetclient.mapping import RecordMapper
+
+    info, payloads = _layout(kind)
+    ds = GadgetDecoder(info).by_id[0]
+    mapper = RecordMapper()
+    out: dict[str, float] = {}
+    for label, typed in (("dict", False), ("typed", True)):
+        cpu0 = time.process_time()
+        for i in range(count):
+            for r in ds.decode(payloads[i % len(payloads)]):
+                if typed:
+                    mapper.map(ds.name, r, "")
+        cpu = time.process_time() - cpu0
+        out[label] = cpu / count * 1e6
+    out["container_bytes"] = float(
+        len(info.data_sources[0].fields)
+        and max(f.offs + f.size for f in info.data_sources[0].fields if f.payload_index == 0)
+    )
+    return out
+
+
+def _run_client(sock: str, kind: str, mode: str, api: str, poll: str | None) -> dict[str, float]:
+    env = dict(os.environ)
+    if poll:
+        env["GRPC_POLL_STRATEGY"] = poll
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", sock, kind, mode, api],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--serve", nargs=3, metavar=("SOCK", "KIND", "COUNT"))
+    parser.add_argument("--client", nargs=4, metavar=("SOCK", "KIND", "MODE", "API"))
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], args.serve[1], int(args.serve[2]))
+        return
+    if args.client:
+        print(json.dumps(client(*args.client)))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
+    print(f"events per run: {args.events}; CPU µs/event of the client process; events/s wall")
+    for kind in ("exec", "open"):
+        sock = str(tmp / f"{kind}.sock")
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", sock, kind, str(args.events)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout is not None
+        server.stdout.readline()  # "ready"
+        try:
+            d = decode_only(kind, args.events)
+            print(
+                f"\n== {GADGETS[kind]}-like layout (static container {int(d['container_bytes'])} B)"
+            )
+            results: dict[str, dict[str, float]] = {}
+            for api, poll in (("aio", None), ("sync", None), ("aio", "poll"), ("sync", "poll")):
+                label = api + (f"+{poll}" if poll else "")
+                a = _run_client(sock, kind, "a", api, poll)
+                print(
+                    f"(a) receive only      [{label:9}] {a['cpu_us']:7.1f} µs/event {a['rate']:9.0f} ev/s"
+                )
+                results[label] = a
+            best = min(results, key=lambda k: results[k]["cpu_us"])
+            api, _, poll = best.partition("+")
+            b = _run_client(sock, kind, "b", api, poll or None)
+            c = _run_client(sock, kind, "c", api, poll or None)
+            base = results[best]["cpu_us"]
+            print(
+                f"(b) receive + dict    [{best:9}] {b['cpu_us']:7.1f} µs/event {b['rate']:9.0f} ev/s"
+            )
+            print(f"(c) receive + typed   [{best:9}] {c['cpu_us']:7.1f} µs/event {c['rate']:9.0f} ev/s"
+                  f"  (c)-(a) = {c['cpu_us'] - base:+.1f} µs (goal <= 15)")  # fmt: skip
+            print(f"(d) decode only, no gRPC: dict {d['dict']:.1f} µs/event, typed {d['typed']:.1f}"
+                  f" µs/event = {1e6 / d['typed']:.0f} ev/s (goal <= 10 µs)")  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()
