@@ -129,6 +129,8 @@ class _Channel:
         self.limiter = RateLimiter(per_minute, clock=clock) if per_minute else None
         self.health = ExporterHealth()
         self.in_flight = 0
+        #: True from the first queue-full drop until an alert fits again (log once per episode).
+        self.dropping = False
         self.task: asyncio.Task[None] | None = None
         self.probe_task: asyncio.Task[None] | None = None
         stats.queue_depth[self.name] = 0
@@ -159,7 +161,22 @@ class _Channel:
             self.queue.put_nowait(alert)
         except asyncio.QueueFull:
             self.stats.dropped[(self.name, "queue_full")] += 1
-            log.error("exporter queue full, alert dropped", exporter=self.name)
+            if not self.dropping:
+                # Once per episode, not per alert: submit() sits on the detection path.
+                self.dropping = True
+                log.error(
+                    "exporter queue full, dropping newest alerts",
+                    exporter=self.name,
+                    queue_size=self.settings.queue_size,
+                )
+        else:
+            if self.dropping:
+                self.dropping = False
+                log.warning(
+                    "exporter queue accepting alerts again",
+                    exporter=self.name,
+                    dropped_total=self.stats.dropped[(self.name, "queue_full")],
+                )
         self.stats.queue_depth[self.name] = self.queue.qsize()
 
     # -- consumer side ---------------------------------------------------------------------------
