@@ -271,7 +271,12 @@ class Detector:
             container = event.container
             plan = plans.get(container.key)
             if plan is None or event.timestamp_ns - plan.compiled_ns > PLAN_TTL_NS:
-                plan = self._compile(container, event.timestamp_ns)
+                try:
+                    plan = self._compile(container, event.timestamp_ns)
+                except Exception as exc:  # bad metadata must not stop the stream
+                    self.stats.errors["plan"] += 1
+                    log.error("rule plan failed", container_id=container.key, error=repr(exc))
+                    continue
             self._sample_countdown -= 1
             if self._sample_countdown:
                 one(event, plan, alerts)

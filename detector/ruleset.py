@@ -15,10 +15,12 @@ from typing import Any
 
 from detector import bindings, exceptions
 from detector.bindings import Binding, RuleBinding
+from detector.config import DetectorSettings
 from detector.errors import RuleSourceError
 from detector.exceptions import RuntimeAlertException
 from detector.loading import DocContext, Document, Level, Problem, read_yaml
 from detector.rules import Catalogue
+from detector.selectors import LabelSelector
 
 #: Name of the built-in default binding (also shipped as deploy/bindings/all-rules-all-pods.yaml).
 DEFAULT_BINDING_NAME = "all-rules-all-pods"
@@ -126,14 +128,17 @@ def load_files(paths: Iterable[FilePath], *, catalogue: Catalogue) -> RuleSet:
     return RuleSet.union(parts)
 
 
+def configured_files(settings: DetectorSettings) -> list[FilePath]:
+    """The bindings and exceptions files named in the settings (each may be a directory)."""
+    return [p for p in (settings.bindings_file, settings.exceptions_file) if p is not None]
+
+
 def default_binding(catalogue: Catalogue) -> Binding:
     """Every available rule for every pod, R0002 with the predecessors' noise filters."""
     entries = tuple(
         RuleBinding(rule=r, parameters=DEFAULT_R0002_PARAMETERS if r.id == "R0002" else {})
         for r in catalogue.rules
     )
-    from detector.selectors import LabelSelector
-
     return Binding(
         name=DEFAULT_BINDING_NAME,
         namespace="",

@@ -163,3 +163,15 @@ def test_memo_does_not_hide_repeats_or_profile_changes() -> None:
     # A new profile object (relearned without /bin/ok) resets the memo.
     profiles.add(MemoryProfile(WEB_KEY))
     assert run(d, [exec_ev("/bin/ok", t=3 * SEC)]) == [("R0001", "medium", 1)]
+
+
+def test_a_failing_pod_metadata_lookup_skips_the_event_and_is_counted() -> None:
+    from tests.detector.builders import PodMeta
+
+    class Broken(PodMeta):
+        def volume_mounts(self, namespace: str, pod: str, container: str) -> list[str]:
+            raise RuntimeError("cache not ready")
+
+    d = make_detector(binding_yaml("R1000"), pod_meta=Broken())
+    assert run(d, [exec_ev("/dev/shm/x")]) == []
+    assert d.stats.errors["plan"] == 1
