@@ -49,7 +49,7 @@ def _layout(kind: str) -> tuple[Any, list[bytes]]:
 
 def serve(sock: str, kind: str, count: int) -> None:
     """Server process: GadgetInfo, then `count` payloads, for every RunGadget call."""
-    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     import grpc
 
@@ -70,15 +70,12 @@ def serve(sock: str, kind: str, count: int) -> None:
             yield pb.GadgetEvent(type=4, payload=info_bytes)
             yield from events
 
-    async def main() -> None:
-        sync = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(4))
-        pb_grpc.add_GadgetManagerServicer_to_server(Servicer(), sync)
-        sync.add_insecure_port(f"unix:{sock}")
-        sync.start()
-        print("ready", flush=True)
-        await asyncio.to_thread(sync.wait_for_termination)
-
-    asyncio.run(main())
+    server = grpc.server(ThreadPoolExecutor(4))
+    pb_grpc.add_GadgetManagerServicer_to_server(Servicer(), server)
+    server.add_insecure_port(f"unix:{sock}")
+    server.start()
+    print("ready", flush=True)
+    server.wait_for_termination()
 
 
 def client(sock: str, kind: str, mode: str, api: str) -> dict[str, float]:
@@ -193,6 +190,10 @@ def _run_client(sock: str, kind: str, mode: str, api: str, poll: str | None) -> 
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _fig(r: dict[str, float]) -> str:
+    return f"{r['cpu_us']:7.1f} µs/event {r['rate']:9.0f} ev/s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=40_000)
@@ -225,20 +226,16 @@ def main() -> None:
             for api, poll in (("aio", None), ("sync", None), ("aio", "poll"), ("sync", "poll")):
                 label = api + (f"+{poll}" if poll else "")
                 a = _run_client(sock, kind, "a", api, poll)
-                print(
-                    f"(a) receive only      [{label:9}] {a['cpu_us']:7.1f} µs/event {a['rate']:9.0f} ev/s"
-                )
+                print(f"(a) receive only      [{label:9}] {_fig(a)}")
                 results[label] = a
             best = min(results, key=lambda k: results[k]["cpu_us"])
             api, _, poll = best.partition("+")
             b = _run_client(sock, kind, "b", api, poll or None)
             c = _run_client(sock, kind, "c", api, poll or None)
             base = results[best]["cpu_us"]
-            print(
-                f"(b) receive + dict    [{best:9}] {b['cpu_us']:7.1f} µs/event {b['rate']:9.0f} ev/s"
-            )
-            print(f"(c) receive + typed   [{best:9}] {c['cpu_us']:7.1f} µs/event {c['rate']:9.0f} ev/s"
-                  f"  (c)-(a) = {c['cpu_us'] - base:+.1f} µs (goal <= 15)")  # fmt: skip
+            print(f"(b) receive + dict    [{best:9}] {_fig(b)}")
+            print(f"(c) receive + typed   [{best:9}] {_fig(c)}")
+            print(f"    (c)-(a) = {c['cpu_us'] - base:+.1f} µs/event (goal <= 15)")
             print(f"(d) decode only, no gRPC: dict {d['dict']:.1f} µs/event, typed {d['typed']:.1f}"
                   f" µs/event = {1e6 / d['typed']:.0f} ev/s (goal <= 10 µs)")  # fmt: skip
         finally:

@@ -317,7 +317,8 @@ class Gen:
             {
                 "audit": 1,
                 "cap": cap,
-                "cap_effective": "CHOWN|DAC_OVERRIDE|FOWNER|FSETID|KILL|SETGID|SETUID|SETPCAP|NET_BIND_SERVICE|NET_RAW|SYS_CHROOT|MKNOD|AUDIT_WRITE|SETFCAP",
+                "cap_effective": "CHOWN|DAC_OVERRIDE|FOWNER|FSETID|KILL|SETGID|SETUID|SETPCAP|"
+                "NET_BIND_SERVICE|NET_RAW|SYS_CHROOT|MKNOD|AUDIT_WRITE|SETFCAP",
                 "cap_effective_raw": 0xA80425FB,
                 "cap_raw": caps[cap],
                 "capable": True,
@@ -340,9 +341,9 @@ class Gen:
 #: Syscalls (x86_64 numbers) each kind of container uses in a minute.
 _BASE = [0, 1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 16, 17, 20, 39, 202, 228, 230, 232, 257, 262, 281]
 SECCOMP = {
-    "nginx": _BASE + [41, 43, 44, 45, 46, 47, 49, 50, 54, 72, 233, 288],
-    "app": _BASE + [4, 8, 21, 41, 42, 44, 45, 51, 52, 55, 56, 61, 72, 89, 102, 318],
-    "redis": _BASE + [2, 8, 18, 41, 43, 46, 47, 49, 50, 54, 74, 76, 82, 288],
+    "nginx": [*_BASE, 41, 43, 44, 45, 46, 47, 49, 50, 54, 72, 233, 288],
+    "app": [*_BASE, 4, 8, 21, 41, 42, 44, 45, 51, 52, 55, 56, 61, 72, 89, 102, 318],
+    "redis": [*_BASE, 2, 8, 18, 41, 43, 46, 47, 49, 50, 54, 74, 76, 82, 288],
 }
 INTRUSION_SYSCALLS = [
     57,
@@ -364,7 +365,7 @@ def generate() -> Iterator[dict[str, Any]]:
     victim = app["webshop-6f7c9d8b5d-k7x2p"]
 
     # -- start-up (t0 .. t0+5 s) --------------------------------------------------------------
-    for pod, c in nginx.items():
+    for _pod, c in nginx.items():
         t = T0 + SEC
         g.exec_(
             c,
@@ -418,7 +419,7 @@ def generate() -> Iterator[dict[str, Any]]:
         g.cap(c, t + 320_000_000, comm="nginx", pid=29, cap="CAP_SETGID", syscall="SYS_SETGID")
         g.cap(c, t + 321_000_000, comm="nginx", pid=29, cap="CAP_SETUID", syscall="SYS_SETUID")
         g.cap(c, t + 322_000_000, comm="nginx", pid=1, cap="CAP_CHOWN", syscall="SYS_CHOWN")
-    for pod, c in app.items():
+    for _pod, c in app.items():
         t = T0 + 2 * SEC
         g.exec_(
             c,

@@ -239,7 +239,7 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
 
         watcher = asyncio.create_task(watch_requests())
         deadline = time.monotonic() + run.timeout / 1e9 if run.timeout > 0 else None
-        server.runs += 1
+        await server.count_run()
         try:
             if run.logLevel >= _INFO_LEVEL:
                 yield _log_event(_INFO_LEVEL, f"replaying {len(gadget.packets)} payloads")
@@ -322,6 +322,7 @@ class ReplayServer:
         self.hold_flush = hold_flush
         self.tls = tls
         self.runs = 0
+        self._runs_changed: asyncio.Condition | None = None
         by_gadget: dict[str, list[CaptureLine]] = defaultdict(list)
         for line in capture.lines:
             by_gadget[line.gadget].append(line)
@@ -331,6 +332,20 @@ class ReplayServer:
         }
         self._server: grpc.aio.Server | None = None
         self.address = ""
+
+    async def count_run(self) -> None:
+        self.runs += 1
+        if self._runs_changed is None:
+            self._runs_changed = asyncio.Condition()
+        async with self._runs_changed:
+            self._runs_changed.notify_all()
+
+    async def wait_runs(self, n: int) -> None:
+        """Wait until `n` RunGadget calls have started (for tests and tooling)."""
+        if self._runs_changed is None:
+            self._runs_changed = asyncio.Condition()
+        async with self._runs_changed:
+            await self._runs_changed.wait_for(lambda: self.runs >= n)
 
     def gadget_for(self, image: str) -> ReplayGadget | None:
         return self.gadgets.get(gadget_name(image))

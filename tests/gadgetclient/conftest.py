@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,10 @@ def settings_for(address: str, gadgets: tuple[str, ...], **kw: Any) -> GadgetCli
 
 
 @pytest.fixture
-def sock_path(tmp_path: Path) -> Path:
+def sock_path() -> Iterator[Path]:
     # Unix socket paths are limited to ~108 bytes; pytest's tmp paths can be longer.
-    import tempfile
-
     d = Path(tempfile.mkdtemp(prefix="gw-", dir="/tmp"))
-    yield d / "ig.sock"  # type: ignore[misc]
+    yield d / "ig.sock"
     for p in d.iterdir():
         p.unlink()
     d.rmdir()

@@ -18,8 +18,13 @@ from gadgetclient.layouts import (
     GadgetInfoSpec,
     Kind,
 )
-from gadgetclient.wire import PayloadError, encode_array, encode_single, parse_gadget_info
-from gadgetclient.wire import gadget_info_to_proto
+from gadgetclient.wire import (
+    PayloadError,
+    encode_array,
+    encode_single,
+    gadget_info_to_proto,
+    parse_gadget_info,
+)
 
 S = FieldFlag.STATIC_MEMBER
 P = FieldFlag.HAS_PARENT
@@ -120,7 +125,8 @@ def test_static_container_dynamic_slots_flags_and_nesting() -> None:
     assert record == SIGNAL_EXPECTED
     assert _keys_sorted(record)
     # Hidden fields are printed, Unreferenced (error_raw) and json.skip (debug) are not.
-    assert "error_raw" not in record and "debug" not in record
+    assert "error_raw" not in record
+    assert "debug" not in record
     assert dec.repaired == 0
 
 
@@ -141,8 +147,10 @@ def test_missing_slots_and_short_container_read_as_zero_and_are_counted() -> Non
     dec = _decoder(SIGNAL_FIELDS)
     record = dec.decode_slots([SIGNAL_SLOTS[0][:30], b"shop"])
     assert record["proc"]["pid"] == 42  # inside the 30 bytes kept
-    assert record["tpid"] == 0 and record["proc"]["creds"] == {"gid": 0, "uid": 0}
-    assert record["sig"] == "" and record["containerPid"] == 0
+    assert record["tpid"] == 0
+    assert record["proc"]["creds"] == {"gid": 0, "uid": 0}
+    assert record["sig"] == ""
+    assert record["containerPid"] == 0
     assert record["k8s"]["hostnetwork"] is False
     assert dec.repaired == 2  # one short container, one element with missing slots
 
@@ -265,7 +273,8 @@ def test_fuzz_random_payloads_never_escape(payload: bytes) -> None:
         records = dec.decode(payload)
     except PayloadError:
         return
-    assert len(records) == 1 and set(records[0]) == set(SIGNAL_EXPECTED)
+    assert len(records) == 1
+    assert set(records[0]) == set(SIGNAL_EXPECTED)
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,6 +13,8 @@ from gadgetclient.source import GadgetSource, RawRecord
 from gadgetwatch.cli import main
 from tests.gadgetclient.conftest import sample_lines, settings_for
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
+
 
 def _key(gadget: str, datasource: str, data: Any) -> tuple[str, str, str]:
     # json.dumps without sort_keys keeps the decoder's key order: order is compared too.
@@ -24,7 +26,8 @@ async def _record_all(address: str, gadgets: tuple[str, ...]) -> tuple[list[RawR
     raws: list[RawRecord] = []
     events: list[Any] = []
     await source.run(on_batch=events.extend, on_raw=raws.append)
-    assert not source.stats.dropped and not source.stats.lost
+    assert not source.stats.dropped
+    assert not source.stats.lost
     return raws, events
 
 
@@ -68,9 +71,16 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
     capture_file = tmp_path / "in.jsonl"
     capture_file.write_text(
         "".join(
-            json.dumps({"gadget": l.gadget, "datasource": l.datasource, "node": "", "data": l.data})
+            json.dumps(
+                {
+                    "gadget": line.gadget,
+                    "datasource": line.datasource,
+                    "node": "",
+                    "data": line.data,
+                }
+            )
             + "\n"
-            for l in lines
+            for line in lines
         )
     )
 
@@ -80,7 +90,7 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
         server = ReplayServer(read_capture(capture_file), listen=f"unix://{sock_path}")
         address = await server.start()
         try:
-            gadgets = ",".join(sorted({l.gadget for l in lines}))
+            gadgets = ",".join(sorted({line.gadget for line in lines}))
             out = tmp_path / "out.jsonl"
             rc = await asyncio.to_thread(
                 main, ["record", "--target", address, "--gadget", gadgets, "-o", str(out)]
@@ -99,9 +109,7 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
 
 
 async def test_example_capture_round_trips_and_maps(replay_factory: Any, sock_path: Path) -> None:
-    capture = read_capture(
-        Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
-    )
+    capture = read_capture(EXAMPLE)
     server, address = await replay_factory(capture, listen=f"unix://{sock_path}")
     assert server.unrepresentable == 0
     # One data source per gadget: the example uses IG's real, uniform layouts.
@@ -112,7 +120,9 @@ async def test_example_capture_round_trips_and_maps(replay_factory: Any, sock_pa
     )
     execs = [e for e in events if isinstance(e, ExecEvent)]
     miner = next(e for e in execs if e.path == "/dev/shm/kworker")
-    assert miner.upper_layer and miner.tty and miner.container.owner_name == "webshop-6f7c9d8b5d"
+    assert miner.upper_layer
+    assert miner.tty
+    assert miner.container.owner_name == "webshop-6f7c9d8b5d"
     assert miner.args[:3] == ("/dev/shm/kworker", "-o", "pool.supportxmr.com:3333")
     assert miner.container.labels()["app"] == "webshop"
     dns = {e.name for e in events if isinstance(e, DnsEvent)}

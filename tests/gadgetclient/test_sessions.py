@@ -60,7 +60,8 @@ async def test_unknown_param_is_an_error_listing_valid_keys(
         await GadgetSource(settings).run()
     message = str(err.value)
     assert "unknown parameter 'operator.oci.ebpf.pathz'" in message
-    assert "operator.oci.ebpf.paths" in message and "operator.KubeManager.namespace" in message
+    assert "operator.oci.ebpf.paths" in message
+    assert "operator.KubeManager.namespace" in message
 
 
 async def test_known_params_are_accepted(replay_factory: Any, sock_path: Path) -> None:
@@ -78,7 +79,8 @@ async def test_ig_rejecting_a_gadget_is_one_clear_line(
     with pytest.raises(SessionError) as err:
         await GadgetSource(settings_for(address, ("trace_nope",))).run()
     text = str(err.value)
-    assert "IG rejected gadget trace_nope:v0.55.1" in text and "\n" not in text
+    assert "IG rejected gadget trace_nope:v0.55.1" in text
+    assert "\n" not in text
 
 
 async def test_unreachable_unix_endpoint(sock_path: Path) -> None:

@@ -25,20 +25,20 @@ from tests.gadgetclient.conftest import sample_lines, settings_for
 EXEC = next(line.data for line in sample_lines() if line.gadget == "trace_exec")
 
 
-class _Hostile(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServicer):
+class _Hostile(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServicer):  # type: ignore[misc]
     """An IG lookalike that sends a scripted list of events."""
 
     def __init__(self, script: Callable[[], list[pb.GadgetEvent]], fail: str = "") -> None:
         self.script = script
         self.fail = fail
 
-    async def GetInfo(self, request: Any, context: Any) -> Any:
+    async def GetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
         return pb.InfoResponse(version="1.0", serverVersion="0.55.0")
 
-    async def GetGadgetInfo(self, request: Any, context: Any) -> Any:
+    async def GetGadgetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no")
 
-    async def RunGadget(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+    async def RunGadget(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
         await request_iterator.__anext__()
         for ev in self.script():
             yield ev
@@ -104,7 +104,8 @@ async def test_malformed_events_are_counted_never_raised(sock_path: Path) -> Non
     }
     assert stats.repaired == {("trace_exec", "exec"): 2}  # short container + missing slots
     assert stats.log_events[("trace_exec", "warning")] == 2
-    assert len(events) == 3 and all(isinstance(e, ExecEvent) for e in events)
+    assert len(events) == 3
+    assert all(isinstance(e, ExecEvent) for e in events)
     assert events[0].args == ("/usr/bin/sleep", "0.4")
 
 
@@ -169,7 +170,8 @@ async def test_reconnect_after_the_server_restarts(sock_path: Path) -> None:
         if second is not None:
             await second.stop(None)
     assert source.stats.reconnects["trace_exec"] >= 1
-    assert second is not None and second.runs == 1
+    assert second is not None
+    assert second.runs == 1
 
 
 def _seccomp_capture() -> Capture:
@@ -202,7 +204,8 @@ async def test_stop_reads_advise_seccomp_final_flush(sock_path: Path) -> None:
     ev = events[0]
     assert isinstance(ev, SyscallsEvent)
     assert ev.syscalls == frozenset({"read", "write", "close"})
-    assert ev.container.pod == "web-1" and ev.container.mntns_id == 4026532001
+    assert ev.container.pod == "web-1"
+    assert ev.container.mntns_id == 4026532001
     assert (ev.window_start_ns, ev.window_end_ns) == (5_000, 5_000)
 
 
@@ -218,8 +221,7 @@ async def test_seccomp_windows_overlap_and_the_last_one_is_flushed(sock_path: Pa
     source = GadgetSource(settings)
     try:
         task = asyncio.create_task(source.run(on_batch=events.extend))
-        while server.runs < 3:  # two window rotations happened
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(server.wait_runs(3), 10)  # two window rotations happened
         await source.stop()
         await asyncio.wait_for(task, 10)
     finally:
@@ -250,7 +252,8 @@ async def test_timeout_and_rate_are_honoured(sock_path: Path) -> None:
         types = [ev.type async for ev in stub.RunGadget(requests())]
         stop.set()
         # 20 ms at 1000 events/s: the run ends (status OK) long before the 50 events.
-        assert types[0] == 4 and 1 <= types.count(0) < 50
+        assert types[0] == 4
+        assert 1 <= types.count(0) < 50
 
         async def bad_version() -> AsyncIterator[Any]:
             yield pb.GadgetControlRequest(

@@ -35,7 +35,9 @@ def test_wire_facts_from_the_protocol_notes() -> None:
 
 
 def test_service_paths_match_ig() -> None:
-    services = {s.full_name: [m.name for m in s.methods] for s in pb.DESCRIPTOR.services_by_name.values()}
+    services = {
+        s.full_name: [m.name for m in s.methods] for s in pb.DESCRIPTOR.services_by_name.values()
+    }
     assert services["api.GadgetManager"] == ["GetGadgetInfo", "RunGadget"]
     assert services["api.BuiltInGadgetManager"] == ["GetInfo"]
     assert "RemoveGadgetInstance" in services["api.GadgetInstanceManager"]
