@@ -8,8 +8,8 @@ Run: ``.venv/bin/python -m benchmarks.bench_profiler [--containers 1000] [--even
    Goal: >= 300,000 events/s/core.
 2. Memory: 1,000 realistic container profiles (30 execs, 150 opens, 60 syscalls, 10 DNS names,
    10 egress + 3 ingress peers, 4 capabilities each, every string a distinct object as the
-   decoder produces them, in 10 directories so nothing collapses) are learned, then flushed to a directory store and loaded into the
-   read-model cache. tracemalloc measures the learner's state and the cache per profile.
+   decoder produces them, in 10 directories so nothing collapses) are learned, then flushed
+   to a directory store and loaded into the read-model cache. tracemalloc measures the learner's state and the cache per profile.
    Goal: <= 50 KiB per typical profile.
 """
 
@@ -155,8 +155,12 @@ async def memory(n_containers: int) -> tuple[float, float, float]:
         gc.collect()
         total = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
-        entries = sum(lrn.profile(k).entries.total() for k in lrn.keys())  # type: ignore[union-attr]
-    profiles = len(lrn.keys())
+        learned_keys = lrn.keys()
+        entries = 0
+        for key in learned_keys:
+            profile = lrn.profile(key)
+            entries += profile.entries.total() if profile is not None else 0
+    profiles = len(learned_keys)
     return learned / profiles / 1024, total / profiles / 1024, entries / profiles
 
 
