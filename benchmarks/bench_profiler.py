@@ -9,7 +9,8 @@ Run: ``.venv/bin/python -m benchmarks.bench_profiler [--containers 1000] [--even
 2. Memory: 1,000 realistic container profiles (30 execs, 150 opens, 60 syscalls, 10 DNS names,
    10 egress + 3 ingress peers, 4 capabilities each, every string a distinct object as the
    decoder produces them, in 10 directories so nothing collapses) are learned, then flushed
-   to a directory store and loaded into the read-model cache. tracemalloc measures the learner's state and the cache per profile.
+   to a directory store and loaded into the read-model cache. tracemalloc measures the
+   learner's state and the cache per profile.
    Goal: <= 50 KiB per typical profile.
 """
 
