@@ -582,12 +582,15 @@ class PermissionCheck:
     group: str = ""
     namespace: str = ""
     subresource: str = ""
+    #: A single object name, for permissions granted only on named objects.
+    name: str = ""
 
     def display(self) -> str:
         resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
         qualified = f"{resource}.{self.group}" if self.group else resource
+        named = f"/{self.name}" if self.name else ""
         where = f" in {self.namespace}" if self.namespace else ""
-        return f"{self.verb} {qualified}{where}"
+        return f"{self.verb} {qualified}{named}{where}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,7 +610,8 @@ AGENT_CRDS = (
 
 
 def agent_permissions(*, gadget_namespace: str | None = None) -> list[PermissionCheck]:
-    """What the agent's ServiceAccount needs (mirrors the Helm chart's ClusterRole).
+    """What the agent's ServiceAccount needs: exactly what the Helm chart and the kustomize base
+    grant (tests/deploy checks both ways).
 
     `gadget_namespace` is set when IG is reached through the API server's port-forward.
     """
@@ -628,13 +632,19 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
             for verb in ("list", "watch")
         ),
         PermissionCheck("create", "events"),
-        PermissionCheck("get", "services", namespace="default"),
-        PermissionCheck("get", "endpoints", namespace="default"),
+        PermissionCheck("create", "selfsubjectaccessreviews", "authorization.k8s.io"),
+        *(
+            PermissionCheck("get", "customresourcedefinitions", "apiextensions.k8s.io", name=crd)
+            for crd in AGENT_CRDS
+        ),
+        # The API server's addresses for R0007 (granted on these named objects only).
+        PermissionCheck("get", "services", namespace="default", name="kubernetes"),
+        PermissionCheck("get", "endpoints", namespace="default", name="kubernetes"),
     ]
     if gadget_namespace:
-        checks.append(PermissionCheck("list", "pods", namespace=gadget_namespace))
-        checks.append(
-            PermissionCheck("create", "pods", namespace=gadget_namespace, subresource="portforward")
+        checks.extend(
+            PermissionCheck(verb, "pods", namespace=gadget_namespace, subresource="portforward")
+            for verb in ("create", "get")
         )
     return checks
 
@@ -655,6 +665,7 @@ async def check_permissions(
                     "resource": check.resource,
                     "namespace": check.namespace,
                     "subresource": check.subresource,
+                    "name": check.name,
                 }
             },
         }
