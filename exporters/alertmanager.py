@@ -92,7 +92,10 @@ def alert_annotations(alert: Alert) -> dict[str, str]:
         summary += f" (container {k.container})"
     process = ""
     if p.pid or p.comm or p.exe:
-        process = f"{p.comm} (pid {p.pid}, ppid {p.ppid} {p.pcomm}) {p.exe}"
+        parent = f", parent {p.pcomm or '?'} ({p.ppid})" if p.ppid else ""
+        process = f"{p.comm or '?'} (pid {p.pid}{parent})"
+        if p.exe:
+            process += f" exe {p.exe}"
         if p.args:
             process += " args: " + " ".join(p.args)
     profile = alert.profile
