@@ -60,3 +60,14 @@ class ProfileReadModel(Protocol):
     def get(self, key: WorkloadKey) -> ProfileView | None:
         """The profile of this workload container, or None when none exists yet."""
         ...
+
+
+def __getattr__(name: str) -> object:
+    """`ProfileCache` (the concrete `ProfileReadModel`) and `CompiledProfile` (the concrete
+    `ProfileView`) live in `profiler.cache`, because they need the profile model, which imports
+    this module; they are re-exported here lazily. Prefer ``from profiler.cache import …``."""
+    if name in ("ProfileCache", "CompiledProfile"):
+        from profiler import cache
+
+        return getattr(cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
