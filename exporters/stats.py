@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 class DeliveryStats:
     #: alerts delivered, by exporter
     sent: Counter[str] = field(default_factory=Counter)
-    #: failed send attempts, by (exporter, reason): transient, permanent
+    #: failed send attempts, by (exporter, reason): transient, permanent, error (an unexpected
+    #: exception from the exporter)
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: alerts given up on, by (exporter, reason): queue_full, permanent_error, shutdown,
-    #: rate_limit
+    #: rate_limit, retries_exhausted, exporter_error
     dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: current queue depth, by exporter (a gauge)
     queue_depth: Counter[str] = field(default_factory=Counter)
