@@ -615,4 +615,6 @@ class Learner:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=period)
-            await self.flush()
+            if not stop.is_set():
+                await self.flush()
+        await self.flush()
