@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from gadgetwatch.config import load_settings
+from gadgetwatch.k8s import agent_permissions
 from tests.deploy.manifests import BASE, CHART, DEPLOY, check_config
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -109,6 +110,21 @@ def test_chart_rbac_equals_the_kustomize_base() -> None:
     base = (BASE / "rbac.yaml").read_text()
     for kind in ("ClusterRole", "Role"):
         assert _rules_block(template, kind) == _rules_block(base, kind), kind
+
+
+def test_chart_portforward_role_grants_what_port_forward_needs() -> None:
+    template = (CHART / "templates" / "rbac.yaml").read_text()
+    block = template[template.index("-ig-portforward\n") :]
+    rules = yaml.safe_load(block[block.index("\nrules:") : block.index("---")])["rules"]
+    granted = {
+        (v, g, r)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    extra = set(agent_permissions(gadget_namespace="gadget")) - set(agent_permissions())
+    assert granted == {(c.verb, c.group, f"{c.resource}/{c.subresource}") for c in extra}
 
 
 def test_chart_defaults_equal_the_kustomize_base_config() -> None:

@@ -24,12 +24,9 @@ Two ways to run it:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import copy
 import json
-import signal
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +37,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from aiohttp import web
 
+from tests.standins.kube_access import AccessList
 from tests.standins.kube_listing import list_objects, watch_objects
 from tests.standins.kube_portforward import parse_ports, serve_portforward
 from tests.standins.kube_resources import Registry, ResourceType
@@ -74,7 +72,6 @@ CALL_TIMEOUT = 30.0
 CLIENT_MAX_SIZE = 64 * 1024 * 1024
 
 DownMode = Literal["refuse", "unavailable"]
-AccessRule = tuple[str, str, str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +109,7 @@ class KubeApiServer:
         self.latency = 0.0
         self.down: DownMode | None = None
         self.backends: dict[tuple[str, str], dict[int | None, str]] = {}
-        #: None: every access review is allowed; else only what matches an entry.
-        self.access: list[AccessRule] | None = None
+        self.access = AccessList()
         self.enforce_rbac = False
         self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG)
         self._crds_dir = Path(crds_dir) if crds_dir else None
@@ -379,15 +375,10 @@ class KubeApiServer:
         """Switch access reviews to an allow-list (first call) and add a rule. `*` matches
         anything; `namespace=None` means every namespace (a ClusterRole binding)."""
 
-        def run() -> None:
-            if self.access is None:
-                self.access = []
-            self.access.append((verb, group, resource, namespace))
-
-        self._call(run)
+        self._call(lambda: self.access.allow(verb, group, resource, namespace))
 
     def deny_all(self) -> None:
-        self._call(lambda: setattr(self, "access", []))
+        self._call(self.access.deny_all)
 
     def set_enforce_rbac(self, enforce: bool) -> None:
         """Also answer ordinary requests outside the allow-list with 403 Forbidden."""
@@ -396,49 +387,8 @@ class KubeApiServer:
     def request_log(self) -> list[RequestRecord]:
         return self._call(lambda: list(self.requests))
 
-    # -- access ---------------------------------------------------------------------------------
-
     def allowed(self, verb: str, group: str, resource: str, namespace: str) -> bool:
-        if self.access is None:
-            return True
-        for v, g, r, ns in self.access:
-            if v not in ("*", verb) or g not in ("*", group) or r not in ("*", resource):
-                continue
-            if ns in (None, "", "*") or ns == namespace:
-                return True
-        return False
-
-    def _review(self, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise StatusError(400, "the object provided is unrecognized")
-        spec = body.get("spec") or {}
-        attrs = spec.get("resourceAttributes")
-        if attrs:
-            resource = attrs.get("resource", "")
-            if attrs.get("subresource"):
-                resource = f"{resource}/{attrs['subresource']}"
-            ok = self.allowed(
-                attrs.get("verb", ""), attrs.get("group", ""), resource, attrs.get("namespace", "")
-            )
-        elif spec.get("nonResourceAttributes"):
-            ok = self.access is None
-        else:
-            raise StatusError(
-                422,
-                'SelfSubjectAccessReview.authorization.k8s.io "" is '
-                "invalid: spec.resourceAttributes: Invalid value: null: exactly "
-                "one of nonResourceAttributes or resourceAttributes must be "
-                "specified",
-                reason="Invalid",
-            )
-        out = copy.deepcopy(body)
-        out["apiVersion"] = "authorization.k8s.io/v1"
-        out["kind"] = "SelfSubjectAccessReview"
-        out.setdefault("metadata", {})["creationTimestamp"] = None
-        out["status"] = {"allowed": ok}
-        if ok:
-            out["status"]["reason"] = "allowed by the stand-in's access list"
-        return out
+        return self.access.allowed(verb, group, resource, namespace)
 
     # -- HTTP --------------------------------------------------------------------------------------
 
@@ -594,7 +544,7 @@ class KubeApiServer:
         body = await self._body(request)
         if verb == "create":
             if rtype.plural == "selfsubjectaccessreviews":
-                return self._json(self._review(body), 201)
+                return self._json(self.access.review(body), 201)
             if name is not None:
                 raise StatusError(
                     405, "the server does not allow this method on the requested resource"
@@ -651,73 +601,16 @@ class KubeApiServer:
         return await serve_portforward(request, ports=ports, backends=backends, pod=name)
 
     async def _control(self, request: web.Request) -> web.Response:
-        """HTTP fault injection for the process mode (JSON bodies; mirrors the methods)."""
-        op = request.path.removeprefix("/_standin/")
-        body = await request.json() if request.can_read_body else {}
-        if op == "conflicts":
-            key = body["resource"]
-            self.options.conflicts[key] = self.options.conflicts.get(key, 0) + int(body["n"])
-        elif op == "unavailable":
-            self.down = "unavailable" if body.get("down", True) else None
-            if self.down:
-                self.store.close_watchers()
-        elif op == "latency":
-            self.latency = float(body["seconds"])
-        elif op == "portforward":
-            self.backends.setdefault((body["namespace"], body["pod"]), {})[body.get("port")] = body[
-                "address"
-            ]
-        elif op == "allow":
-            if self.access is None:
-                self.access = []
-            self.access.append(
-                (body["verb"], body.get("group", ""), body["resource"], body.get("namespace"))
-            )
-        elif op == "objects" and request.method == "POST":
-            return web.json_response(self.add_now(body))
-        elif op == "requests":
-            return web.json_response(
-                [
-                    r.__dict__
-                    if hasattr(r, "__dict__")
-                    else {"method": r.method, "path": r.path, "status": r.status}
-                    for r in self.requests
-                ]
-            )
-        else:
-            raise web.HTTPNotFound()
-        return web.json_response({"ok": True})
+        from tests.standins.kube_control import handle_control
 
-
-async def _serve(args: argparse.Namespace) -> None:
-    server = KubeApiServer(crds_dir=args.crds, host=args.host, port=args.port)
-    url = await server.start_async()
-    if args.seed:
-        seed_text = await asyncio.to_thread(Path(args.seed).read_text)
-        for doc in yaml.safe_load_all(seed_text):
-            if isinstance(doc, dict):
-                server.add_now(doc)
-    print(f"KUBEAPI_URL={url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    with contextlib.suppress(Exception):
-        await server.stop_async()
+        return await handle_control(self, request)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.standins.kubeapi", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--crds", default=None, help="directory of CRD YAML files to load")
-    parser.add_argument("--seed", default=None, help="YAML file of objects to create at start")
-    args = parser.parse_args(argv)
-    asyncio.run(_serve(args))
-    return 0
+    """`python -m tests.standins.kubeapi ...` (see `kube_control.main`)."""
+    from tests.standins.kube_control import main as run
+
+    return run(argv)
 
 
 if __name__ == "__main__":
