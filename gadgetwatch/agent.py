@@ -1,0 +1,396 @@
+"""The agent: builds every stage from `Settings` and runs them as one supervised unit.
+
+    GadgetSource (IG streams, or the replay server for --replay)
+        └─► Pipeline (batch, bounded queue) ─► Learner.observe ─► Detector.evaluate
+                                                                       └─► Delivery (per exporter)
+    side tasks: Learner.run (periodic flush), store.watch → ProfileCache (read model),
+                PodCache (Kubernetes), ClusterRulesSource (bindings and exceptions),
+                MetricsServer (/metrics, /healthz, /readyz)
+
+Lifecycle. Every task is named and supervised: a side task that ends unexpectedly stops the
+agent with a clear message and a non-zero exit (Kubernetes restarts it). SIGTERM/SIGINT, or the
+end of a replayed capture, start the shutdown in this order, bounded by
+`pipeline.shutdownDeadline`: stop the sources (graceful: final flushes are read), drain the
+pipeline queue, flush profiles, close the exporters (they drain their own queues), stop the
+metrics server. Profile writes that fail while the store is unavailable stay pending in the
+learner (bounded by the profile caps) and are retried at the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import tempfile
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from detector.evaluating import Detector
+from detector.ruleset import RuleSet, configured_files, load_files
+from detector.stats import DetectorStats
+from exporters.building import build_exporters
+from exporters.config import ExportersSettings
+from exporters.delivery import Delivery
+from exporters.metrics import MetricsServer, StatsCollector, build_registry
+from exporters.stats import DeliveryStats
+from gadgetclient.capture import read_capture
+from gadgetclient.replay import ReplayServer
+from gadgetclient.source import GadgetSource
+from gadgetclient.stats import StreamStats
+from gadgetwatch.config import Settings
+from gadgetwatch.pipeline import Pipeline, PipelineStats
+from profiler.cache import ProfileCache
+from profiler.dirstore import DirectoryStore
+from profiler.identity import NoPodMetadata, PodMetadata
+from profiler.learning import Learner
+from profiler.stats import ProfilerStats
+from profiler.store import ProfileStore
+
+log = structlog.get_logger(__name__)
+
+
+class AgentError(Exception):
+    """The agent cannot start or had to stop; the message says why, in one line."""
+
+
+@dataclass
+class AgentStats:
+    stream: StreamStats = field(default_factory=StreamStats)
+    profiler: ProfilerStats = field(default_factory=ProfilerStats)
+    detector: DetectorStats = field(default_factory=DetectorStats)
+    delivery: DeliveryStats = field(default_factory=DeliveryStats)
+    pipeline: PipelineStats = field(default_factory=PipelineStats)
+
+
+@dataclass
+class _Kube:
+    """The cluster-facing pieces, present only when Kubernetes is in use."""
+
+    client: Any
+    pods: Any
+    rules: Any | None
+    store: ProfileStore | None
+
+
+class Agent:
+    """Create with settings, then `await run()`; `request_stop()` begins a graceful stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        replay: Path | None = None,
+        replay_rate: float | None = None,
+        environ: Mapping[str, str] | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.replay = replay
+        self.replay_rate = replay_rate
+        self.environ = dict(environ or {})
+        self.install_signal_handlers = install_signal_handlers
+        self.stats = AgentStats()
+        self.learner: Learner | None = None
+        self.cache: ProfileCache | None = None
+        self.metrics: MetricsServer | None = None
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- assembly --------------------------------------------------------------------------
+
+    async def _kube(self) -> _Kube | None:
+        mode = self.settings.kubernetes.mode
+        if mode == "off" or (self.replay is not None and mode == "auto"):
+            return None
+        from gadgetwatch import k8s
+
+        ks = self.settings.kubernetes
+        try:
+            client = k8s.KubeClient.from_settings(
+                kubeconfig=ks.kubeconfig, api_server=ks.api_server, max_workers=ks.api_concurrency
+            )
+        except k8s.KubernetesError as exc:
+            if mode == "on":
+                raise AgentError(f"kubernetes: {exc}") from exc
+            log.info("no kubernetes configuration found, running in host mode", reason=str(exc))
+            return None
+        if not ks.node_name:
+            await client.aclose()
+            raise AgentError(
+                "kubernetes.nodeName is required in a cluster (the chart sets it from "
+                "spec.nodeName); set it or use kubernetes.mode=off"
+            )
+        pods = k8s.PodCache(client, node_name=ks.node_name)
+        return _Kube(client=client, pods=pods, rules=None, store=None)
+
+    def _store(self, kube: _Kube | None) -> ProfileStore:
+        ps = self.settings.profiler
+        if ps.store.value == "kubernetes":
+            if kube is None:
+                raise AgentError(
+                    "profiler.store is kubernetes but no cluster is configured; "
+                    "use --profiles-dir for the directory store"
+                )
+            from profiler.k8s_store import KubernetesStore
+
+            return KubernetesStore(
+                kube.client.api_client, threads=self.settings.kubernetes.api_concurrency
+            )
+        return DirectoryStore(Path(ps.directory))
+
+    def _exporters_settings(self) -> ExportersSettings:
+        ex = self.settings.exporters
+        if any(ch.enabled for ch in (ex.stdout, ex.syslog, ex.http, ex.alertmanager)):
+            return ex
+        # No destination configured: alerts go to stdout as JSON lines.
+        return ex.model_copy(update={"stdout": ex.stdout.model_copy(update={"enabled": True})})
+
+    # -- run -------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        s = self.settings
+        stats = self.stats
+        replay_server: ReplayServer | None = None
+        tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        gc_settings = s.gadgetclient
+        if self.replay is not None:
+            capture = read_capture(self.replay)
+            tmpdir = tempfile.TemporaryDirectory(prefix="gadgetwatch-replay-")
+            replay_server = ReplayServer(
+                capture, listen=f"unix://{tmpdir.name}/ig.socket", rate=self.replay_rate
+            )
+            address = await replay_server.start()
+            gadgets = tuple(g for g in gc_settings.gadgets if g in replay_server.gadgets)
+            gc_settings = gc_settings.model_copy(update={"target": address, "gadgets": gadgets})
+            log.info("replaying capture", capture=str(self.replay), gadgets=list(gadgets))
+
+        kube = await self._kube()
+        pod_metadata: PodMetadata = kube.pods if kube is not None else NoPodMetadata()
+        store = self._store(kube)
+        cache = ProfileCache(stats.profiler)
+        learner = Learner(
+            settings=s.profiler,
+            store=store,
+            cache=cache,
+            pod_metadata=pod_metadata,
+            stats=stats.profiler,
+        )
+        self.learner, self.cache = learner, cache
+        detector = Detector(
+            settings=s.detector,
+            profiles=cache,
+            pod_metadata=pod_metadata,
+            stats=stats.detector,
+        )
+        files = configured_files(s.detector)
+        if files:
+            detector.update_rules("file", load_files(files, catalogue=detector.catalogue))
+        exporters = build_exporters(
+            self._exporters_settings(), stats=stats.delivery, environ=self.environ
+        )
+        delivery = Delivery(exporters, stats=stats.delivery, settings=s.exporters)
+        source = GadgetSource(
+            gc_settings,
+            stats=stats.stream,
+            k8s_api_client=kube.client.api_client if kube is not None else None,
+        )
+        pipeline = Pipeline(
+            profiler=learner,
+            detector=detector,
+            sink=delivery.submit,
+            stats=stats.pipeline,
+            queue_batches=s.pipeline.queue_batches,
+            batch_size=s.pipeline.batch_size,
+            batch_delay_s=s.pipeline.batch_delay.total_seconds(),
+        )
+        if s.metrics.enabled:
+            collector = StatsCollector(
+                stream=stats.stream,
+                profiler=stats.profiler,
+                detector=stats.detector,
+                delivery=stats.delivery,
+                pipeline=stats.pipeline,
+            )
+            self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
+            self.metrics.add_readiness_check("gadgets", lambda: (source.ready.is_set(), {}))
+            self.metrics.add_readiness_check("exporters", lambda: (True, delivery.health()))
+            await self.metrics.start()
+
+        if kube is not None and s.detector.watch_cluster:
+            from detector.k8s_source import ClusterRulesSource
+
+            kube.rules = ClusterRulesSource(
+                kube.client.api_client,
+                catalogue=detector.catalogue,
+                on_update=lambda rs: detector.update_rules("cluster", rs),
+                stats=stats.detector,
+            )
+
+        self._install_signals()
+        flush_stop = asyncio.Event()
+        side: dict[str, Coroutine[Any, Any, None]] = {
+            "profile-flush": learner.run(flush_stop),
+            "profile-watch": store.watch(cache),
+        }
+        if kube is not None:
+            side["pod-cache"] = kube.pods.run()
+            if kube.rules is not None:
+                side["rule-watch"] = kube.rules.run()
+        await delivery.start()
+        processing = asyncio.create_task(pipeline.run(), name="processing")
+        source_task = asyncio.create_task(source.run(pipeline.feed), name="gadget-source")
+        side_tasks = [asyncio.create_task(c, name=n) for n, c in side.items()]
+        stop_wait = asyncio.create_task(self._stop.wait(), name="stop-signal")
+        exit_code = 0
+        failure = ""
+        try:
+            done, _ = await asyncio.wait(
+                [source_task, processing, stop_wait, *side_tasks],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                if task is stop_wait:
+                    log.info("stop requested")
+                elif task is source_task:
+                    exc = task.exception()
+                    if exc is not None:
+                        failure = f"gadget source failed: {exc}"
+                    else:
+                        log.info("all gadget streams ended")
+                else:
+                    exc = task.exception()
+                    failure = f"stage {task.get_name()} stopped unexpectedly: {exc!r}"
+            if failure:
+                log.error("agent stopping after a failure", reason=failure)
+                exit_code = 1
+        finally:
+            await self._shutdown(
+                source=source,
+                source_task=source_task,
+                pipeline=pipeline,
+                processing=processing,
+                learner=learner,
+                flush_stop=flush_stop,
+                delivery=delivery,
+                side_tasks=[*side_tasks, stop_wait],
+                kube=kube,
+                store=store,
+            )
+            if replay_server is not None:
+                await replay_server.stop(0)
+            if tmpdir is not None:
+                tmpdir.cleanup()
+        if failure:
+            raise AgentError(failure)
+        return exit_code
+
+    def _install_signals(self) -> None:
+        if not self.install_signal_handlers:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+
+    async def _shutdown(
+        self,
+        *,
+        source: GadgetSource,
+        source_task: asyncio.Task[None],
+        pipeline: Pipeline,
+        processing: asyncio.Task[None],
+        learner: Learner,
+        flush_stop: asyncio.Event,
+        delivery: Delivery,
+        side_tasks: list[asyncio.Task[Any]],
+        kube: _Kube | None,
+        store: ProfileStore,
+    ) -> None:
+        deadline = time.monotonic() + self.settings.pipeline.shutdown_deadline.total_seconds()
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        # 1. Sources: graceful stop reads the final flushes (advise_seccomp's last window).
+        if not source_task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left()):
+                    await source.stop()
+            if not source_task.done():
+                source_task.cancel()
+        await asyncio.gather(source_task, return_exceptions=True)
+        # 2. Drain the processing queue.
+        try:
+            async with asyncio.timeout(left()):
+                await pipeline.close()
+                await processing
+        except TimeoutError:
+            self.stats.pipeline.dropped[("processing", "shutdown")] += pipeline.backlog
+            log.error("processing queue not drained before the deadline", batches=pipeline.backlog)
+            processing.cancel()
+        await asyncio.gather(processing, return_exceptions=True)
+        # 3. Profiles: close learning periods that ended in event time, write every delta.
+        flush_stop.set()
+        flush_task = next((t for t in side_tasks if t.get_name() == "profile-flush"), None)
+        if flush_task is not None:
+            try:
+                async with asyncio.timeout(left()):
+                    await asyncio.gather(flush_task, return_exceptions=True)
+            except TimeoutError:
+                log.error("profile flush did not finish before the deadline")
+        # 4. Exporters drain their own queues within what is left.
+        await delivery.aclose(left())
+        # 5. Everything else.
+        for task in side_tasks:
+            task.cancel()
+        await asyncio.gather(*side_tasks, return_exceptions=True)
+        await store.aclose()
+        if kube is not None:
+            with contextlib.suppress(Exception):
+                await kube.pods.aclose()
+            await kube.client.aclose()
+        if self.metrics is not None:
+            await self.metrics.aclose()
+        log.info("agent stopped", uptime_s=round(time.monotonic() - self._started, 3))
+
+
+def summary_lines(agent: Agent) -> list[str]:
+    """A short human summary for `--summary`: profiles learned, alerts by rule, losses."""
+    st = agent.stats
+    lines = ["gadgetwatch summary"]
+    lines.append(
+        f"  events: received {sum(st.stream.decoded.values())}, "
+        f"processed {st.pipeline.processed}, "
+        f"lost upstream {sum(st.stream.lost.values())}, "
+        f"dropped {sum(st.stream.dropped.values()) + sum(st.pipeline.dropped.values())}"
+    )
+    if agent.learner is not None:
+        keys = agent.learner.keys()
+        by_status: dict[str, int] = {}
+        for key in keys:
+            prof = agent.learner.profile(key)
+            if prof is not None:
+                status = str(prof.meta.status)
+                by_status[status] = by_status.get(status, 0) + 1
+        shown = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
+        lines.append(f"  profiles: {len(keys)} ({shown})")
+    alerts = st.detector.alerts
+    lines.append(f"  alerts: {sum(alerts.values())}")
+    for rule, n in sorted(alerts.items()):
+        lines.append(f"    {rule}: {n}")
+    suppressed = sum(st.detector.suppressed.values())
+    if suppressed:
+        lines.append(f"  suppressed evaluations/alerts: {suppressed} (see /metrics for reasons)")
+    return lines
+
+
+def empty_ruleset() -> RuleSet:
+    return RuleSet()
