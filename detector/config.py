@@ -9,32 +9,14 @@ taken from this section and a binding may still override it.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from gadgetclient.durations import Duration
 from profiler.readmodel import ProfileStatus
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: object) -> object:
-    """Accept "500ms", "90s", "10m", "1h", "1h30m", "2d" (and anything pydantic accepts)."""
-    if isinstance(value, str):
-        text = value.strip()
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
-    return value
-
-
-#: A duration written the human way ("1h") in YAML, environment and flags.
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class DetectorSettings(BaseModel):

@@ -16,10 +16,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
+
+from gadgetclient.durations import Duration
 
 _MODEL = ConfigDict(
     extra="forbid",
@@ -29,22 +31,6 @@ _MODEL = ConfigDict(
     populate_by_name=True,
 )
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: object) -> object:
-    """Accept "500ms", "90s", "10m", "24h", "1h30m" (and anything pydantic accepts)."""
-    if isinstance(value, str):
-        text = value.strip()
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
-    return value
-
-
-#: A duration written the human way in YAML, flags and environment.
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 #: RFC 5424 §6.2.1 facility names, in code order (the index is the facility code).
 FACILITIES: tuple[str, ...] = (

@@ -11,6 +11,8 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from gadgetclient.durations import Duration
+
 _MODEL = ConfigDict(
     extra="forbid",
     frozen=True,
@@ -75,21 +77,21 @@ class GadgetClientSettings(BaseModel):
     tls: TlsSettings = TlsSettings()
     """mTLS material for `tcp://` targets."""
 
-    connect_timeout: timedelta = timedelta(seconds=5)
+    connect_timeout: Duration = timedelta(seconds=5)
     """Deadline for reaching the server and for the unary calls (GetInfo, GetGadgetInfo). 5 s is
     the Go client's own connection timeout."""
 
-    stop_timeout: timedelta = timedelta(seconds=30)
+    stop_timeout: Duration = timedelta(seconds=30)
     """After a stop request, how long to keep reading the final flush before cancelling. 30 s is
     the Go client's `ResultTimeout`."""
 
-    reconnect_initial: timedelta = timedelta(milliseconds=500)
+    reconnect_initial: Duration = timedelta(milliseconds=500)
     """First back-off delay after a stream fails (an IG pod restarting)."""
 
-    reconnect_max: timedelta = timedelta(seconds=30)
+    reconnect_max: Duration = timedelta(seconds=30)
     """Ceiling of the exponential back-off; a restarting DaemonSet pod is back within this."""
 
-    seccomp_window: timedelta = Field(default=timedelta(seconds=60), gt=timedelta(0))
+    seccomp_window: Duration = Field(default=timedelta(seconds=60), gt=timedelta(0))
     """advise_seccomp reports only when stopped, so it runs in rolling windows of this length;
     each window yields one syscall set per container. Shorter windows mean fresher data and more
     gadget restarts."""

@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from detector.config import DetectorSettings
 from exporters.config import ExportersSettings, MetricsSettings
 from gadgetclient.config import GadgetClientSettings
+from gadgetclient.durations import Duration, format_duration
 from gadgetwatch.settings_loading import deep_merge, env_layer, read_yaml_file, validate
 from profiler.config import ProfilerSettings
 
@@ -67,11 +68,11 @@ class PipelineSettings(BaseModel):
     """Events per batch between stages. Batching amortises the per-item cost of asyncio
     queues, which dominates at 100k events/s."""
 
-    batch_delay: timedelta = timedelta(milliseconds=20)
+    batch_delay: Duration = timedelta(milliseconds=20)
     """Longest time a partial batch waits before it is handed on; bounds the latency that
     batching adds to an alert."""
 
-    shutdown_deadline: timedelta = timedelta(seconds=20)
+    shutdown_deadline: Duration = timedelta(seconds=20)
     """Time allowed on SIGTERM to stop the sources, drain the queues, flush profiles and close
     exporters. Kubernetes' default grace period is 30 s; 20 s leaves room for the rest."""
 
@@ -122,7 +123,6 @@ def load_settings(
 
 def dump_settings(settings: Settings) -> dict[str, Any]:
     """YAML-ready mapping with camelCase keys and durations written like `24h`."""
-    from gadgetwatch.config_docs import format_duration
 
     def conv(value: Any) -> Any:
         if isinstance(value, enum.Enum):

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from gadgetclient.durations import format_duration
 from gadgetwatch.settings_loading import _unwrap_model
 
 HEADER = """# Configuration reference
@@ -96,11 +97,3 @@ def _default_text(info: FieldInfo) -> str:
     if value in (None, "", [], {}, ()):
         return "`" + repr(value).replace("None", "null") + "`" if value is None else "empty"
     return f"`{value}`"
-
-
-def format_duration(value: timedelta) -> str:
-    total_ms = round(value.total_seconds() * 1000)
-    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if total_ms and total_ms % size == 0:
-            return f"{total_ms // size}{unit}"
-    return f"{total_ms}ms"

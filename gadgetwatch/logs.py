@@ -67,6 +67,27 @@ def _render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> s
     return orjson.dumps(dict(event_dict), default=str).decode()
 
 
+class _StderrLogger:
+    """Writes each line to the *current* `sys.stderr` (or a fixed stream when given).
+
+    Looking the stream up per call keeps logging working when `sys.stderr` is replaced after
+    configuration (test capture, daemon re-exec); a closed stream never raises into the caller.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        stream = self._stream or sys.stderr
+        try:
+            stream.write(message + "\n")
+            stream.flush()
+        except (ValueError, OSError):
+            pass  # the log destination is gone; the agent keeps running
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
 def configure_logging(level: str = "info", *, stream: Any = None) -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
     structlog.configure(
@@ -79,6 +100,6 @@ def configure_logging(level: str = "info", *, stream: Any = None) -> None:
             _render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=lambda *args: _StderrLogger(stream),
         cache_logger_on_first_use=False,
     )

@@ -8,36 +8,12 @@ parsed here, because the profiler may not import the composition root's helpers 
 from __future__ import annotations
 
 import enum
-import re
 from datetime import timedelta
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration_text(text: str) -> timedelta | None:
-    """ "500ms", "90s", "10m", "24h", "1h30m", "2d" -> timedelta; None when not of that form."""
-    text = text.strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
-
-
-def _parse_duration(value: object) -> object:
-    if isinstance(value, str):
-        parsed = parse_duration_text(value)
-        if parsed is not None:
-            return parsed
-    return value
-
-
-#: A duration written like "24h" in YAML, flags and the environment.
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+from gadgetclient.durations import Duration
 
 _MODEL = ConfigDict(
     extra="forbid",

@@ -48,6 +48,7 @@ from typing import Any
 
 import structlog
 
+from gadgetclient.durations import parse_duration_text
 from gadgetclient.events import (
     CapabilityEvent,
     Container,
@@ -68,7 +69,7 @@ from profiler.collapsing import (
     collapse_opens,
     collapse_proc,
 )
-from profiler.config import ProfilerSettings, RolloutPolicy, parse_duration_text
+from profiler.config import ProfilerSettings, RolloutPolicy
 from profiler.documents import serialized_size
 from profiler.errors import (
     ConflictError,

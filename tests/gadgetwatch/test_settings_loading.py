@@ -9,9 +9,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from gadgetclient.durations import Duration
 from gadgetwatch.settings_loading import (
     ConfigError,
-    Duration,
     deep_merge,
     env_layer,
     read_yaml_file,
