@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from detector.config import DetectorSettings
 from detector.evaluating import Detector
 from detector.ruleset import RuleSet, configured_files, load_files
 from detector.stats import DetectorStats
@@ -184,8 +185,11 @@ class Agent:
             stats=stats.profiler,
         )
         self.learner, self.cache = learner, cache
+        detector_settings = s.detector
+        if kube is not None and not detector_settings.api_server_addresses:
+            detector_settings = await self._with_api_server(kube, detector_settings)
         detector = Detector(
-            settings=s.detector,
+            settings=detector_settings,
             profiles=cache,
             pod_metadata=pod_metadata,
             stats=stats.detector,
@@ -211,6 +215,7 @@ class Agent:
             batch_size=s.pipeline.batch_size,
             batch_delay_s=s.pipeline.batch_delay.total_seconds(),
         )
+        cache_synced = asyncio.Event()
         if s.metrics.enabled:
             collector = StatsCollector(
                 stream=stats.stream,
@@ -221,7 +226,13 @@ class Agent:
             )
             self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
             self.metrics.add_readiness_check("gadgets", lambda: (source.ready.is_set(), {}))
+            self.metrics.add_readiness_check("profiles", lambda: (cache_synced.is_set(), {}))
+            # Exporter health is reported, not gating: a dead destination must not make
+            # Kubernetes restart a pod whose detection works (its alerts are counted as lost).
             self.metrics.add_readiness_check("exporters", lambda: (True, delivery.health()))
+            if kube is not None:
+                pods = kube.pods
+                self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
             await self.metrics.start()
 
         if kube is not None and s.detector.watch_cluster:
@@ -245,9 +256,13 @@ class Agent:
             if kube.rules is not None:
                 side["rule-watch"] = kube.rules.run()
         await delivery.start()
+        side_tasks = [asyncio.create_task(c, name=n) for n, c in side.items()]
+        # Existing profiles (an imported production profile, other nodes' learning) must be in
+        # the read model before the first event is judged or merged.
+        await self._wait_synced(cache, side_tasks)
+        cache_synced.set()
         processing = asyncio.create_task(pipeline.run(), name="processing")
         source_task = asyncio.create_task(source.run(pipeline.feed), name="gadget-source")
-        side_tasks = [asyncio.create_task(c, name=n) for n, c in side.items()]
         stop_wait = asyncio.create_task(self._stop.wait(), name="stop-signal")
         exit_code = 0
         failure = ""
@@ -291,6 +306,32 @@ class Agent:
         if failure:
             raise AgentError(failure)
         return exit_code
+
+    async def _with_api_server(self, kube: _Kube, settings: DetectorSettings) -> DetectorSettings:
+        """R0007 needs the API server's addresses; read them once from `default/kubernetes`."""
+        from gadgetwatch import k8s
+
+        try:
+            found = await k8s.api_server_addresses(kube.client)
+        except k8s.KubernetesError as exc:
+            log.warning("API server addresses unknown, R0007 uses IG's peer data", error=str(exc))
+            return settings
+        return settings.model_copy(update={"api_server_addresses": tuple(sorted(found.ips))})
+
+    async def _wait_synced(self, cache: ProfileCache, side_tasks: list[asyncio.Task[Any]]) -> None:
+        synced = asyncio.create_task(cache.wait_synced())
+        watch = next(t for t in side_tasks if t.get_name() == "profile-watch")
+        done, _ = await asyncio.wait(
+            [synced, watch],
+            timeout=self.settings.pipeline.shutdown_deadline.total_seconds(),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if synced in done:
+            return
+        synced.cancel()
+        if watch in done and watch.exception() is not None:
+            raise AgentError(f"profile store unavailable: {watch.exception()}")
+        log.warning("profile store not synced yet, starting with what is loaded")
 
     def _install_signals(self) -> None:
         if not self.install_signal_handlers:
