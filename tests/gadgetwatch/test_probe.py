@@ -1,0 +1,99 @@
+"""`gadgetwatch probe` against a real replay server (IG's API) and the stand-in API server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gadgetclient.capture import read_capture
+from gadgetclient.replay import ReplayServer
+from gadgetwatch.config import load_settings
+from gadgetwatch.probing import Verdict, probe, render_table
+from tests.standins.fixtures import KubeApi
+
+CAPTURE = Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
+
+
+@pytest.fixture
+async def ig(tmp_path: Path) -> AsyncIterator[str]:
+    server = ReplayServer(read_capture(CAPTURE), listen=f"unix://{tmp_path}/ig.sock")
+    address = await server.start()
+    yield address
+    await server.stop(0)
+
+
+def _by_name(checks: list) -> dict[str, tuple[str, Verdict]]:
+    return {f"{c.area}:{c.name}": (c.detail, c.verdict) for c in checks}
+
+
+async def test_host_mode_probe_reports_target_gadgets_and_exporters(ig: str) -> None:
+    settings = load_settings(
+        overrides={
+            "gadgetclient": {"target": ig, "gadgets": ["trace_exec", "trace_open"]},
+            "kubernetes": {"mode": "off"},
+        }
+    )
+    checks = await probe(settings)
+    by = _by_name(checks)
+    assert by[f"ig:{ig}"] == ("reachable, IG v0.55.1", Verdict.OK)
+    assert by[f"gadget:trace_exec @ {ig}"][1] is Verdict.OK
+    assert by[f"gadget:trace_open @ {ig}"][1] is Verdict.OK
+    assert by["exporter:stdout"][1] is Verdict.OK
+    assert all(c.verdict is not Verdict.FAIL for c in checks)
+    table = render_table(checks)
+    assert table.splitlines()[0].split() == ["AREA", "CHECK", "RESULT", "DETAIL"]
+
+
+async def test_a_gadget_the_server_does_not_have_fails_with_the_servers_reason(ig: str) -> None:
+    settings = load_settings(
+        overrides={
+            "gadgetclient": {"target": ig, "gadgets": ["trace_signal"]},
+            "kubernetes": {"mode": "off"},
+        }
+    )
+    (_, gadget, *_) = await probe(settings)
+    assert gadget.verdict is Verdict.FAIL
+    assert "trace_signal" in gadget.detail
+
+
+async def test_unreachable_target_and_exporter_fail(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "gadgetclient": {"target": f"unix://{tmp_path}/absent.sock", "connectTimeout": "1s"},
+            "kubernetes": {"mode": "off"},
+            "exporters": {"alertmanager": {"enabled": True, "urls": ["http://127.0.0.1:9"]}},
+        }
+    )
+    checks = await probe(settings)
+    failed = {c.area for c in checks if c.verdict is Verdict.FAIL}
+    assert failed == {"ig", "exporter"}
+
+
+async def test_kubernetes_probe_lists_each_missing_permission(ig: str, kube_api: KubeApi) -> None:
+    # Grant everything the agent needs except watching pods.
+    for verb in ("get", "list"):
+        kube_api.allow(verb, "", "pods")
+    kube_api.allow("get", "apps", "replicasets")
+    kube_api.allow("get", "batch", "jobs")
+    kube_api.allow("*", "kubescape.io", "applicationprofiles")
+    kube_api.allow("*", "kubescape.io", "runtimerulealertbindings")
+    kube_api.allow("*", "gadgetwatch.io", "runtimealertexceptions")
+    kube_api.allow("create", "", "events")
+    kube_api.allow("create", "authorization.k8s.io", "selfsubjectaccessreviews")
+    kube_api.allow("get", "apiextensions.k8s.io", "customresourcedefinitions")
+    kube_api.allow("get", "", "services", "default")
+    kube_api.allow("get", "", "endpoints", "default")
+    settings = load_settings(
+        overrides={
+            "gadgetclient": {"target": ig, "gadgets": ["trace_exec"]},
+            "kubernetes": {"mode": "on", "apiServer": kube_api.url, "nodeName": "node-a"},
+        }
+    )
+    checks = await probe(settings)
+    failed = [c.name for c in checks if c.verdict is Verdict.FAIL]
+    assert failed == ["watch pods"]
+    crds = [c for c in checks if c.area == "crd"]
+    assert crds
+    assert all(c.verdict is Verdict.OK for c in crds)
