@@ -25,6 +25,9 @@ fi
 if [[ $dev == 1 ]]; then
     missing=()
     command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || missing+=(rsyslog)
+    # gtls driver for the syslog-over-TLS (RFC 5425) tests against a real rsyslog.
+    [[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]] || dpkg -s rsyslog-gnutls >/dev/null 2>&1 \
+        || missing+=(rsyslog-gnutls)
     [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
     # kubectl 1.20 (Debian kubernetes-client) renders the kustomize base in tests/deploy.
     command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
