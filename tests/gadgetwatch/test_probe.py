@@ -10,7 +10,7 @@ import pytest
 from gadgetclient.capture import read_capture
 from gadgetclient.replay import ReplayServer
 from gadgetwatch.config import load_settings
-from gadgetwatch.probing import Verdict, probe, render_table
+from gadgetwatch.probing import Check, Verdict, probe, render_table
 from tests.standins.fixtures import KubeApi
 
 CAPTURE = Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
@@ -24,7 +24,7 @@ async def ig(tmp_path: Path) -> AsyncIterator[str]:
     await server.stop(0)
 
 
-def _by_name(checks: list) -> dict[str, tuple[str, Verdict]]:
+def _by_name(checks: list[Check]) -> dict[str, tuple[str, Verdict]]:
     return {f"{c.area}:{c.name}": (c.detail, c.verdict) for c in checks}
 
 
