@@ -1,0 +1,317 @@
+"""Host mode end to end: replay server → agent → stdout, rsyslog, webhook, Alertmanager.
+
+The agent runs as its own process (`.venv/bin/gadgetwatch run`), reading the scenario capture
+over real gRPC, either from a separate `gadgetwatch replay-server` process on a unix socket or
+from its in-process `--replay`. Every destination is real: rsyslogd over TCP, Prometheus
+Alertmanager, an aiohttp webhook receiver, and the agent's stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.e2e.harness import GADGETWATCH, Agent, Proc, eventually, start_replay_server
+from tests.e2e.scenario import (
+    CAPTURE,
+    EXAMPLE_CAPTURE,
+    EXPECTED,
+    LEARNED_EXECS,
+    LEARNED_OPENS,
+    LEARNING_PERIOD,
+    NAMESPACE,
+    PROFILE_NAMES,
+    capture_counts,
+    expected_of,
+)
+from tests.exporters.daemons import Alertmanager, Rsyslog
+from tests.exporters.helpers import parse_rfc5424
+from tests.exporters.receivers import HttpReceiver
+from tests.standins.kube_schema import validate_custom_object
+
+pytestmark = [pytest.mark.rsyslog, pytest.mark.alertmanager]
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "deploy" / "crds" / "applicationprofiles.kubescape.io.yaml"
+SD_ID = "32473"  # the documentation enterprise number, the syslog exporter's default
+
+
+def profile_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+    return dict(version["schema"]["openAPIV3Schema"])
+
+
+def write_config(path: Path, extra: str = "") -> Path:
+    """Settings the flags do not cover. resolveAfter: the capture's event time is in the past,
+    and Alertmanager hides alerts whose endsAt has passed; ten years keeps them active."""
+    path.write_text(
+        "gadgetclient:\n"
+        "  seccompWindow: 10m\n"  # one advise_seccomp window for the whole test
+        "exporters:\n"
+        "  alertmanager:\n"
+        "    resolveAfter: 87600h\n"
+        "kubernetes:\n"
+        '  mode: "off"\n' + extra
+    )
+    return path
+
+
+def check_profiles_dir(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every profile file is valid YAML, validates against the CRD (strictly: no unknown field)
+    and is completed; returns them by name."""
+    schema = profile_schema()
+    files = sorted((directory / NAMESPACE).glob("*.yaml"))
+    docs: dict[str, dict[str, Any]] = {}
+    for f in files:
+        doc = yaml.safe_load(f.read_text())
+        result = validate_custom_object(doc, schema)
+        assert (result.causes, result.unknown) == ([], []), f.name
+        jsonschema.validate(doc, schema)
+        assert doc["kind"] == "ApplicationProfile"
+        assert doc["apiVersion"] == "kubescape.io/v1"
+        assert doc["metadata"]["name"] == f.stem
+        assert doc["metadata"]["namespace"] == NAMESPACE
+        assert doc["status"]["phase"] == "completed", (f.name, doc["status"])
+        docs[f.stem] = doc
+    assert set(docs) == PROFILE_NAMES
+    return docs
+
+
+def learned_paths(doc: dict[str, Any], section: str) -> set[str]:
+    (container,) = doc["spec"]["containers"]
+    return {entry["path"] for entry in container.get(section, [])}
+
+
+def syslog_matches(line: str, alert: dict[str, Any]) -> bool:
+    """The RFC 5424 message rsyslog stored carries the alert's identity and content."""
+    m = parse_rfc5424(line)
+    k = alert["kubernetes"]
+    sd_alert, sd_k8s, sd_proc = (m.sd[f"{n}@{SD_ID}"] for n in ("alert", "k8s", "proc"))
+    return (
+        m.msgid == alert["rule"]["id"]
+        and m.app_name == "gadgetwatch"
+        and m.msg == alert["message"]
+        and sd_alert["ruleId"] == alert["rule"]["id"]
+        and sd_alert["severity"] == alert["rule"]["severity"]
+        and sd_alert["fingerprint"] == alert["fingerprint"]
+        and all(
+            sd_k8s[f] == k[f]
+            for f in ("node", "namespace", "workloadKind", "workloadName", "pod", "container")
+        )
+        and int(sd_proc["pid"]) == alert["process"]["pid"]
+        and sd_proc["comm"] == alert["process"]["comm"]
+        and json.loads(sd_proc["args"]) == alert["process"]["args"]
+    )
+
+
+async def test_all_exporters_receive_exactly_the_expected_alerts(
+    tmp_path: Path,
+    sockdir: Path,
+    env: dict[str, str],
+    webhook: HttpReceiver,
+    rsyslog_factory: Callable[..., Rsyslog],
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    rsyslog = rsyslog_factory()
+    am = alertmanager_factory()
+    profiles = tmp_path / "profiles"
+    socket = sockdir / "ig.sock"
+    server = await start_replay_server(CAPTURE, socket, env=env)
+    agent: Agent | None = None
+    try:
+        agent = await Agent.start(
+            [
+                "--config", str(write_config(tmp_path / "gadgetwatch.yaml")),
+                "--target", f"unix://{socket}",
+                "--learning-period", LEARNING_PERIOD,
+                "--profiles-dir", str(profiles),
+                "--stdout",
+                "--syslog", f"tcp://127.0.0.1:{rsyslog.tcp_port}",
+                "--webhook", webhook.url + "/alerts",
+                "--alertmanager", am.url,
+            ],
+            env=env,
+        )  # fmt: skip
+        ready = await agent.wait_ready()
+        assert ready["checks"]["exporters"]["ready"] is True
+        n = len(EXPECTED)
+        exporters = ("stdout", "syslog", "http", "alertmanager")
+        metrics = await agent.wait_metrics(
+            lambda m: all(
+                m.value("gadgetwatch_exporter_alerts_sent_total", exporter=e) >= n
+                for e in exporters
+            ),
+            what=f"{n} alerts sent by every exporter",
+        )
+        await eventually(lambda: len(rsyslog.lines(app_name="gadgetwatch")) >= n, what="rsyslog")
+        await eventually(lambda: len(webhook.alerts()) >= n, what="webhook alerts")
+
+        # -- each exporter received exactly the expected alerts ---------------------------------
+        hooked = webhook.alerts()
+        assert sorted(expected_of(a) for a in hooked) == sorted(EXPECTED)
+        assert sorted(expected_of(a) for a in agent.stdout_alerts()) == sorted(EXPECTED)
+        assert {a["fingerprint"] for a in agent.stdout_alerts()} == {
+            a["fingerprint"] for a in hooked
+        }
+        assert all(r.path == "/alerts" and r.method == "POST" for r in webhook.requests)
+        lines = rsyslog.lines(app_name="gadgetwatch")
+        assert len(lines) == n
+        for alert in hooked:
+            assert sum(syslog_matches(ln, alert) for ln in lines) == 1, alert["fingerprint"]
+
+        # AlertManager identifies an alert by its labels: the same rule in the same container
+        # is one alert there (three R0001 and two R0005 findings collapse).
+        def labels(e: Any) -> dict[str, str]:
+            return {
+                "rule_id": e.rule_id, "namespace": NAMESPACE, "workload_kind": e.workload_kind,
+                "workload_name": e.workload_name, "pod": e.pod, "container": e.container,
+                "node": "node-a",
+            }  # fmt: skip
+
+        want_am = {tuple(sorted(labels(e).items())) for e in EXPECTED}
+        await eventually(lambda: len(am.alerts()) >= len(want_am), what="Alertmanager alerts")
+        got_am = am.alerts()
+        severity = {a["rule"]["id"]: a["rule"]["severity"] for a in hooked}
+        names = {a["rule"]["id"]: a["rule"]["name"] for a in hooked}
+        for a in got_am:
+            lab = a["labels"]
+            assert lab.pop("severity") == severity[lab["rule_id"]]
+            assert lab.pop("alertname") == "".join(
+                w[:1].upper() + w[1:] for w in names[lab["rule_id"]].split()
+            )
+            assert a["status"]["state"] == "active"
+        assert {tuple(sorted(a["labels"].items())) for a in got_am} == want_am
+
+        # -- /metrics counts match what was captured and what the receivers got ---------------
+        received, decoded = capture_counts(CAPTURE)
+        metrics = await agent.metrics()
+        assert metrics.by("gadgetwatch_gadget_events_received_total", "gadget") == received
+        assert metrics.by("gadgetwatch_gadget_events_decoded_total", "gadget") == decoded
+        assert metrics.total("gadgetwatch_gadget_events_lost_total") == 0
+        assert metrics.total("gadgetwatch_gadget_events_dropped_total") == 0
+        assert metrics.value("gadgetwatch_pipeline_events_processed_total") == sum(decoded.values())
+        assert metrics.by("gadgetwatch_detector_alerts_total", "rule_id") == Counter(
+            e.rule_id for e in EXPECTED
+        )
+        sent = metrics.by("gadgetwatch_exporter_alerts_sent_total", "exporter")
+        assert sent == {e: n for e in exporters}
+        assert metrics.total("gadgetwatch_exporter_alerts_dropped_total") == 0
+        assert metrics.by("gadgetwatch_profiler_profiles", "status").get("completed") == len(
+            PROFILE_NAMES
+        )
+        assert metrics.by("gadgetwatch_exporter_up", "exporter") == {e: 1 for e in exporters}
+
+        # -- SIGTERM: clean exit, profiles flushed to the directory store ---------------------
+        assert await agent.terminate() == 0
+        assert agent.proc.log_events("agent stopped")
+        assert len(agent.stdout_alerts()) == n  # nothing after the stop
+        docs = check_profiles_dir(profiles)
+        assert learned_paths(docs["deployment-web-app"], "execs") == LEARNED_EXECS
+        assert learned_paths(docs["deployment-web-nginx"], "opens") == LEARNED_OPENS
+    finally:
+        if agent is not None:
+            await agent.proc.stop()
+        await server.stop()
+
+
+async def test_in_process_replay_to_stdout_with_summary(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The README's form: `gadgetwatch run --replay X > alerts.jsonl`, no exporter flag."""
+    profiles = tmp_path / "profiles"
+    proc = await Proc.start(
+        "agent",
+        [
+            GADGETWATCH,
+            "run",
+            "--no-metrics",
+            "--replay",
+            str(CAPTURE),
+            "--learning-period",
+            LEARNING_PERIOD,
+            "--profiles-dir",
+            str(profiles),
+            "--summary",
+        ],
+        env=env,
+    )
+    try:
+        assert await proc.wait_exit() == 0, proc.tail()
+    finally:
+        await proc.stop()
+    alerts = [json.loads(line) for line in proc.stdout]
+    assert sorted(expected_of(a) for a in alerts) == sorted(EXPECTED)
+    summary = proc.stderr[proc.stderr.index("gadgetwatch summary") :]
+    _, decoded = capture_counts(CAPTURE)
+    total = sum(decoded.values())
+    assert summary[1].strip() == (
+        f"events: received {total}, processed {total}, lost upstream 0, dropped 0"
+    )
+    assert summary[2].strip() == f"profiles: {len(PROFILE_NAMES)} ({len(PROFILE_NAMES)} completed)"
+    assert summary[3].strip() == f"alerts: {len(EXPECTED)}"
+    by_rule = Counter(e.rule_id for e in EXPECTED)
+    assert summary[4 : 4 + len(by_rule)] == [f"    {r}: {c}" for r, c in sorted(by_rule.items())]
+    check_profiles_dir(profiles)
+
+
+#: The example capture's intrusion (README's main job), all in this container.
+EXAMPLE_POD, EXAMPLE_CONTAINER = "webshop-6f7c9d8b5d-k7x2p", "app"
+EXAMPLE_INTRUSION = {
+    ("R0001", "/bin/dash"),
+    ("R0001", "/bin/cat"),
+    ("R0001", "/usr/bin/curl"),
+    ("R0001", "/bin/chmod"),
+    ("R0001", "/dev/shm/kworker"),
+    ("R0006", "/var/run/secrets/kubernetes.io/serviceaccount/token"),
+    ("R1000", "/dev/shm/kworker"),
+    ("R1001", "/dev/shm/kworker"),
+    ("R0005", "pool.supportxmr.com"),
+    ("R1008", "pool.supportxmr.com"),
+    ("R0011", "141.94.96.144:3333"),
+    ("R1009", "141.94.96.144:3333"),
+    ("R0010", "/etc/shadow"),
+}
+INTRUSION_START = "2026-03-02T10:20:00"
+
+
+async def test_example_capture_reports_the_intrusion(tmp_path: Path, env: dict[str, str]) -> None:
+    """`examples/webshop-intrusion.capture.jsonl` with the README's 10 minute learning period:
+    every step of the intrusion is reported, and nothing before it (ordered replay)."""
+    proc = await Proc.start(
+        "agent",
+        [
+            GADGETWATCH,
+            "run",
+            "--no-metrics",
+            "--replay",
+            str(EXAMPLE_CAPTURE),
+            "--learning-period",
+            "10m",
+            "--profiles-dir",
+            str(tmp_path / "profiles"),
+        ],
+        env=env,
+    )
+    try:
+        assert await proc.wait_exit() == 0, proc.tail()
+    finally:
+        await proc.stop()
+    alerts = [json.loads(line) for line in proc.stdout]
+    found = {
+        (e.rule_id, e.key)
+        for a in alerts
+        if (e := expected_of(a)).pod == EXAMPLE_POD and e.container == EXAMPLE_CONTAINER
+    }
+    assert found >= EXAMPLE_INTRUSION, EXAMPLE_INTRUSION - found
+    for a in alerts:
+        assert a["kubernetes"]["workloadKind"] == "Deployment"
+    early = [(a["time"], a["rule"]["id"]) for a in alerts if a["time"] < INTRUSION_START]
+    assert early == []
