@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from detector.alerts import RuleId, Severity, safe_text
@@ -298,20 +298,28 @@ def _procfs_environ(params: Mapping[str, Any], env: RuleEnv) -> Check:
     return check
 
 
-def _bpf_load(params: Mapping[str, Any], env: RuleEnv) -> Check:
-    def check(event: Event, profile: ProfileView | None) -> Finding | None:
-        assert isinstance(event, SyscallsEvent)
-        if "bpf" not in event.syscalls:
-            return None
-        if profile is not None and profile.allows_syscall("bpf"):
-            return None
-        return Finding(
-            message="eBPF program load: the bpf system call was used",
-            key=("bpf",),
-            subjects=(Subject(AllowKind.SYSCALL, "bpf"),),
-        )
+def syscall_used(syscall: str, message: str) -> Callable[[Mapping[str, Any], RuleEnv], Check]:
+    """A rule builder: the syscall appears in an advise_seccomp set and the profile lacks it."""
 
-    return check
+    def build(params: Mapping[str, Any], env: RuleEnv) -> Check:
+        def check(event: Event, profile: ProfileView | None) -> Finding | None:
+            assert isinstance(event, SyscallsEvent)
+            if syscall not in event.syscalls:
+                return None
+            if profile is not None and profile.allows_syscall(syscall):
+                return None
+            return Finding(
+                message=message,
+                key=(syscall,),
+                subjects=(Subject(AllowKind.SYSCALL, syscall),),
+            )
+
+        return check
+
+    return build
+
+
+_bpf_load = syscall_used("bpf", "eBPF program load: the bpf system call was used")
 
 
 def _sensitive_file(params: Mapping[str, Any], env: RuleEnv) -> Check:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.alerts import RuleId, Severity, safe_text
-from detector.catalogue_anomaly import exec_path
+from detector.catalogue_anomaly import exec_path, syscall_used
 from detector.mining import MINING_PORTS, is_mining_domain
 from detector.paths import PathSet, basename
 from detector.rules import (
@@ -168,20 +168,7 @@ def _fileless(params: Mapping[str, Any], env: RuleEnv) -> Check:
     return check
 
 
-def _unshare(params: Mapping[str, Any], env: RuleEnv) -> Check:
-    def check(event: Event, profile: ProfileView | None) -> Finding | None:
-        assert isinstance(event, SyscallsEvent)
-        if "unshare" not in event.syscalls:
-            return None
-        if profile is not None and profile.allows_syscall("unshare"):
-            return None
-        return Finding(
-            message="Unshare system call used (possible container escape attempt)",
-            key=("unshare",),
-            subjects=(Subject(AllowKind.SYSCALL, "unshare"),),
-        )
-
-    return check
+_unshare = syscall_used("unshare", "Unshare system call used (possible container escape attempt)")
 
 
 def _mining_domain(params: Mapping[str, Any], env: RuleEnv) -> Check:
