@@ -4,8 +4,10 @@ Public API (what the composition root uses; nothing here exposes protobuf types)
 
 * `gadgetclient.source.GadgetSource(settings, stats=...)`: `await run(on_batch, on_raw=None)`,
   `await stop()`, `ready` (an `asyncio.Event`), `stats` (`StreamStats`);
-* `gadgetclient.replay.ReplayServer(capture, listen=..., rate=None)`: `await start() -> address`,
-  `await stop()`; `gadgetclient.capture.read_capture(path, gadget=None)`, `CaptureWriter`;
+* `gadgetclient.replay.ReplayServer(capture, listen=..., rate=None, ordered=True)`:
+  `await start() -> address`, `await stop()`; ordered mode releases the payloads of all gadget
+  streams in capture order (`timeline.py`); `gadgetclient.capture.read_capture(path,
+  gadget=None)`, `CaptureWriter`;
 * `gadgetclient.config.GadgetClientSettings`; `gadgetclient.errors.GadgetClientError` and its
   subclasses; `gadgetclient.events` (the typed events); `gadgetclient.stats.StreamStats`.
 

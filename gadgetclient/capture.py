@@ -64,12 +64,14 @@ def _values(text: str) -> Iterator[tuple[int, Any]]:
     """Top-level JSON values of a JSON-lines or concatenated pretty-JSON text, with line numbers."""
     decoder = json.JSONDecoder()
     i, n = 0, len(text)
+    line, counted = 1, 0  # line number of offset `counted`, advanced incrementally
     while True:
         while i < n and text[i] in " \t\r\n":
             i += 1
         if i >= n:
             return
-        line = text.count("\n", 0, i) + 1
+        line += text.count("\n", counted, i)
+        counted = i
         try:
             value, i = decoder.raw_decode(text, i)
         except json.JSONDecodeError as exc:

@@ -12,18 +12,29 @@ replay speed is bounded by gRPC, not by encoding. Data source ids follow IG: sor
 
 A run behaves like IG's: the first control message must be a run request of version 1; unknown
 gadgets and bad versions end the call with IG's error texts; a GadgetInfo event comes first, then
-payloads with `seq` from 1; a stop request or the run's `timeout` ends the stream with OK. `rate`
-paces payload events per second (default: as fast as possible). Captured events keep their
-timestamps. Data sources IG flushes only at stop (advise_seccomp, an Array source with
-`ebpf.map.flush-on-stop`) are sent at the end of the run — when the capture is exhausted, at the
-timeout, or at a stop request; with `hold_flush=True` the run instead waits for a stop or timeout,
-like a live gadget. Flushed packets are consumed: a later run (the next advise_seccomp window)
-does not get them again, as IG's map is drained by each flush.
+payloads with `seq` from 1; a stop request or the run's `timeout` ends the stream with OK.
+Captured events keep their timestamps.
+
+Ordered mode (`ordered=True`, the default): the runs share one `ReplayTimeline`, so the payloads
+of all concurrently running gadgets are released in capture order (the capture's line order is
+chronological), after a bounded start barrier that waits for a run of every gadget of the
+capture; `rate` paces the total payloads per second across runs. Data sources IG flushes only at
+stop (advise_seccomp, an Array source with `ebpf.map.flush-on-stop`) are sent at their capture
+position, which records when IG delivered each flush (a client that ran rolling windows), and
+are consumed once. See `timeline.py`.
+
+Unordered mode: each run replays its gadget as fast as it can (or at `rate` payloads per second
+per run), independently of the others; flush-on-stop data is sent at the end of the run — when
+the capture is exhausted, at the timeout, or at a stop request. In both modes `hold_flush=True`
+keeps a run of a gadget with flush data open until a stop or timeout, like a live gadget, and
+flushed packets are consumed: a later run (the next advise_seccomp window) does not get them
+again, as IG's map is drained by each flush.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 from collections import defaultdict
@@ -48,6 +59,7 @@ from gadgetclient.layouts import (
     ParamSpec,
 )
 from gadgetclient.sessions import gadget_name
+from gadgetclient.timeline import DEFAULT_START_WAIT, DONE, ReplayTimeline
 from gadgetclient.wire import encode_array, encode_single, gadget_info_to_proto
 from protos import gadget_service_pb2 as pb
 from protos import gadget_service_pb2_grpc as pb_grpc
@@ -96,6 +108,8 @@ class _Packet:
     ds_id: int
     payload: bytes
     flush: bool
+    #: The capture position (index of the line in the capture): the order across gadgets.
+    position: int = 0
 
 
 @dataclass
@@ -111,8 +125,19 @@ class ReplayGadget:
     flush_packets: list[int] = field(default_factory=list)
 
 
-def compile_gadget(name: str, lines: Sequence[CaptureLine], *, version: str) -> ReplayGadget:
-    """Lay out and pre-encode every captured payload of one gadget."""
+def compile_gadget(
+    name: str,
+    lines: Sequence[CaptureLine],
+    *,
+    version: str,
+    positions: Sequence[int] | None = None,
+) -> ReplayGadget:
+    """Lay out and pre-encode every captured payload of one gadget.
+
+    `positions` are the lines' capture positions (ascending; default: their indexes in `lines`).
+    """
+    if positions is None:
+        positions = range(len(lines))
     k8s_mode = any(_has_namespace(line.data) for line in lines)
     groups: dict[tuple[str, bool, Any], list[int]] = defaultdict(list)
     unrepresentable = 0
@@ -146,7 +171,7 @@ def compile_gadget(name: str, lines: Sequence[CaptureLine], *, version: str) -> 
         specs.append(layout.spec(ds_id))
     packets: list[_Packet] = []
     flush_packets: list[int] = []
-    for line, maybe_key in zip(lines, keys, strict=True):
+    for line, maybe_key, position in zip(lines, keys, positions, strict=True):
         if maybe_key is None:
             continue
         ds_id, layout = layouts[maybe_key]
@@ -162,7 +187,7 @@ def compile_gadget(name: str, lines: Sequence[CaptureLine], *, version: str) -> 
         flush = line.is_array and name == "advise_seccomp"
         if flush:
             flush_packets.append(len(packets))
-        packets.append(_Packet(ds_id, payload, flush))
+        packets.append(_Packet(ds_id, payload, flush, position))
     params = tuple(ParamSpec(key=k) for k in COMMON_PARAMS + GADGET_PARAMS.get(name, ()))
     info = GadgetInfoSpec(
         name=name,
@@ -229,6 +254,8 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
             )
         assert gadget is not None
         stop = asyncio.Event()
+        timeline = server.timeline
+        token = object()  # this run, in the timeline
 
         async def watch_requests() -> None:
             with contextlib.suppress(Exception):
@@ -236,6 +263,8 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
                     if req.WhichOneof("Event") == "stopRequest":
                         break
             stop.set()  # a stop request, or a half-close (IG cancels the gadget then)
+            if timeline is not None:
+                timeline.leave(token)
 
         watcher = asyncio.create_task(watch_requests())
         deadline = time.monotonic() + run.timeout / 1e9 if run.timeout > 0 else None
@@ -245,38 +274,102 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
                 yield _log_event(_INFO_LEVEL, f"replaying {len(gadget.packets)} payloads")
             info = gadget_info_to_proto(gadget.info).SerializeToString()
             yield pb.GadgetEvent(type=EVENT_GADGET_INFO, payload=info)
-            seq = 0
-            start = time.monotonic()
-            sent = 0
-            for packet in gadget.packets:
-                if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                    break
-                if packet.flush:
-                    continue
-                if server.rate:
-                    due = start + sent / server.rate
-                    delay = due - time.monotonic()
-                    if delay > 0 and await _wait(stop, delay, deadline):
-                        break
-                seq += 1
-                sent += 1
-                yield pb.GadgetEvent(
-                    type=EVENT_PAYLOAD, seq=seq, payload=packet.payload, dataSourceID=packet.ds_id
-                )
-            if server.hold_flush and gadget.flush_packets and not stop.is_set():
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), remaining)
-            # Final flush (flush-on-stop data sources), consumed once per server.
-            while gadget.flush_cursor < len(gadget.flush_packets):
-                packet = gadget.packets[gadget.flush_packets[gadget.flush_cursor]]
-                gadget.flush_cursor += 1
-                seq += 1
-                yield pb.GadgetEvent(
-                    type=EVENT_PAYLOAD, seq=seq, payload=packet.payload, dataSourceID=packet.ds_id
-                )
+            if timeline is not None:
+                async for ev in _ordered_payloads(
+                    server, gadget, timeline, token=token, stop=stop, deadline=deadline
+                ):
+                    yield ev
+            else:
+                async for ev in _unordered_payloads(server, gadget, stop=stop, deadline=deadline):
+                    yield ev
         finally:
             watcher.cancel()
+            if timeline is not None:
+                timeline.leave(token)
+
+
+def _payload_event(seq: int, packet: _Packet) -> pb.GadgetEvent:
+    return pb.GadgetEvent(
+        type=EVENT_PAYLOAD, seq=seq, payload=packet.payload, dataSourceID=packet.ds_id
+    )
+
+
+async def _unordered_payloads(
+    server: ReplayServer, gadget: ReplayGadget, *, stop: asyncio.Event, deadline: float | None
+) -> AsyncIterator[pb.GadgetEvent]:
+    """The run's own packets as fast as possible (or at `rate`), flush data at the end."""
+    seq = 0
+    start = time.monotonic()
+    sent = 0
+    for packet in gadget.packets:
+        if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            break
+        if packet.flush:
+            continue
+        if server.rate:
+            due = start + sent / server.rate
+            delay = due - time.monotonic()
+            if delay > 0 and await _wait(stop, delay, deadline):
+                break
+        seq += 1
+        sent += 1
+        yield _payload_event(seq, packet)
+    if server.hold_flush and gadget.flush_packets and not stop.is_set():
+        await _hold(stop, deadline)
+    # Final flush (flush-on-stop data sources), consumed once per server.
+    while gadget.flush_cursor < len(gadget.flush_packets):
+        packet = gadget.packets[gadget.flush_packets[gadget.flush_cursor]]
+        gadget.flush_cursor += 1
+        seq += 1
+        yield _payload_event(seq, packet)
+
+
+async def _ordered_payloads(
+    server: ReplayServer,
+    gadget: ReplayGadget,
+    timeline: ReplayTimeline,
+    *,
+    token: object,
+    stop: asyncio.Event,
+    deadline: float | None,
+) -> AsyncIterator[pb.GadgetEvent]:
+    """The run's packets from the playhead on, each released in its turn (`timeline.py`)."""
+    packets = gadget.packets
+    first = bisect.bisect_left(packets, timeline.position, key=lambda p: p.position)
+    pending = packets[first].position if first < len(packets) else DONE
+    await timeline.join(token, gadget.name, pending)
+    seq = 0
+    for packet in packets[first:]:
+        if stop.is_set():
+            return
+        if packet.flush and timeline.taken(gadget.name, packet.position):
+            continue
+        try:
+            async with asyncio.timeout(_remaining(deadline)):
+                if not await timeline.turn(token, packet.position):
+                    return
+                delay = timeline.pace_delay()
+                if delay > 0 and await _wait(stop, delay, None):
+                    return
+        except TimeoutError:
+            return
+        if packet.flush and not timeline.take(gadget.name, packet.position):
+            continue
+        seq += 1
+        yield _payload_event(seq, packet)
+    timeline.finish(token)
+    if server.hold_flush and gadget.flush_packets and not stop.is_set():
+        await _hold(stop, deadline)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+async def _hold(stop: asyncio.Event, deadline: float | None) -> None:
+    """Keep a run open until it is stopped or times out (a live gadget's flush waits for it)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), _remaining(deadline))
 
 
 def _unlink_stale(path: Path) -> None:
@@ -315,6 +408,8 @@ class ReplayServer:
         server_version: str = DEFAULT_SERVER_VERSION,
         hold_flush: bool = False,
         tls: ServerTls | None = None,
+        ordered: bool = True,
+        start_wait: float = DEFAULT_START_WAIT,
     ) -> None:
         self.listen = listen
         self.rate = rate if rate and rate > 0 else None
@@ -324,12 +419,18 @@ class ReplayServer:
         self.runs = 0
         self._runs_changed: asyncio.Condition | None = None
         by_gadget: dict[str, list[CaptureLine]] = defaultdict(list)
-        for line in capture.lines:
+        positions: dict[str, list[int]] = defaultdict(list)
+        for position, line in enumerate(capture.lines):
             by_gadget[line.gadget].append(line)
+            positions[line.gadget].append(position)
         self.gadgets = {
-            g: compile_gadget(g, lines, version=server_version.lstrip("v"))
+            g: compile_gadget(g, lines, version=server_version.lstrip("v"), positions=positions[g])
             for g, lines in by_gadget.items()
         }
+        #: The shared clock of ordered mode (None: every run replays on its own).
+        self.timeline = (
+            ReplayTimeline(self.gadgets, start_wait=start_wait, rate=self.rate) if ordered else None
+        )
         self._server: grpc.aio.Server | None = None
         self.address = ""
 

@@ -22,7 +22,10 @@ and, per gadget, a task that runs `GadgetStream`s:
 Records become typed events (`mapping.py`), optionally completed from the `ProcessTable`, and
 are handed to `on_batch` in lists of up to `batch_size`, at least every `flush_interval`. Raw
 records (for `gadgetwatch record`) go to `on_raw` as `RawRecord`s. Time in events is event time;
-the advise_seccomp window bounds come from the latest event time seen (wall clock before any).
+the advise_seccomp window bounds come from the latest event time seen (a window opened before
+any event starts at the first event time seen; wall clock when none arrives). Events of all
+streams are appended to one pending list in arrival order, so a replay server that releases
+payloads in capture order (ordered replay) is delivered in that order, never regrouped by stream.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class GadgetSource:
         self._on_batch: OnBatch | None = None
         self._on_raw: OnRaw | None = None
         self._latest_ns = 0
+        self._first_ns = 0
         #: Set when every stream has GadgetInfo (all gadgets are tracing) on every endpoint.
         self.ready = asyncio.Event()
         self._ready_count = 0
@@ -329,10 +333,14 @@ class GadgetSource:
         self, conn: Connection, gadget: str, params: dict[str, str]
     ) -> tuple[GadgetStream, asyncio.Task[None]]:
         node = conn.endpoint.node
-        start_ns = self._event_clock()
+        # A window that starts before any event was seen starts at the first event time seen
+        # (a replay's clock is the capture's, not the wall clock), else at the wall clock.
+        start_ns = self._latest_ns
+        wall_start_ns = self._wall_clock_ns() if not start_ns else 0
 
         def on_records(ds: DataSourceDecoder, records: Sequence[Record]) -> None:
-            self._deliver(SECCOMP_GADGET, node, ds, records, window=(start_ns, self._event_clock()))
+            begin = start_ns or self._first_ns or wall_start_ns
+            self._deliver(SECCOMP_GADGET, node, ds, records, window=(begin, self._event_clock()))
 
         stream = self._new_stream(conn, gadget, params, on_records)
         task = asyncio.create_task(self._run_stream(stream), name=f"seccomp-{conn.where}")
@@ -384,6 +392,8 @@ class GadgetSource:
                 continue
             ts = event.timestamp_ns
             if ts > self._latest_ns and window is None:
+                if not self._latest_ns:
+                    self._first_ns = ts
                 self._latest_ns = ts
             if self._processes is not None:
                 event = self._processes.complete(event)

@@ -45,13 +45,19 @@ class _Requests:
     stays open, because IG treats a half-close as a broken connection.
 
     A class rather than an async generator: grpc cancels the task consuming it when the call
-    ends, and a suspended async generator would then be closed from a second task.
+    ends, and a suspended async generator would then be closed from a second task. grpc does not
+    cancel that task when the server ended the call first, so `close()` (called once the call is
+    over) ends the iteration; otherwise the task would stay pending until the loop closes.
     """
 
     def __init__(self, first: Any, stop: asyncio.Event) -> None:
         self._first: Any = first
         self._stop = stop
         self._stop_sent = False
+        self._closed = asyncio.Event()
+
+    def close(self) -> None:
+        self._closed.set()
 
     def __aiter__(self) -> _Requests:
         return self
@@ -61,11 +67,24 @@ class _Requests:
             first, self._first = self._first, None
             return first
         if not self._stop_sent:
-            await self._stop.wait()
-            self._stop_sent = True
-            return stop_request()
-        await asyncio.Event().wait()  # never set: open until the call ends
+            await _first_of(self._stop, self._closed)
+            if not self._closed.is_set():
+                self._stop_sent = True
+                return stop_request()
+        await self._closed.wait()  # open until the call is over
         raise StopAsyncIteration
+
+
+async def _first_of(a: asyncio.Event, b: asyncio.Event) -> None:
+    """Wait until either event is set."""
+    if a.is_set() or b.is_set():
+        return
+    waits = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 class GadgetStream:
@@ -116,7 +135,8 @@ class GadgetStream:
         """Read the stream to its end. Raises `SessionError` when IG refuses the gadget before
         it starts, `StreamError`/`TargetError` when the stream fails."""
         where = self.connection.where
-        call = self.connection.gadgets.RunGadget(self._requests())
+        requests = self._requests()
+        call = self.connection.gadgets.RunGadget(requests)
         try:
             async for ev in call:
                 self._dispatch(ev)
@@ -132,6 +152,7 @@ class GadgetStream:
             ) from exc
         finally:
             call.cancel()
+            requests.close()
 
     # -- dispatch ----------------------------------------------------------------------------
 

@@ -186,7 +186,11 @@ def _seccomp_capture() -> Capture:
 
 
 async def test_stop_reads_advise_seccomp_final_flush(sock_path: Path) -> None:
-    server = ReplayServer(_seccomp_capture(), listen=f"unix://{sock_path}", hold_flush=True)
+    # Unordered: the flush comes at stop, like a live gadget (ordered replay sends it at its
+    # capture position: tests/gadgetclient/test_ordered_replay.py).
+    server = ReplayServer(
+        _seccomp_capture(), listen=f"unix://{sock_path}", hold_flush=True, ordered=False
+    )
     await server.start()
     events: list[Any] = []
     source = GadgetSource(
@@ -210,7 +214,9 @@ async def test_stop_reads_advise_seccomp_final_flush(sock_path: Path) -> None:
 
 
 async def test_seccomp_windows_overlap_and_the_last_one_is_flushed(sock_path: Path) -> None:
-    server = ReplayServer(_seccomp_capture(), listen=f"unix://{sock_path}", hold_flush=True)
+    server = ReplayServer(
+        _seccomp_capture(), listen=f"unix://{sock_path}", hold_flush=True, ordered=False
+    )
     await server.start()
     events: list[Any] = []
     settings = settings_for(
