@@ -26,6 +26,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 ENV_PREFIX = "GADGETWATCH_"
+#: Words YAML 1.1 reads as booleans: an environment value is text (`MODE=on` means "on"; bool
+#: fields still accept these words through pydantic). "" keeps a blank value a blank string.
+_YAML11_WORDS = frozenset({"", "on", "off", "yes", "no", "y", "n"})
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -77,7 +80,7 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = [snake_to_camel(seg) for seg in name[len(ENV_PREFIX) :].split("__") if seg]
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = raw.strip() if raw.strip().lower() in _YAML11_WORDS else yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
         set_path(layer, path, value)

@@ -183,7 +183,9 @@ def child_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, s
     return env
 
 
-async def start_replay_server(capture: Path, socket_path: Path, *, env: Mapping[str, str]) -> Proc:
+async def start_replay_server(
+    capture: Path, socket_path: Path, *, env: Mapping[str, str], rate: float = 0
+) -> Proc:
     """`gadgetwatch replay-server CAPTURE --listen unix://... --hold-flush` in its own process.
 
     `--hold-flush` keeps advise_seccomp's run open like a live gadget, so the agent keeps
@@ -226,11 +228,16 @@ class Agent:
         return f"http://127.0.0.1:{self.metrics_port}"
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-            session.get(self.base + path) as resp,
-        ):
-            return resp.status, await resp.read()
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+                session.get(self.base + path) as resp,
+            ):
+                return resp.status, await resp.read()
+        except aiohttp.ClientConnectionError:
+            # A closed metrics port means the agent is stopping: report its exit and log.
+            code = await self.proc.wait_exit()
+            raise AssertionError(f"agent exited ({code})\n{self.proc.tail()}") from None
 
     async def readyz(self) -> tuple[int, dict[str, Any]]:
         status, body = await self.get("/readyz")
