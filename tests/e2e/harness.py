@@ -261,14 +261,26 @@ class Agent:
         assert status == 200
         return Metrics.parse(body.decode())
 
-    async def wait_metrics(self, predicate: Callable[[Metrics], bool], *, what: str) -> Metrics:
+    async def wait_metrics(
+        self, predicate: Callable[[Metrics], bool], *, what: str, show: str = "gadgetwatch_"
+    ) -> Metrics:
+        """Scrape until `predicate` holds; on timeout show the last scrape's samples whose
+        name starts with `show`, and the agent's log tail."""
         seen: list[Metrics] = []
 
         async def check() -> bool:
             seen[:] = [await self.metrics()]
             return predicate(seen[0])
 
-        await eventually(check, what=what, context=self.proc.tail)
+        def context() -> str:
+            shown = [
+                f"{name}{dict(labels)} {value}"
+                for (name, labels), value in (seen[0].samples.items() if seen else [])
+                if name.startswith(show)
+            ]
+            return "\n".join(shown) + "\n" + self.proc.tail(10)
+
+        await eventually(check, what=what, context=context)
         return seen[0]
 
     async def terminate(self, within: float = DEADLINE_S) -> int:

@@ -49,18 +49,15 @@ def profile_schema() -> dict[str, Any]:
     return dict(version["schema"]["openAPIV3Schema"])
 
 
-def write_config(path: Path, extra: str = "") -> Path:
+def write_config(path: Path, *, alertmanager: dict[str, str] | None = None) -> Path:
     """Settings the flags do not cover. resolveAfter: the capture's event time is in the past,
     and Alertmanager hides alerts whose endsAt has passed; ten years keeps them active."""
-    path.write_text(
-        "gadgetclient:\n"
-        "  seccompWindow: 10m\n"  # one advise_seccomp window for the whole test
-        "exporters:\n"
-        "  alertmanager:\n"
-        "    resolveAfter: 87600h\n"
-        "kubernetes:\n"
-        '  mode: "off"\n' + extra
-    )
+    config = {
+        "gadgetclient": {"seccompWindow": "10m"},  # one advise_seccomp window per test
+        "exporters": {"alertmanager": {"resolveAfter": "87600h", **(alertmanager or {})}},
+        "kubernetes": {"mode": "off"},
+    }
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
