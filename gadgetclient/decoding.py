@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -45,6 +46,34 @@ from gadgetclient.layouts import (
 from gadgetclient.wire import PayloadError, parse_array, parse_single
 
 Record = dict[str, Any]
+#: A key path into a record, e.g. ("proc", "creds", "uid").
+Path = tuple[str, ...]
+
+
+class _Irregular:
+    """Marks a path where the record would not have the shape an extractor expects."""
+
+
+IRREGULAR = _Irregular()
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractorSpec:
+    """What a typed mapper reads from a record, by key path (see `DataSourceDecoder.extractor`).
+
+    The compiled extractor returns `(key, *values, *groups)`: `key` is a tuple with one item per
+    `key_paths` entry (a dynamic string field as its raw slot bytes, so equal enrichment gives
+    an equal key without decoding), `values` what `record[...]` would hold at each of
+    `value_paths` (None where the record has no such key), and `groups` whether the record has
+    a non-empty object at each of `group_paths`.
+    """
+
+    key_paths: tuple[Path, ...]
+    value_paths: tuple[Path, ...]
+    group_paths: tuple[Path, ...] = ()
+    #: Value paths the layout must print (else no extractor: the layout is an older shape).
+    required_paths: tuple[Path, ...] = ()
+
 
 #: struct format characters of the fixed-size kinds.
 _FMT: dict[int, str] = {
@@ -158,8 +187,13 @@ class _Emitter:
 
     # -- static containers -------------------------------------------------------------------
 
-    def compile_slots(self, leaves: list[FieldSpec]) -> None:
-        """One struct per slot for its static leaves; locals `s<N>` for every slot."""
+    def compile_slots(self, leaves: list[FieldSpec], only: set[int] | None = None) -> None:
+        """One struct per slot for its static leaves; locals `s<N>` for every slot.
+
+        With `only` (field indexes), the other members are skipped as pad bytes: the struct
+        keeps its size (so short containers are repaired and counted alike) but does not copy
+        what nobody reads (trace_exec's unused 512-byte paths).
+        """
         self.nslots = 1 + max(
             (f.payload_index for f in self.ds.fields if not f.has(FieldFlag.EMPTY)), default=-1
         )
@@ -170,19 +204,24 @@ class _Emitter:
         for slot, fields in sorted(per_slot.items()):
             fields.sort(key=lambda f: (f.offs, f.index))
             fmt = [self.order]
-            pos = 0
+            pos = 0  # end of the last member laid out (decides overlaps, as without `only`)
+            out = 0  # end of what `fmt` covers so far
             items = 0
             for f in fields:
                 end = f.offs + f.size
+                wanted = only is None or f.index in only
                 if f.offs < pos or end > _MAX_STRUCT:
                     # Overlaps an earlier member (a union) or is absurdly large: slice it.
                     raw = f"_pad(s{slot}, {end})[{f.offs}:{end}]"
-                    expr = self._value(f, raw, exact_len=True)
+                    expr = self._value(f, raw, exact_len=True) if wanted else None
                     if expr is not None:
                         self.static_expr[f.index] = expr
                     continue
-                if f.offs > pos:
-                    fmt.append(f"{f.offs - pos}x")
+                pos = end
+                if not wanted:
+                    continue
+                if f.offs > out:
+                    fmt.append(f"{f.offs - out}x")
                 code = _FMT.get(f.kind) if not f.kind & ARRAY_FLAG else None
                 if code is not None and FIXED_SIZES[f.kind] == f.size:
                     fmt.append(code)
@@ -192,7 +231,9 @@ class _Emitter:
                 if expr is not None:
                     self.static_expr[f.index] = expr
                 items += 1
-                pos = end
+                out = end
+            if pos > out:
+                fmt.append(f"{pos - out}x")
             s = struct.Struct("".join(fmt))
             sname = self._name("S", s)
             self.prelude.append(
@@ -230,15 +271,97 @@ class _Emitter:
     def leaves(self) -> list[FieldSpec]:
         return [f for f in self.ds.fields if f.index not in self.children]
 
+    # -- extractors (typed mapping straight from the slots) -----------------------------------
+
+    def _find(self, path: Path) -> FieldSpec | _Irregular | None:
+        """The printed field at `path`; None when the dict has no such key; `IRREGULAR` when
+        the dict would not have the expected shape there (a leaf on the way, a duplicate)."""
+        level = self.roots
+        found: FieldSpec | None = None
+        for depth, name in enumerate(path):
+            matches = [f for f in level if f.name == name and not self._excluded(f)]
+            if len(matches) > 1:
+                return IRREGULAR
+            if not matches:
+                return None
+            found = matches[0]
+            kids = self.children.get(found.index)
+            if depth < len(path) - 1:
+                if not kids:
+                    return IRREGULAR
+                level = kids
+        return found
+
+    def _leaf_expr(self, path: Path) -> str | _Irregular:
+        f = self._find(path)
+        if f is None or isinstance(f, _Irregular):
+            return "None" if f is None else IRREGULAR
+        if f.index in self.children:
+            return IRREGULAR  # an object where a value is expected
+        expr = self._node(f, len(path))
+        return "None" if expr is None else expr
+
+    def _key_expr(self, path: Path) -> str | _Irregular:
+        """Like `_leaf_expr`, but a dynamic string reads as its raw slot (no decoding)."""
+        f = self._find(path)
+        if f is None or isinstance(f, _Irregular):
+            return "None" if f is None else IRREGULAR
+        if f.index in self.children:
+            return IRREGULAR
+        if f.size == 0 and not f.has(FieldFlag.EMPTY) and f.kind in (Kind.STRING, Kind.CSTRING):
+            return f"s{f.payload_index}"
+        expr = self._node(f, len(path))
+        return "None" if expr is None else expr
+
+    def _group_expr(self, path: Path) -> str | _Irregular:
+        """Whether the dict has a non-empty object at `path`."""
+        f = self._find(path)
+        if f is None or isinstance(f, _Irregular):
+            return "False" if f is None else IRREGULAR
+        kids = self.children.get(f.index)
+        if not kids:
+            return IRREGULAR
+        return repr(self._object(kids, len(path)) != "{}")
+
+    def extractor_source(self, spec: ExtractorSpec) -> str | None:
+        """`_extract(slots) -> (key, *values, *groups)`, or None for an irregular layout."""
+        # Group presence depends on every member's printability: ask a fully compiled emitter.
+        full = _Emitter(self.ds)
+        full.compile_slots(full.leaves())
+        groups = [full._group_expr(p) for p in spec.group_paths]
+        needed: set[int] = set()
+        for path in (*spec.key_paths, *spec.value_paths):
+            f = self._find(path)
+            if isinstance(f, FieldSpec):
+                needed.add(f.index)
+        self.compile_slots(self.leaves(), only=needed)
+        keys = [self._key_expr(p) for p in spec.key_paths]
+        values = [self._leaf_expr(p) for p in spec.value_paths]
+        exprs = [*keys, *values, *groups]
+        if any(isinstance(e, _Irregular) for e in exprs):
+            return None
+        if any(self._leaf_expr(p) in ("None", IRREGULAR) for p in spec.required_paths):
+            return None
+        lines = ["def _extract(slots):", *self._header()]
+        lines += [f"    {p}" for p in self.prelude]
+        key = "(" + "".join(f"{k}, " for k in keys) + ")"
+        lines.append(f"    return ({key}, " + "".join(f"{e}, " for e in exprs[len(keys) :]) + ")")
+        return "\n".join(lines) + "\n"
+
+    def _header(self) -> list[str]:
+        if not self.nslots:
+            return []
+        names = ", ".join(f"s{i}" for i in range(self.nslots))
+        return [
+            f"    if len(slots) != {self.nslots}:",
+            f"        slots = _fix(slots, {self.nslots})",
+            f"    {names}, = slots",
+        ]
+
     def source(self) -> str:
         self.compile_slots(self.leaves())
         body = self._object(self.roots, 0)
-        lines = ["def _build(slots):"]
-        if self.nslots:
-            lines.append(f"    if len(slots) != {self.nslots}:")
-            lines.append(f"        slots = _fix(slots, {self.nslots})")
-            names = ", ".join(f"s{i}" for i in range(self.nslots))
-            lines.append(f"    {names}, = slots")
+        lines = ["def _build(slots):", *self._header()]
         lines += [f"    {p}" for p in self.prelude]
         lines.append(f"    return {body}")
         return "\n".join(lines) + "\n"
@@ -287,6 +410,31 @@ class DataSourceDecoder:
             return [self.build(slots) for slots in parse_array(payload)]
         return [self.build(parse_single(payload))]
 
+    def elements(self, payload: bytes) -> list[Sequence[bytes]]:
+        """The slots of each element of one payload, not decoded (for `extractor`s).
+
+        Raises `PayloadError` when the protobuf does not parse.
+        """
+        if self.is_array:
+            return parse_array(payload)
+        return [parse_single(payload)]
+
+    def extractor(self, spec: ExtractorSpec) -> Callable[[Sequence[bytes]], tuple[Any, ...]] | None:
+        """Compile a function reading only `spec`'s paths from an element's slots, with the
+        values `build` would put there (same struct, same conversions, same repairs); None when
+        the layout does not have the shape `spec` expects (then use `build`)."""
+        emitter = _Emitter(self.spec)
+        source = emitter.extractor_source(spec)
+        if source is None:
+            return None
+        ns = emitter.namespace
+        ns["_fix"] = self._fix
+        ns["_short"] = self._short
+        ns["_pad"] = self._pad
+        exec(compile(source, f"<extractor {self.spec.name}>", "exec"), ns)
+        fn: Callable[[Sequence[bytes]], tuple[Any, ...]] = ns["_extract"]
+        return fn
+
     def decode_slots(self, slots: Sequence[bytes]) -> Record:
         return self.build(slots)
 
@@ -318,6 +466,7 @@ class GadgetDecoder:
 
 __all__ = [
     "DataSourceDecoder",
+    "ExtractorSpec",
     "GadgetDecoder",
     "PayloadError",
     "Record",

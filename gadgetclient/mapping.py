@@ -46,6 +46,7 @@ _PROTOS = {6: "TCP", 17: "UDP"}
 #: DNS qtype numbers of the 2024 layout, for the common types.
 _QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA"}
 _TCP_TYPES = {0: TcpEventType.CONNECT, 1: TcpEventType.ACCEPT, 2: TcpEventType.CLOSE}
+_TCP_TYPE_NAMES = frozenset(t.value for t in TcpEventType)
 
 #: Interned containers kept at most; beyond it the table starts afresh (a node runs a few hundred
 #: containers, so 4096 is only reached under churn, and a reset merely costs re-allocation).
@@ -72,6 +73,11 @@ def _int(value: Any) -> int:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     return 0
+
+
+#: Public names of the conversions, for the typed mappers that read slots (`slot_mapping.py`).
+as_str = _str
+as_int = _int
 
 
 def split_args(args: str) -> tuple[str, ...]:
@@ -220,7 +226,7 @@ class RecordMapper:
 
     def open_event(self, record: Record, node: str) -> OpenEvent:
         flags = record.get("flags")
-        flag_names = tuple(f for f in flags.split("|") if f) if isinstance(flags, str) else ()
+        flag_names = flag_names_of(flags)
         flags_raw = record.get("flags_raw", flags if isinstance(flags, int) else 0)
         mode = record.get("mode")
         return OpenEvent(
@@ -238,10 +244,7 @@ class RecordMapper:
     def tcp_event(self, record: Record, node: str) -> TcpEvent:
         src, dst = _obj(record, "src"), _obj(record, "dst")
         kind = record.get("type")
-        if isinstance(kind, str) and kind in TcpEventType.__members__.values():
-            tcp_type = TcpEventType(kind)
-        else:
-            tcp_type = _TCP_TYPES.get(_int(record.get("type_raw", kind)), TcpEventType.CONNECT)
+        tcp_type = tcp_type_of(kind, record.get("type_raw", kind))
         return TcpEvent(
             timestamp_ns=timestamp_ns(record),
             container=self.container(record, node),
@@ -251,7 +254,7 @@ class RecordMapper:
             src_port=_int(src.get("port")),
             dst_addr=_str(dst.get("addr")),
             dst_port=_int(dst.get("port")),
-            proto=_proto(dst.get("proto", src.get("proto", "TCP"))),
+            proto=proto_of(dst.get("proto", src.get("proto", "TCP"))),
             ip_version=_int(dst.get("version", 4)) or 4,
             src_peer=_peer(src),
             dst_peer=_peer(dst),
@@ -261,9 +264,7 @@ class RecordMapper:
     def dns_event(self, record: Record, node: str) -> DnsEvent:
         qr = record.get("qr")
         is_response = qr == "R" or record.get("qr_raw") is True or (isinstance(qr, int) and qr == 1)
-        qtype = record.get("qtype")
-        if not isinstance(qtype, str):
-            qtype = _QTYPES.get(_int(qtype), str(_int(qtype)) if qtype is not None else "")
+        qtype = qtype_of(record.get("qtype"))
         addresses = _str(record.get("addresses"))
         dst = _obj(record, "dst")
         return DnsEvent(
@@ -309,14 +310,26 @@ class RecordMapper:
         )
 
 
-def _proto(value: Any) -> str:
-    if isinstance(value, str):
-        return value.upper() or "TCP"
-    return _PROTOS.get(_int(value), f"proto#{_int(value)}")
+def tcp_type_of(kind: Any, raw: Any) -> TcpEventType:
+    """trace_tcp's `type` ("connect", ...), else its numeric `type_raw` (or numeric `type`)."""
+    if isinstance(kind, str) and kind in _TCP_TYPE_NAMES:
+        return TcpEventType(kind)
+    return _TCP_TYPES.get(_int(raw), TcpEventType.CONNECT)
 
 
-def _peer(endpoint: Mapping[str, Any]) -> PeerIdentity:
-    k8s = _obj(endpoint, "k8s")
+def qtype_of(qtype: Any) -> str:
+    if isinstance(qtype, str):
+        return qtype
+    return _QTYPES.get(_int(qtype), str(_int(qtype)) if qtype is not None else "")
+
+
+def flag_names_of(flags: Any) -> tuple[str, ...]:
+    """IG's "O_RDONLY|O_CLOEXEC" as a tuple of names."""
+    return tuple(f for f in flags.split("|") if f) if isinstance(flags, str) else ()
+
+
+def peer_of(k8s: Mapping[str, Any]) -> PeerIdentity:
+    """An endpoint's KubeIPResolver `k8s` object (empty: no identity)."""
     if not k8s:
         return PeerIdentity()
     return PeerIdentity(
@@ -325,3 +338,13 @@ def _peer(endpoint: Mapping[str, Any]) -> PeerIdentity:
         namespace=_str(k8s.get("namespace")),
         labels=parse_labels(k8s.get("labels")),
     )
+
+
+def proto_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value.upper() or "TCP"
+    return _PROTOS.get(_int(value), f"proto#{_int(value)}")
+
+
+def _peer(endpoint: Mapping[str, Any]) -> PeerIdentity:
+    return peer_of(_obj(endpoint, "k8s"))

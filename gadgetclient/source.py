@@ -19,7 +19,9 @@ and, per gadget, a task that runs `GadgetStream`s:
   overlap instead of leaving gaps; each run's flush becomes `SyscallsEvent`s for its window, and
   the last window is flushed at shutdown.
 
-Records become typed events (`mapping.py`), optionally completed from the `ProcessTable`, and
+Records become typed events (`slot_mapping.py` straight from the payload slots, or `mapping.py`
+from the decoded dicts when raw records are wanted too), optionally completed from the
+`ProcessTable`, and
 are handed to `on_batch` in lists of up to `batch_size`, at least every `flush_interval`. Raw
 records (for `gadgetwatch record`) go to `on_raw` as `RawRecord`s. Time in events is event time;
 the advise_seccomp window bounds come from the latest event time seen (a window opened before
@@ -54,6 +56,7 @@ from gadgetclient.sessions import (
     params_for,
     pin_image,
 )
+from gadgetclient.slot_mapping import SlotMapper
 from gadgetclient.stats import DropReason, StreamStats
 from gadgetclient.streaming import GadgetStream
 from gadgetclient.targets import Endpoint, parse_target, static_endpoints
@@ -108,6 +111,7 @@ class GadgetSource:
         #: A `kubernetes.client.ApiClient` for `k8s://` targets (default: in-cluster/kubeconfig).
         self._k8s_api_client = k8s_api_client
         self._mapper = RecordMapper()
+        self._slot_mapper = SlotMapper(self._mapper)
         self._processes = (
             ProcessTable(settings.process_table_size) if settings.process_table_size else None
         )
@@ -237,6 +241,11 @@ class GadgetSource:
         def deliver(ds: DataSourceDecoder, records: Sequence[Record]) -> None:
             self._deliver(name, node, ds, records)
 
+        def deliver_slots(ds: DataSourceDecoder, elements: Sequence[Sequence[bytes]]) -> None:
+            self._deliver_slots(name, node, ds, elements)
+
+        # Typed events straight from the slots unless someone wants the dicts (record mode).
+        slots = on_records is None and self._on_raw is None
         return GadgetStream(
             conn,
             gadget=name,
@@ -245,6 +254,7 @@ class GadgetSource:
             stats=self.stats,
             on_records=on_records or deliver,
             log_level=self.settings.log_level,
+            on_slots=deliver_slots if slots else None,
         )
 
     async def _run_stream(self, stream: GadgetStream) -> None:
@@ -397,6 +407,35 @@ class GadgetSource:
                 self._latest_ns = ts
             if self._processes is not None:
                 event = self._processes.complete(event)
+            pending.append(event)
+        if len(pending) >= self.batch_size:
+            self._flush()
+
+    def _deliver_slots(
+        self, gadget: str, node: str, ds: DataSourceDecoder, elements: Sequence[Sequence[bytes]]
+    ) -> None:
+        """`_deliver` for undecoded elements: `SlotMapper` builds the typed events."""
+        if self._on_batch is None:
+            return
+        to_event = self._slot_mapper.for_decoder(ds)
+        pending = self._pending
+        processes = self._processes
+        for slots in elements:
+            try:
+                event = to_event(slots, node)
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                self.stats.dropped[(gadget, DropReason.UNMAPPABLE)] += 1
+                log.error("record unmappable", gadget=gadget, datasource=ds.name, reason=str(exc))
+                continue
+            if event is None:
+                continue
+            ts = event.timestamp_ns
+            if ts > self._latest_ns:
+                if not self._latest_ns:
+                    self._first_ns = ts
+                self._latest_ns = ts
+            if processes is not None:
+                event = processes.complete(event)
             pending.append(event)
         if len(pending) >= self.batch_size:
             self._flush()

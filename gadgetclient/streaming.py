@@ -3,7 +3,9 @@
 Data flow per event: `GadgetEvent` -> by type:
 
 * `4` GadgetInfo -> compile (or fetch from cache) the decoders, replacing any previous ones;
-* `0` payload -> `seq` gap check -> decoder of `dataSourceID` -> records -> `on_records`;
+* `0` payload -> `seq` gap check -> decoder of `dataSourceID` -> records -> `on_records` (or,
+  with `on_slots`, each element's undecoded slots -> `on_slots`, which maps them to typed events
+  without building the dict);
 * `>= 1<<16` log -> severity `type >> 16`, logged with it; "lost N samples" counted as loss;
 * `1`-`3` are never sent by image-based gadgets and are ignored; anything else is counted.
 
@@ -35,6 +37,8 @@ log = structlog.get_logger(__name__)
 
 #: (datasource name, is_array, records) for each decoded payload event.
 OnRecords = Callable[[DataSourceDecoder, Sequence[Record]], None]
+#: The same, with each element's slots left undecoded (for `slot_mapping.SlotMapper`).
+OnSlots = Callable[[DataSourceDecoder, Sequence[Sequence[bytes]]], None]
 
 _LOST = re.compile(r"lost (\d+) samples")
 _LOG_METHODS = ("critical", "critical", "error", "warning", "info", "debug", "debug")
@@ -101,6 +105,7 @@ class GadgetStream:
         on_records: OnRecords,
         log_level: int = 4,
         timeout_ns: int = 0,
+        on_slots: OnSlots | None = None,
     ) -> None:
         self.connection = connection
         self.gadget = gadget
@@ -108,6 +113,8 @@ class GadgetStream:
         self.params = dict(params)
         self.stats = stats
         self.on_records = on_records
+        #: When set, payloads are parsed into slots only and handed here instead of decoded.
+        self.on_slots = on_slots
         self.log_level = log_level
         self.timeout_ns = timeout_ns
         self.decoder: GadgetDecoder | None = None
@@ -197,16 +204,24 @@ class GadgetStream:
             return
         stats.received[gadget] += 1
         repaired = ds.repaired
+        on_slots = self.on_slots
         try:
-            records = ds.decode(ev.payload)
+            if on_slots is not None:
+                elements = ds.elements(ev.payload)
+            else:
+                records = ds.decode(ev.payload)
         except (PayloadError, ValueError, TypeError, IndexError) as exc:
             stats.dropped[(gadget, DropReason.UNDECODABLE)] += 1
             log.error("payload undecodable", gadget=gadget, datasource=ds.name, reason=str(exc))
             return
+        if on_slots is not None:
+            stats.decoded[gadget] += len(elements)
+            on_slots(ds, elements)  # decodes (and repairs) while mapping
+        else:
+            stats.decoded[gadget] += len(records)
+            self.on_records(ds, records)
         if ds.repaired != repaired:
             stats.repaired[(gadget, ds.name)] += ds.repaired - repaired
-        stats.decoded[gadget] += len(records)
-        self.on_records(ds, records)
 
     def _log(self, severity: int, payload: bytes) -> None:
         name = SEVERITIES[severity] if severity < len(SEVERITIES) else f"level{severity}"
@@ -219,4 +234,4 @@ class GadgetStream:
         getattr(log, method)("ig log", gadget=self.gadget, severity=name, message=message)
 
 
-__all__ = ["GadgetStream", "OnRecords", "SessionError", "TargetError"]
+__all__ = ["GadgetStream", "OnRecords", "OnSlots", "SessionError", "TargetError"]
