@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
@@ -117,7 +118,7 @@ class ClusterRulesSource:
             raise RuleSourceError(
                 f"list failed: {exc.status} {exc.reason}", source=res.plural
             ) from exc
-        except OSError as exc:
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise RuleSourceError(f"list failed: {exc}", source=res.plural) from exc
         for key in [k for k in self._objects if k[0] == res.kind]:
             del self._objects[key]
@@ -174,7 +175,9 @@ class ClusterRulesSource:
                 raise RuleSourceError(
                     f"watch failed: {exc.status} {exc.reason}", source=res.plural
                 ) from exc
-            except OSError as exc:
+            except (OSError, urllib3.exceptions.HTTPError, ValueError) as exc:
+                # A dropped connection surfaces as urllib3's ProtocolError ("Response ended
+                # prematurely"); a truncated line as a JSON ValueError. Both mean: relist.
                 raise RuleSourceError(f"watch failed: {exc}", source=res.plural) from exc
             return version
         finally:
@@ -223,7 +226,7 @@ class ClusterRulesSource:
         )
         try:
             await asyncio.to_thread(self._core.create_namespaced_event, namespace, event)
-        except (ApiException, OSError) as exc:
+        except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
             log.error("cannot emit kubernetes event", object=meta.get("name"), error=str(exc))
 
 
