@@ -427,9 +427,15 @@ def summary_lines(agent: Agent) -> list[str]:
     lines.append(f"  alerts: {sum(alerts.values())}")
     for rule, n in sorted(alerts.items()):
         lines.append(f"    {rule}: {n}")
-    suppressed = sum(st.detector.suppressed.values())
-    if suppressed:
-        lines.append(f"  suppressed evaluations/alerts: {suppressed} (see /metrics for reasons)")
+    by_reason: dict[str, int] = {}
+    for (_, reason), n in st.detector.suppressed.items():
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    if by_reason:
+        shown = ", ".join(f"{reason} {n}" for reason, n in sorted(by_reason.items()))
+        lines.append(f"  not alerted: {shown}")
+    delivered = sum(st.delivery.sent.values())
+    dropped = sum(st.delivery.dropped.values())
+    lines.append(f"  delivered: {delivered} alert(s) to exporters, {dropped} dropped")
     return lines
 
 

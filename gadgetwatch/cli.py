@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -28,6 +29,11 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 Handler = Callable[[argparse.Namespace], int]
+
+# gRPC's C core logs informational lines (e.g. GOAWAY on a closing channel) straight to stderr,
+# outside our JSON log; keep it to errors unless the operator asked for more. Must be set
+# before grpc is first imported, which happens when a command runs.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def build_parser() -> argparse.ArgumentParser:
