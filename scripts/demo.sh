@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/gadgetwatch run --replay examples/webshop-intrusion.capture.jsonl \
+exec .venv/bin/gadgetwatch --log-level warning run --replay examples/webshop-intrusion.capture.jsonl \
     --profiles-dir demo-profiles --learning-period 10m --summary "$@"
