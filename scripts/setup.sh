@@ -5,13 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
-[[ "${1:-}" == "--dev" ]] && dev=1
+suffix=""
+if [[ "${1:-}" == "--dev" ]]; then
+    dev=1
+    suffix=-dev
+fi
 
 PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     "$PY" -m venv .venv
 fi
-stamp=.venv/.gadgetwatch-installed$([[ $dev == 1 ]] && echo -dev)
+stamp=.venv/.gadgetwatch-installed$suffix
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     if [[ $dev == 1 ]]; then
