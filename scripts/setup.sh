@@ -17,11 +17,17 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.gadgetwatch-installed$suffix
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-    if [[ $dev == 1 ]]; then
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-    else
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    # pip's and setuptools' chatter goes to a log, shown only when the install fails.
+    log=.venv/setup.log
+    extra=""
+    [[ $dev == 1 ]] && extra="[dev]"
+    echo "setup: installing gadgetwatch$extra into .venv" >&2
+    if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip \
+           && .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extra"; } \
+           >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "setup: pip install failed (log above, also in $log)" >&2
+        exit 1
     fi
     touch "$stamp"
 fi
