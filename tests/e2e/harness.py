@@ -184,7 +184,12 @@ def child_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, s
 
 
 async def start_replay_server(
-    capture: Path, socket_path: Path, *, env: Mapping[str, str], rate: float = 0
+    capture: Path,
+    socket_path: Path,
+    *,
+    env: Mapping[str, str],
+    rate: float = 0,
+    ordered: bool = True,
 ) -> Proc:
     """`gadgetwatch replay-server CAPTURE --listen unix://... --hold-flush` in its own process.
 

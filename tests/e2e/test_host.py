@@ -219,6 +219,34 @@ async def test_all_exporters_receive_exactly_the_expected_alerts(
         await server.stop()
 
 
+async def test_exact_alerts_with_unordered_replay(
+    tmp_path: Path, sockdir: Path, env: dict[str, str], webhook: HttpReceiver
+) -> None:
+    """The scenario does not depend on the replay's cross-stream order: with every gadget
+    stream replayed on its own (`--no-ordered`), the alerts are the same."""
+    socket = sockdir / "ig.sock"
+    server = await start_replay_server(CAPTURE, socket, env=env, ordered=False)
+    agent: Agent | None = None
+    try:
+        agent = await Agent.start(
+            [
+                "--config", str(write_config(tmp_path / "gadgetwatch.yaml")),
+                "--target", f"unix://{socket}",
+                "--learning-period", LEARNING_PERIOD,
+                "--profiles-dir", str(tmp_path / "profiles"),
+                "--webhook", webhook.url,
+            ],
+            env=env,
+        )  # fmt: skip
+        await eventually(lambda: len(webhook.alerts()) >= len(EXPECTED), what="webhook alerts")
+        assert await agent.terminate() == 0
+        assert sorted(expected_of(a) for a in webhook.alerts()) == sorted(EXPECTED)
+    finally:
+        if agent is not None:
+            await agent.proc.stop()
+        await server.stop()
+
+
 async def test_in_process_replay_to_stdout_with_summary(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
