@@ -188,10 +188,9 @@ async def test_profile_writes_survive_an_api_server_outage(
     """The API server goes away after start: profile flushes fail (counted, kept), the agent
     keeps running, and once the server is back every profile is written.
 
-    With the binding/exception watcher on (`rule-watch`, the default in a cluster) this fails
-    today: `detector/k8s_source.py` lets urllib3's ProtocolError ("Response ended
-    prematurely") of a dropped watch escape, and the agent stops with "stage rule-watch stopped
-    unexpectedly". `no-rule-watch` shows the profile side works."""
+    `rule-watch` (the binding/exception watcher, on by default in a cluster) once let urllib3's
+    ProtocolError of a dropped watch escape and stop the agent (fixed in afb3ea4);
+    `no-rule-watch` isolates the profile side."""
     seed(kube_api)
     socket = sockdir / "ig.sock"
     # Paced, so events (and profile changes to write) keep coming after the server goes down.
