@@ -23,8 +23,9 @@ Each table is bounded (`_CACHE_MAX`) and starts afresh when full.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from gadgetclient.decoding import DataSourceDecoder, ExtractorSpec, Path
 from gadgetclient.events import (
@@ -50,6 +51,8 @@ from gadgetclient.mapping import (
     tcp_type_of,
 )
 
+_T = TypeVar("_T")
+
 #: Map one element's slots (and the stream's node) to its typed event, or None.
 MapSlots = Callable[[Sequence[bytes], str], Event | None]
 
@@ -58,6 +61,45 @@ MapSlots = Callable[[Sequence[bytes], str], Event | None]
 _CACHE_MAX = 4096
 #: Compiled layouts kept; like the decoder cache, more than a cluster's gadget versions.
 _LAYOUTS_MAX = 256
+
+
+def _maker(cls: type[_T], count: int) -> Callable[..., _T]:
+    """A positional constructor for a frozen slotted dataclass that fills the slots directly.
+
+    The dataclass `__init__` of a frozen class calls `object.__setattr__` once per field; these
+    events have no `__post_init__`, so setting the slots through their descriptors builds the
+    same object for about 60% of the cost. It takes the first `count` fields in declaration
+    order; fields added later to the contract get their defaults.
+    """
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in fields[:count]]
+    assert len(names) == count
+    assert not {"_new", "_cls", "_o"} & {f.name for f in fields}
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    body = []
+    for i, f in enumerate(fields):
+        ns[f"_set_{f.name}"] = getattr(cls, f.name).__set__
+        if i < count:
+            value = f.name
+        elif f.default is not dataclasses.MISSING:
+            ns[f"_default_{f.name}"] = f.default
+            value = f"_default_{f.name}"
+        else:
+            ns[f"_factory_{f.name}"] = f.default_factory
+            value = f"_factory_{f.name}()"
+        body.append(f"    _set_{f.name}(_o, {value})\n")
+    source = f"def make({', '.join(names)}):\n    _o = _new(_cls)\n{''.join(body)}    return _o\n"
+    exec(compile(source, f"<maker {cls.__name__}>", "exec"), ns)
+    make: Callable[..., _T] = ns["make"]
+    return make
+
+
+_make_process = _maker(Process, 10)
+_make_exec = _maker(ExecEvent, 10)
+_make_open = _maker(OpenEvent, 9)
+_make_tcp = _maker(TcpEvent, 13)
+_make_dns = _maker(DnsEvent, 11)
+_make_capability = _maker(CapabilityEvent, 7)
 
 
 def _paths(*dotted: str) -> tuple[Path, ...]:
@@ -190,17 +232,17 @@ def _process(v: Sequence[Any], exe: str, args: tuple[str, ...]) -> Process:
     ]
     if cwd is None:
         cwd = ""
-    return Process(
-        pid=as_int(pid),
-        tid=as_int(tid),
-        comm=as_str(comm or task),
-        exe=exe,
-        args=args,
-        cwd=cwd if type(cwd) is str else as_str(cwd),
-        uid=as_int(uid),
-        gid=as_int(gid),
-        ppid=as_int(ppid_p if ppid_p is not None else ppid_r),
-        pcomm=as_str(pcomm_p if pcomm_p is not None else pcomm_r),
+    return _make_process(
+        as_int(pid),  # pid
+        as_int(tid),  # tid
+        as_str(comm or task),  # comm
+        exe,  # exe
+        args,  # args
+        cwd if type(cwd) is str else as_str(cwd),  # cwd
+        as_int(uid),  # uid
+        as_int(gid),  # gid
+        as_int(ppid_p if ppid_p is not None else ppid_r),  # ppid
+        as_str(pcomm_p if pcomm_p is not None else pcomm_r),  # pcomm
     )
 
 
@@ -275,17 +317,17 @@ class _Layout:
         exe = as_str(exepath) or (args[0] if args else "")
         if not exe:
             exe = as_str(v[5] or comm_flat)
-        return ExecEvent(
-            timestamp_ns=_timestamp(v[1], v[2]),
-            container=self.container(slots, node, v[0]),
-            process=self.process(v, exe, args),
-            path=exe,
-            args=args,
-            cwd=as_str(v[13]),
-            error=as_str(error),
-            upper_layer=bool(ul if ul is not None else ul_old if ul_old is not None else False),
-            parent_exe=as_str(parent_exe),
-            tty=as_int(tty) > 0 or bool(as_int(tty_major)),
+        return _make_exec(
+            _timestamp(v[1], v[2]),  # timestamp_ns
+            self.container(slots, node, v[0]),  # container
+            self.process(v, exe, args),  # process
+            exe,  # path
+            args,  # args
+            as_str(v[13]),  # cwd
+            as_str(error),  # error
+            bool(ul if ul is not None else ul_old if ul_old is not None else False),  # upper_layer
+            as_str(parent_exe),  # parent_exe
+            as_int(tty) > 0 or bool(as_int(tty_major)),  # tty
         )
 
     def open_event(self, slots: Sequence[bytes], node: str) -> OpenEvent:
@@ -298,16 +340,16 @@ class _Layout:
             names = self.flags[flags] = flag_names_of(flags)
         if flags_raw is None:
             flags_raw = flags if isinstance(flags, int) else 0
-        return OpenEvent(
-            timestamp_ns=_timestamp(v[1], v[2]),
-            container=self.container(slots, node, v[0]),
-            process=self.process(v),
-            path=as_str(fpath) or as_str(fname or path),
-            flags=names,
-            flags_raw=as_int(flags_raw),
-            fd=as_int(fd),
-            error=as_str(error) or ("" if not err else "ERROR"),
-            mode=mode if isinstance(mode, str) else "",
+        return _make_open(
+            _timestamp(v[1], v[2]),  # timestamp_ns
+            self.container(slots, node, v[0]),  # container
+            self.process(v),  # process
+            as_str(fpath) or as_str(fname or path),  # path
+            names,  # flags
+            as_int(flags_raw),  # flags_raw
+            as_int(fd),  # fd
+            as_str(error) or ("" if not err else "ERROR"),  # error
+            mode if isinstance(mode, str) else "",  # mode
         )
 
     def tcp_event(self, slots: Sequence[bytes], node: str) -> TcpEvent:
@@ -335,20 +377,20 @@ class _Layout:
             dst_k8s,
         ) = v[_N_COMMON + 1 :]
         proto = dst_proto if dst_proto is not None else src_proto
-        return TcpEvent(
-            timestamp_ns=_timestamp(v[1], v[2]),
-            container=self.container(slots, node, v[0]),
-            process=self.process(v),
-            type=tcp_type_of(kind, kind_raw if kind_raw is not None else kind),
-            src_addr=as_str(src_addr),
-            src_port=as_int(src_port),
-            dst_addr=as_str(dst_addr),
-            dst_port=as_int(dst_port),
-            proto=proto_of(proto if proto is not None else "TCP"),
-            ip_version=as_int(dst_version if dst_version is not None else 4) or 4,
-            src_peer=self.peer(src_k8s, sk_kind, sk_name, sk_ns, sk_labels),
-            dst_peer=self.peer(dst_k8s, dk_kind, dk_name, dk_ns, dk_labels),
-            error=as_str(error),
+        return _make_tcp(
+            _timestamp(v[1], v[2]),  # timestamp_ns
+            self.container(slots, node, v[0]),  # container
+            self.process(v),  # process
+            tcp_type_of(kind, kind_raw if kind_raw is not None else kind),  # type
+            as_str(src_addr),  # src_addr
+            as_int(src_port),  # src_port
+            as_str(dst_addr),  # dst_addr
+            as_int(dst_port),  # dst_port
+            proto_of(proto if proto is not None else "TCP"),  # proto
+            as_int(dst_version if dst_version is not None else 4) or 4,  # ip_version
+            self.peer(src_k8s, sk_kind, sk_name, sk_ns, sk_labels),  # src_peer
+            self.peer(dst_k8s, dk_kind, dk_name, dk_ns, dk_labels),  # dst_peer
+            as_str(error),  # error
         )
 
     def dns_event(self, slots: Sequence[bytes], node: str) -> DnsEvent:
@@ -356,31 +398,31 @@ class _Layout:
         (qr, qr_raw, qtype, addresses, name, rcode, nameserver, dst_addr, dst_port) = v[
             _N_COMMON + 1 :
         ]
-        return DnsEvent(
-            timestamp_ns=_timestamp(v[1], v[2]),
-            container=self.container(slots, node, v[0]),
-            process=self.process(v),
-            name=as_str(name).rstrip(".").lower(),
-            is_response=qr == "R" or qr_raw is True or (isinstance(qr, int) and qr == 1),
-            qtype=qtype_of(qtype),
-            rcode=as_str(rcode) if isinstance(rcode, str) else "",
-            addresses=tuple(a for a in as_str(addresses).split(",") if a),
-            nameserver=as_str(nameserver),
-            dst_addr=as_str(dst_addr),
-            dst_port=as_int(dst_port),
+        return _make_dns(
+            _timestamp(v[1], v[2]),  # timestamp_ns
+            self.container(slots, node, v[0]),  # container
+            self.process(v),  # process
+            as_str(name).rstrip(".").lower(),  # name
+            qr == "R" or qr_raw is True or (isinstance(qr, int) and qr == 1),  # is_response
+            qtype_of(qtype),  # qtype
+            as_str(rcode) if isinstance(rcode, str) else "",  # rcode
+            tuple(a for a in as_str(addresses).split(",") if a),  # addresses
+            as_str(nameserver),  # nameserver
+            as_str(dst_addr),  # dst_addr
+            as_int(dst_port),  # dst_port
         )
 
     def capability_event(self, slots: Sequence[bytes], node: str) -> CapabilityEvent:
         v = self.extract(slots)
         (cap, syscall, capable, audit) = v[_N_COMMON + 1 :]
-        return CapabilityEvent(
-            timestamp_ns=_timestamp(v[1], v[2]),
-            container=self.container(slots, node, v[0]),
-            process=self.process(v),
-            capability=as_str(cap),
-            syscall=as_str(syscall),
-            capable=bool(capable if capable is not None else True),
-            audit=as_int(audit if audit is not None else 1),
+        return _make_capability(
+            _timestamp(v[1], v[2]),  # timestamp_ns
+            self.container(slots, node, v[0]),  # container
+            self.process(v),  # process
+            as_str(cap),  # capability
+            as_str(syscall),  # syscall
+            bool(capable if capable is not None else True),  # capable
+            as_int(audit if audit is not None else 1),  # audit
         )
 
 
