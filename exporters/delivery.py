@@ -177,7 +177,12 @@ class _Channel:
                     exporter=self.name,
                     dropped_total=self.stats.dropped[(self.name, "queue_full")],
                 )
-        self.stats.queue_depth[self.name] = self.queue.qsize()
+        self._gauge()
+
+    def _gauge(self) -> None:
+        # A batch under retry has left the queue but is not delivered: it counts as waiting,
+        # so an outage shows every undelivered alert in the metric.
+        self.stats.queue_depth[self.name] = self.queue.qsize() + self.in_flight
 
     # -- consumer side ---------------------------------------------------------------------------
 
@@ -191,10 +196,11 @@ class _Channel:
             batch = [first]
             self.in_flight = 1
             stop = await self._collect(batch)
-            self.stats.queue_depth[self.name] = self.queue.qsize()
             self.in_flight = len(batch)
+            self._gauge()
             await self._deliver(batch)
             self.in_flight = 0
+            self._gauge()
             if stop:
                 return
 

@@ -102,7 +102,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("exporter_alerts_sent", "counter", ("exporter",), "Alerts delivered."),
     MetricSpec("exporter_send_failures", "counter", ("exporter", "reason"), "Failed attempts."),
     MetricSpec("exporter_alerts_dropped", "counter", ("exporter", "reason"), "Alerts given up."),
-    MetricSpec("exporter_queue_alerts", "gauge", ("exporter",), "Alerts waiting per exporter."),
+    MetricSpec(
+        "exporter_queue_alerts", "gauge", ("exporter",), "Alerts queued or in flight per exporter."
+    ),
     MetricSpec("exporter_up", "gauge", ("exporter",), "1 if the last attempt succeeded."),
     MetricSpec("pipeline_events_dropped", "counter", ("stage", "reason"), "Events dropped."),
     MetricSpec("pipeline_events_processed", "counter", (), "Events processed."),

@@ -79,11 +79,14 @@ async def test_queue_full_drops_newest_and_counts() -> None:
     await delivery.start()
     alerts = [make_alert() for _ in range(10)]
     delivery.submit(alerts[0])
-    await wait_until(lambda: stats.queue_depth["scripted"] == 0, what="first in flight")
+    # The send has started (its scripted outcome is taken) and the alert counts as waiting.
+    await wait_until(lambda: not ex.outcomes, what="first in flight")
+    assert stats.queue_depth["scripted"] == 1
     for a in alerts[1:]:
         delivery.submit(a)  # never blocks, never raises
     assert stats.dropped[("scripted", "queue_full")] == 6
     assert delivery.health()["scripted"]["queueDepth"] == 3
+    assert stats.queue_depth["scripted"] == 4  # 3 queued + the batch being sent
     ex.release.set()
     await wait_until(lambda: stats.sent["scripted"] == 4, what="backlog delivered")
     assert [b[0] for b in ex.batches] == [a.fingerprint for a in alerts[:4]]  # oldest kept
