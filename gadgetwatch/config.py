@@ -11,9 +11,9 @@ import enum
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from detector.config import DetectorSettings
@@ -32,10 +32,17 @@ _MODEL = ConfigDict(
 )
 
 
+def _on_off(value: object) -> object:
+    """YAML 1.1 reads an unquoted `on`/`off` as a boolean; take it back as the word."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
 class KubernetesSettings(BaseModel):
     model_config = _MODEL
 
-    mode: Literal["auto", "on", "off"] = "auto"
+    mode: Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)] = "auto"
     """`auto` uses the cluster when in-cluster credentials or a kubeconfig are found, `on`
     requires it (start fails without it), `off` is host mode: profiles in a directory, bindings
     and exceptions from files."""

@@ -33,8 +33,6 @@ EXIT_MARGIN_S = 3
 #: Replay pace of the SIGTERM test: the capture's 95 payloads take about 4 s, so the stop
 #: lands in the middle of the intrusion and the normal traffic after it.
 SIGTERM_RATE = 25
-#: exporters.alertmanager.batchMaxAlerts default: the most alerts one retried batch holds.
-AM_BATCH = 64
 
 
 async def test_sigterm_mid_stream_flushes_profiles_and_delivers_every_alert(

@@ -101,3 +101,11 @@ def test_missing_replay_file_is_reported(
 ) -> None:
     assert main(["run", "--replay", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_unquoted_on_off_in_yaml_means_the_kubernetes_mode(tmp_path: Path) -> None:
+    f = tmp_path / "k.yaml"
+    f.write_text("kubernetes:\n  mode: on\n")
+    assert load_settings(config_file=f).kubernetes.mode == "on"
+    f.write_text("kubernetes:\n  mode: off\n")
+    assert load_settings(config_file=f).kubernetes.mode == "off"
