@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gadgetclient.capture import CaptureLine, read_capture
 from gadgetclient.decoding import DataSourceDecoder, GadgetDecoder
@@ -95,3 +97,27 @@ def test_missing_slots_map_like_the_dict_path(cut: int) -> None:
     assert got == expected
     # The repair is counted once per path (the container miss does not count it again).
     assert ds.repaired - after_dict == after_dict - before == 1
+
+
+def _example_decoders() -> list[DataSourceDecoder]:
+    lines = read_capture(EXAMPLE).lines
+    out = []
+    for gadget in ("trace_exec", "trace_open", "trace_tcp", "trace_dns"):
+        glines = [x for x in lines if x.gadget == gadget][:5]
+        out.append(GadgetDecoder(compile_gadget(gadget, glines, version="0.55.1").info).by_id[0])
+    return out
+
+
+DECODERS = _example_decoders()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=3),
+    st.lists(st.binary(max_size=40), max_size=30),
+)
+def test_fuzz_random_slots_map_like_the_dict_path(which: int, slots: list[bytes]) -> None:
+    """Garbage slots (wrong lengths, counts, bytes) give the same event on both paths."""
+    ds = DECODERS[which]
+    expected = RecordMapper().map(ds.name, ds.build(slots), "n")
+    assert SlotMapper().for_decoder(ds)(slots, "n") == expected
