@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import inspect
 import json
 import os
@@ -128,8 +129,8 @@ def serve(capture: str, sock: str, rate: float) -> None:
 
 def floor(sock: str, gadget: str) -> None:
     """One receive-only client: `bench_client` mode (a), asyncio API, one gadget."""
-    from benchmarks import bench_client
-
+    # Imported by name: mypy checks `benchmarks/` as loose modules (no package).
+    bench_client: Any = importlib.import_module("benchmarks.bench_client")
     bench_client.GADGETS[gadget] = gadget
     print(json.dumps(bench_client.client(sock, gadget, "a", "aio")), flush=True)
 
@@ -334,9 +335,7 @@ def run_agent(
                     )  # fmt: skip
             if start is not None and end is None and s.processed >= expected * WINDOW_END:
                 end = s
-            if end is not None and (
-                s.processed >= expected or time.monotonic() - last_change > 5
-            ):
+            if end is not None and (s.processed >= expected or time.monotonic() - last_change > 5):
                 break
             if time.monotonic() - last_change > 60:
                 res.notes.append("agent stalled for 60 s")
@@ -455,8 +454,7 @@ def main() -> None:
         floor(*args.floor)
         return
 
-    from benchmarks import pipeline_capture
-
+    pipeline_capture: Any = importlib.import_module("benchmarks.pipeline_capture")
     work = args.keep or Path(tempfile.mkdtemp(prefix="gwpipe-"))
     work.mkdir(parents=True, exist_ok=True)
     full = work / "node.capture.jsonl"

@@ -30,6 +30,7 @@ of the same shape: the benchmark cuts one per rate so each rate runs for the tim
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.util
 import json
@@ -44,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _SPEC = importlib.util.spec_from_file_location(
     "make_webshop_capture", ROOT / "examples" / "make_webshop_capture.py"
 )
-assert _SPEC is not None and _SPEC.loader is not None
+assert _SPEC is not None
+assert _SPEC.loader is not None
 shapes: Any = importlib.util.module_from_spec(_SPEC)
 sys.modules[_SPEC.name] = shapes  # dataclasses resolve annotations through sys.modules
 _SPEC.loader.exec_module(shapes)
@@ -71,7 +73,13 @@ WORKLOADS = 25
 NAMESPACES = ("shop", "payments", "search", "media", "ops")
 RUNTIMES = ("gunicorn", "node", "java", "puma", "uvicorn")
 INGRESS_PEERS = ("10.244.0.5", "10.244.0.6", "10.244.3.7")
-KINDS: tuple[tuple[str, int], ...] = (("open", 45), ("tcp", 30), ("dns", 6), ("exec", 8), ("cap", 5))
+KINDS: tuple[tuple[str, int], ...] = (
+    ("open", 45),
+    ("tcp", 30),
+    ("dns", 6),
+    ("exec", 8),
+    ("cap", 5),
+)
 CAPS = (
     ("CAP_NET_BIND_SERVICE", "SYS_BIND"),
     ("CAP_SETUID", "SYS_SETUID"),
@@ -278,16 +286,21 @@ class Writer:
 
     # -- traffic --------------------------------------------------------------------------------
 
+    @staticmethod
+    def _at(fn: Callable[..., None], m: Member, *rest: Any) -> None:
+        """`fn(m, ts, *values)` with the timestamp last in `rest` (partial-friendly order)."""
+        fn(m, rest[-1], *rest[:-1])
+
     def everything(self, m: Member, ts: int, step: int) -> int:
         """Every vocabulary entry of `m` once; returns the next free timestamp."""
         v = m.vocab
         acts: list[Callable[[int], None]] = []
-        acts += [lambda t, e=e: self.exec_(m, t, *e) for e in v.execs]
-        acts += [lambda t, o=o: self.open_(m, t, *o) for o in v.opens]
-        acts += [lambda t, p=p: self.connect(m, t, p) for p in v.egress]
-        acts += [lambda t, r=r: self.accept(m, t, r) for r in INGRESS_PEERS]
-        acts += [lambda t, d=d: self.dns(m, t, *d) for d in v.dns]
-        acts += [lambda t, c=c: self.cap(m, t, *c) for c in v.caps]
+        acts += [functools.partial(self._at, self.exec_, m, *e) for e in v.execs]
+        acts += [functools.partial(self._at, self.open_, m, *o) for o in v.opens]
+        acts += [functools.partial(self._at, self.connect, m, p) for p in v.egress]
+        acts += [functools.partial(self._at, self.accept, m, r) for r in INGRESS_PEERS]
+        acts += [functools.partial(self._at, self.dns, m, *d) for d in v.dns]
+        acts += [functools.partial(self._at, self.cap, m, *c) for c in v.caps]
         for act in acts:
             act(ts)
             self.drain()
