@@ -261,9 +261,12 @@ def exception_snippet(*, rule: Rule, subjects: Sequence[Subject], workload: Work
             "allow": allow,
         },
     }
-    text = yaml.safe_dump(doc, sort_keys=False, width=4096, allow_unicode=False)
+    text = yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, width=4096, allow_unicode=False)
     return "# If this is expected behaviour, allow it (kubectl apply -f -):\n" + text
 
+
+#: libyaml's emitter when available: the snippet is built for every anomaly alert.
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 #: Rule identity of the agent's own "limit reached" alerts.
 LIMIT_RULE = RuleInfo(

@@ -257,16 +257,25 @@ class Agent:
                 side["rule-watch"] = kube.rules.run()
         await delivery.start()
         side_tasks = [asyncio.create_task(c, name=n) for n, c in side.items()]
-        # Existing profiles (an imported production profile, other nodes' learning) must be in
-        # the read model before the first event is judged or merged.
-        await self._wait_synced(cache, side_tasks)
-        cache_synced.set()
-        processing = asyncio.create_task(pipeline.run(), name="processing")
-        source_task = asyncio.create_task(source.run(pipeline.feed), name="gadget-source")
+        processing: asyncio.Task[None] | None = None
+        source_task: asyncio.Task[None] | None = None
         stop_wait = asyncio.create_task(self._stop.wait(), name="stop-signal")
         exit_code = 0
         failure = ""
         try:
+            # Existing profiles (an imported production profile, other nodes' learning), the
+            # cluster's bindings and exceptions, and the node's pods must be known before the
+            # first event is judged or merged. Each wait is bounded: a slow API server delays
+            # detection by at most the deadline, then the agent starts with what it has.
+            waits: dict[str, Coroutine[Any, Any, Any]] = {"profile-watch": cache.wait_synced()}
+            if kube is not None:
+                waits["pod-cache"] = kube.pods.ready.wait()
+                if kube.rules is not None:
+                    waits["rule-watch"] = kube.rules.synced.wait()
+            await self._wait_ready(waits, side_tasks)
+            cache_synced.set()
+            processing = asyncio.create_task(pipeline.run(), name="processing")
+            source_task = asyncio.create_task(source.run(pipeline.feed), name="gadget-source")
             done, _ = await asyncio.wait(
                 [source_task, processing, stop_wait, *side_tasks],
                 return_when=asyncio.FIRST_COMPLETED,
@@ -318,20 +327,36 @@ class Agent:
             return settings
         return settings.model_copy(update={"api_server_addresses": tuple(sorted(found.ips))})
 
-    async def _wait_synced(self, cache: ProfileCache, side_tasks: list[asyncio.Task[Any]]) -> None:
-        synced = asyncio.create_task(cache.wait_synced())
-        watch = next(t for t in side_tasks if t.get_name() == "profile-watch")
-        done, _ = await asyncio.wait(
-            [synced, watch],
-            timeout=self.settings.pipeline.shutdown_deadline.total_seconds(),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if synced in done:
-            return
-        synced.cancel()
-        if watch in done and watch.exception() is not None:
-            raise AgentError(f"profile store unavailable: {watch.exception()}")
-        log.warning("profile store not synced yet, starting with what is loaded")
+    async def _wait_ready(
+        self, waits: dict[str, Coroutine[Any, Any, Any]], side_tasks: list[asyncio.Task[Any]]
+    ) -> None:
+        """Wait for each named side task's first sync, bounded by the shutdown deadline.
+
+        A side task that dies while we wait is a start failure; one that is merely slow is
+        logged and the agent starts with what it has (detection is better late than never).
+        """
+        by_name = {t.get_name(): t for t in side_tasks}
+        pending = {asyncio.create_task(c, name=f"ready:{n}"): n for n, c in waits.items()}
+        deadline = self.settings.pipeline.shutdown_deadline.total_seconds()
+        try:
+            async with asyncio.timeout(deadline):
+                while pending:
+                    watched = [by_name[n] for n in pending.values() if n in by_name]
+                    done, _ = await asyncio.wait(
+                        [*pending, *watched], return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        if task in pending:
+                            del pending[task]
+                        else:
+                            exc = task.exception() if not task.cancelled() else None
+                            raise AgentError(f"{task.get_name()} failed at start: {exc!r}")
+        except TimeoutError:
+            log.warning("starting before every source synced", waiting=sorted(pending.values()))
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _install_signals(self) -> None:
         if not self.install_signal_handlers:
@@ -345,9 +370,9 @@ class Agent:
         self,
         *,
         source: GadgetSource,
-        source_task: asyncio.Task[None],
+        source_task: asyncio.Task[None] | None,
         pipeline: Pipeline,
-        processing: asyncio.Task[None],
+        processing: asyncio.Task[None] | None,
         learner: Learner,
         flush_stop: asyncio.Event,
         delivery: Delivery,
@@ -361,23 +386,27 @@ class Agent:
             return max(0.1, deadline - time.monotonic())
 
         # 1. Sources: graceful stop reads the final flushes (advise_seccomp's last window).
-        if not source_task.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left()):
-                    await source.stop()
+        if source_task is not None:
             if not source_task.done():
-                source_task.cancel()
-        await asyncio.gather(source_task, return_exceptions=True)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left()):
+                        await source.stop()
+                if not source_task.done():
+                    source_task.cancel()
+            await asyncio.gather(source_task, return_exceptions=True)
         # 2. Drain the processing queue.
-        try:
-            async with asyncio.timeout(left()):
-                await pipeline.close()
-                await processing
-        except TimeoutError:
-            self.stats.pipeline.dropped[("processing", "shutdown")] += pipeline.backlog
-            log.error("processing queue not drained before the deadline", batches=pipeline.backlog)
-            processing.cancel()
-        await asyncio.gather(processing, return_exceptions=True)
+        if processing is not None:
+            try:
+                async with asyncio.timeout(left()):
+                    await pipeline.close()
+                    await processing
+            except TimeoutError:
+                self.stats.pipeline.dropped[("processing", "shutdown")] += pipeline.backlog
+                log.error(
+                    "processing queue not drained before the deadline", batches=pipeline.backlog
+                )
+                processing.cancel()
+            await asyncio.gather(processing, return_exceptions=True)
         # 3. Profiles: close learning periods that ended in event time, write every delta.
         flush_stop.set()
         flush_task = next((t for t in side_tasks if t.get_name() == "profile-flush"), None)

@@ -153,6 +153,11 @@ class ProfileCache:
 
     def upsert(self, profile: Profile) -> None:
         old = self._views.get(profile.key)
+        if old is not None and _older(profile.resource_version, old.profile.resource_version):
+            # Two feeds race here: the learner's own write result and the store's watch (or the
+            # directory rescan, which may have read the file before that write). Taking the
+            # older one would undo a completed profile and pause anomaly rules for it.
+            return
         if old is not None:
             self.stats.by_status[old.status.value] -= 1
         self._views[profile.key] = CompiledProfile(profile)
@@ -169,3 +174,15 @@ class ProfileCache:
 
     def synced(self) -> None:
         self._ready.set()
+
+
+def _older(candidate: str, current: str) -> bool:
+    """Whether `candidate` is an older resourceVersion than `current`.
+
+    Kubernetes calls resourceVersions opaque, but both of our stores issue increasing integers
+    (etcd revisions; the directory store's counter). Anything else is never called older.
+    """
+    try:
+        return int(candidate) < int(current)
+    except ValueError:
+        return False

@@ -18,7 +18,8 @@ CAPTURE = Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.
 
 @pytest.fixture
 async def ig(tmp_path: Path) -> AsyncIterator[str]:
-    server = ReplayServer(read_capture(CAPTURE), listen=f"unix://{tmp_path}/ig.sock")
+    # Unordered: a probe runs one gadget at a time, which the ordered start barrier would hold.
+    server = ReplayServer(read_capture(CAPTURE), listen=f"unix://{tmp_path}/ig.sock", ordered=False)
     address = await server.start()
     yield address
     await server.stop(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from profiler.dirstore import DirectoryStore
 from profiler.documents import from_document, to_document
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
-from profiler.profiles import profile_name
+from profiler.profiles import ProfileStatus, profile_name
 from tests.profiler.test_cli import completed
 
 CRD = Path(__file__).resolve().parents[2] / "deploy/crds/applicationprofiles.kubescape.io.yaml"
@@ -115,3 +116,18 @@ def test_names_are_dns1123_and_predictable() -> None:
     long = profile_name(WorkloadKey("ns", "Deployment", "w" * 80, "c"))
     assert len(long) == 63
     assert long != profile_name(WorkloadKey("ns", "Deployment", "w" * 81, "c"))
+
+
+def test_the_cache_keeps_the_newer_of_two_racing_versions() -> None:
+    """The learner's write result and a rescan that read the file earlier can arrive in either
+    order; the older must not undo the newer (a completed profile would fall back)."""
+    newer = dataclasses.replace(completed(), resource_version="8")
+    older_meta = dataclasses.replace(newer.meta, status=ProfileStatus.LEARNING)
+    older = dataclasses.replace(newer, meta=older_meta, resource_version="7")
+    cache = ProfileCache()
+    cache.upsert(newer)
+    cache.upsert(older)
+    view = cache.get(newer.key)
+    assert view is not None
+    assert view.status is ProfileStatus.COMPLETED
+    assert cache.stats.by_status == {"completed": 1}
