@@ -15,7 +15,8 @@ from profiler.dirstore import DirectoryStore
 from profiler.documents import from_document, to_document
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
-from profiler.profiles import ProfileStatus, profile_name
+from profiler.profiles import profile_name
+from profiler.readmodel import ProfileStatus
 from tests.profiler.test_cli import completed
 
 CRD = Path(__file__).resolve().parents[2] / "deploy/crds/applicationprofiles.kubescape.io.yaml"
