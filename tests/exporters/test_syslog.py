@@ -102,8 +102,7 @@ async def test_rsyslog_receives_parseable_rfc5424(
 async def test_rsyslog_over_tls(
     rsyslog_factory: Callable[..., Rsyslog], tls_files: TlsFiles
 ) -> None:
-    if not gtls_available():
-        pytest.skip("rsyslog-gnutls is not installed (scripts/setup.sh --dev installs it)")
+    assert gtls_available(), "rsyslog-gnutls is missing: scripts/setup.sh --dev installs it"
     daemon = rsyslog_factory(tls=tls_files)
     app = "gw-tls"
     exporter = SyslogExporter(_settings(daemon, "tls", app, ca_file=tls_files.ca))
@@ -118,8 +117,7 @@ async def test_rsyslog_over_tls(
 async def test_tls_refuses_an_unknown_ca(
     rsyslog_factory: Callable[..., Rsyslog], tls_files: TlsFiles
 ) -> None:
-    if not gtls_available():
-        pytest.skip("rsyslog-gnutls is not installed (scripts/setup.sh --dev installs it)")
+    assert gtls_available(), "rsyslog-gnutls is missing: scripts/setup.sh --dev installs it"
     daemon = rsyslog_factory(tls=tls_files)
     exporter = SyslogExporter(_settings(daemon, "tls", "gw-noca"))  # system CAs only
     with pytest.raises(SendError) as info:
