@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,15 +41,3 @@ def alertmanager_factory(tmp_path: Path) -> Iterator[Callable[..., Alertmanager]
     yield start
     for daemon in started:
         daemon.stop()
-
-
-@pytest.fixture(autouse=True)
-async def _no_leftover_tasks() -> AsyncIterator[None]:
-    """Every exporter and Delivery a test starts must be closed by it: no stray tasks."""
-    before = asyncio.all_tasks()
-    yield
-    current = asyncio.current_task()
-    # One loop turn lets tasks that were just cancelled or finished settle.
-    await asyncio.sleep(0)
-    left = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
-    assert not left, f"tasks left running: {[t.get_name() for t in left]}"
