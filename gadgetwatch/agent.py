@@ -253,6 +253,7 @@ class Agent:
         }
         if kube is not None:
             side["pod-cache"] = kube.pods.run()
+            side["plan-refresh"] = self._refresh_plans(kube.pods, detector)
             if kube.rules is not None:
                 side["rule-watch"] = kube.rules.run()
         await delivery.start()
@@ -315,6 +316,20 @@ class Agent:
         if failure:
             raise AgentError(failure)
         return exit_code
+
+    @staticmethod
+    async def _refresh_plans(pods: Any, detector: Detector) -> None:
+        """Recompile the detector's per-container plans when the pod cache changes.
+
+        A plan holds the pod's labels (binding scope), volume mounts (R0002, R1004) and owner;
+        one compiled from an event that arrived before the pod's watch event would otherwise
+        keep stale inputs. Pod changes on a node are rare (a few a minute), recompiling is
+        cheap, so every change invalidates every plan.
+        """
+        while True:
+            seen = pods.generation
+            await pods.wait_until(lambda seen=seen: pods.generation != seen)
+            detector.invalidate()
 
     async def _with_api_server(self, kube: _Kube, settings: DetectorSettings) -> DetectorSettings:
         """R0007 needs the API server's addresses; read them once from `default/kubernetes`."""

@@ -276,9 +276,12 @@ class PodCache:
         self.ready = asyncio.Event()
         self.stats = PodCacheStats()
         self._change = asyncio.Event()
+        #: Bumped on every change; lets consumers notice changes without missing one.
+        self.generation = 0
 
     def _changed(self) -> None:
         """Wake everything waiting in `wait_until` (the cache's contents changed)."""
+        self.generation += 1
         self._change.set()
         self._change = asyncio.Event()
 
