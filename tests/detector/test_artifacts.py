@@ -27,6 +27,7 @@ from tests.detector.builders import (
     tcp_ev,
 )
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
+from tests.reference import REFERENCE
 
 
 def main(argv: list[str]) -> int:
@@ -38,7 +39,7 @@ def main(argv: list[str]) -> int:
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "alert.schema.json").read_text())
-REFERENCE = Path("/work/shared/reference/kubescape-crds")
+KUBESCAPE_CRDS = REFERENCE / "kubescape-crds"
 
 
 def all_rules_detector() -> Any:
@@ -108,7 +109,7 @@ def seed_bindings() -> list[Any]:
         "node-agent-default-rule-binding.rendered.yaml",
         "example-binding-kubecop.yaml",
     ):
-        path = REFERENCE / name
+        path = KUBESCAPE_CRDS / name
         if path.exists():
             docs.append(yaml.safe_load(path.read_text()))
     return docs
