@@ -37,7 +37,7 @@ from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
 from detector.exceptions import Allowance
 from detector.loading import Level
-from detector.matching import NamespaceLabels, ScopeResolver
+from detector.matching import NamespaceLabels, Scope, ScopeResolver
 from detector.rules import (
     Catalogue,
     Check,
@@ -135,8 +135,10 @@ class _Plan:
         "kubernetes",
         "memo",
         "memo_owner",
+        "mounts",
         "needs_profile",
         "runtime",
+        "scope",
         "workload",
     )
 
@@ -149,8 +151,14 @@ class _Plan:
         kubernetes: KubernetesInfo,
         runtime: RuntimeInfo,
         compiled_ns: int,
+        scope: Scope | None = None,
+        mounts: tuple[str, ...] = (),
     ) -> None:
         self.workload = workload
+        #: The resolved scope and volume mounts the rules were built from: a refresh that
+        #: finds both unchanged keeps the built rules and the memo (`Detector._refresh`).
+        self.scope = scope
+        self.mounts = mounts
         self.by_kind = by_kind
         self.allowance = allowance
         self.kubernetes = kubernetes
@@ -272,7 +280,7 @@ class Detector:
             plan = plans.get(container.key)
             if plan is None or event.timestamp_ns - plan.compiled_ns > PLAN_TTL_NS:
                 try:
-                    plan = self._compile(container, event.timestamp_ns)
+                    plan = self._refresh(plan, container, event.timestamp_ns)
                 except Exception as exc:  # bad metadata must not stop the stream
                     self.stats.errors["plan"] += 1
                     log.error("rule plan failed", container_id=container.key, error=repr(exc))
@@ -377,7 +385,24 @@ class Detector:
 
     # -- plans ----------------------------------------------------------------------------
 
-    def _compile(self, container: Container, now_ns: int) -> _Plan:
+    def _refresh(self, plan: _Plan | None, container: Container, now_ns: int) -> _Plan:
+        """The container's plan, compiled anew or, when its TTL ran out but the workload, the
+        resolved scope (cached by the resolver, so the same object for the same inputs) and the
+        volume mounts are unchanged, the same plan with its built rules and memo kept: building
+        the rules again from the same inputs would give the same checks, and a fresh memo
+        would only re-learn the same clean events."""
+        if plan is None:
+            return self._compile(container, now_ns)
+        workload, scope, mounts = self._inputs(container)
+        if workload != plan.workload or scope is not plan.scope or mounts != plan.mounts:
+            return self._compile(container, now_ns)
+        plan.kubernetes = kubernetes_info(container, workload)
+        plan.runtime = runtime_info(container)
+        plan.compiled_ns = now_ns
+        return plan
+
+    def _inputs(self, container: Container) -> tuple[WorkloadKey, Scope, tuple[str, ...]]:
+        """What a plan is compiled from: workload, resolved scope, volume mounts."""
         meta = self._pod_metadata
         workload = self._workload_key(container, meta)
         fallback: Mapping[str, str] = {}
@@ -390,6 +415,10 @@ class Detector:
             mounts = tuple(
                 meta.volume_mounts(container.namespace, container.pod, container.container)
             )
+        return workload, scope, mounts
+
+    def _compile(self, container: Container, now_ns: int) -> _Plan:
+        workload, scope, mounts = self._inputs(container)
         env = RuleEnv(
             mounts=mounts,
             cluster_dns_suffixes=self._env.cluster_dns_suffixes,
@@ -408,6 +437,8 @@ class Detector:
             kubernetes=kubernetes_info(container, workload),
             runtime=runtime_info(container),
             compiled_ns=now_ns,
+            scope=scope,
+            mounts=mounts,
         )
         if len(self._plans) >= self.settings.plan_cache_size:
             self._plans.clear()

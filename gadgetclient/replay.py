@@ -339,23 +339,36 @@ async def _ordered_payloads(
     pending = packets[first].position if first < len(packets) else DONE
     await timeline.join(token, gadget.name, pending)
     seq = 0
-    for packet in packets[first:]:
+    last = len(packets) - 1
+    for index in range(first, len(packets)):
+        packet = packets[index]
         if stop.is_set():
             return
         if packet.flush and timeline.taken(gadget.name, packet.position):
             continue
-        try:
-            async with asyncio.timeout(_remaining(deadline)):
-                if not await timeline.turn(token, packet.position):
-                    return
+        if timeline.grant(token, packet.position):
+            # Still this run's turn (consecutive earliest packets): no wait, no task switch.
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if timeline.rate is not None:
                 delay = timeline.pace_delay()
-                if delay > 0 and await _wait(stop, delay, None):
+                if delay > 0 and await _wait(stop, delay, deadline):
                     return
-        except TimeoutError:
-            return
+        else:
+            try:
+                async with asyncio.timeout(_remaining(deadline)):
+                    if not await timeline.turn(token, packet.position):
+                        return
+                    delay = timeline.pace_delay()
+                    if delay > 0 and await _wait(stop, delay, None):
+                        return
+            except TimeoutError:
+                return
         if packet.flush and not timeline.take(gadget.name, packet.position):
             continue
         seq += 1
+        # The write starts when we yield; the next packet's run may start its own behind it.
+        timeline.pass_on(token, packets[index + 1].position if index < last else DONE)
         yield _payload_event(seq, packet)
     timeline.finish(token)
     if server.hold_flush and gadget.flush_packets and not stop.is_set():

@@ -114,9 +114,17 @@ class Pipeline:
     # -- producer side (called from the gadget sessions, on the event loop) --------------------
 
     def feed(self, events: Sequence[Event]) -> None:
-        """Accept a batch from a source. Never blocks, never raises."""
+        """Accept a batch from a source. Never blocks, never raises.
+
+        A list of at least `batch_size` events arriving while nothing is pending becomes a
+        batch as it is: the caller hands it over (`GadgetSource` never touches a batch again).
+        """
         if self._closed:
             self.stats.dropped[("batching", "closed")] += len(events)
+            return
+        if not self._pending and len(events) >= self._batch_size and isinstance(events, list):
+            # The source already batched: a full batch is queued as it is (no copy, no timer).
+            self._enqueue(_Batch(events, self._clock()))
             return
         if not self._pending:
             self._pending_since = self._clock()
@@ -139,6 +147,9 @@ class Pipeline:
             return
         batch = _Batch(self._pending, self._pending_since)
         self._pending = []
+        self._enqueue(batch)
+
+    def _enqueue(self, batch: _Batch) -> None:
         try:
             self._queue.put_nowait(batch)
         except asyncio.QueueFull:

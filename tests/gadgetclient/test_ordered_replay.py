@@ -317,3 +317,31 @@ async def test_replay_server_command_is_ordered_by_default(tmp_path: Path, sock_
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     assert [r.data["timestamp_raw"] for r in raws] == [x.data["timestamp_raw"] for x in lines]
+
+
+async def test_timeline_keeps_the_turn_for_consecutive_earliest_packets() -> None:
+    """A run holding the turn sends its next packets without waiting while they are earliest;
+    announcing a later one (`pass_on`) wakes the run with the earliest packet at once."""
+    from gadgetclient.timeline import ReplayTimeline
+
+    timeline = ReplayTimeline({"a", "b"})
+    a, b = object(), object()
+    await asyncio.gather(timeline.join(a, "a", 0), timeline.join(b, "b", 3))
+    assert await timeline.turn(a, 0)
+    assert timeline.grant(a, 1)
+    assert timeline.grant(a, 2)
+    assert not timeline.grant(a, 4)  # b's packet 3 comes first
+    b_turn = asyncio.ensure_future(timeline.turn(b, 3))
+    await asyncio.sleep(0)
+    assert not b_turn.done()  # a still holds the turn (its packet 2 is being written)
+    timeline.pass_on(a, 4)
+    assert await asyncio.wait_for(b_turn, 1)
+    assert not timeline.grant(b, 5)  # a's 4 is earlier than b's 5
+    a_turn = asyncio.ensure_future(timeline.turn(a, 4))
+    timeline.pass_on(b, 5)
+    assert await asyncio.wait_for(a_turn, 1)
+    assert timeline.position == 5
+    # A newcomer joining at the playhead ends the holder's free run.
+    c = object()
+    await timeline.join(c, "a", 5)
+    assert not timeline.grant(a, 6)
