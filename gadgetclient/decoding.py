@@ -37,6 +37,7 @@ from gadgetclient.layouts import (
     ARRAY_FLAG,
     FIXED_SIZES,
     NUMERIC_KINDS,
+    STRUCT_FORMAT,
     DataSourceSpec,
     FieldFlag,
     FieldSpec,
@@ -75,20 +76,6 @@ class ExtractorSpec:
     required_paths: tuple[Path, ...] = ()
 
 
-#: struct format characters of the fixed-size kinds.
-_FMT: dict[int, str] = {
-    Kind.BOOL: "B",
-    Kind.INT8: "b",
-    Kind.INT16: "h",
-    Kind.INT32: "i",
-    Kind.INT64: "q",
-    Kind.UINT8: "B",
-    Kind.UINT16: "H",
-    Kind.UINT32: "I",
-    Kind.UINT64: "Q",
-    Kind.FLOAT32: "f",
-    Kind.FLOAT64: "d",
-}
 _SIGNED = frozenset({Kind.INT8, Kind.INT16, Kind.INT32, Kind.INT64})
 
 #: Upper bound on static container sizes we compile into a struct format (1 MiB). IG's largest
@@ -99,7 +86,7 @@ _MAX_STRUCT = 1 << 20
 def _array_reader(elem: int, order: str) -> Callable[[bytes], list[Any]]:
     """A reader for `ArrayOf(elem)`: list of numbers, [] when the length is not a multiple."""
     size = FIXED_SIZES[elem]
-    code = _FMT[elem]
+    code = STRUCT_FORMAT[elem]
     if elem == Kind.UINT8:
         return lambda raw: list(raw)
     cache: dict[int, struct.Struct] = {}
@@ -117,7 +104,7 @@ def _array_reader(elem: int, order: str) -> Callable[[bytes], list[Any]]:
 
 
 def _float_reader(kind: int, order: str) -> Callable[[bytes], float]:
-    s = struct.Struct(order + _FMT[kind])
+    s = struct.Struct(order + STRUCT_FORMAT[kind])
 
     def read(raw: bytes) -> float:
         return float(s.unpack(raw)[0]) if len(raw) == s.size else 0.0
@@ -179,7 +166,7 @@ class _Emitter:
     def _static_leaf(self, f: FieldSpec, item: str) -> str | None:
         """Expression for a static member already unpacked as `item` by the slot's struct."""
         kind = f.kind
-        if kind in _FMT and not kind & ARRAY_FLAG and FIXED_SIZES[kind] == f.size:
+        if kind in STRUCT_FORMAT and not kind & ARRAY_FLAG and FIXED_SIZES[kind] == f.size:
             if kind == Kind.BOOL:
                 return f"({item} == 1)"
             return item
@@ -222,7 +209,7 @@ class _Emitter:
                     continue
                 if f.offs > out:
                     fmt.append(f"{f.offs - out}x")
-                code = _FMT.get(f.kind) if not f.kind & ARRAY_FLAG else None
+                code = STRUCT_FORMAT.get(f.kind) if not f.kind & ARRAY_FLAG else None
                 if code is not None and FIXED_SIZES[f.kind] == f.size:
                     fmt.append(code)
                 else:

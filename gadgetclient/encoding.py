@@ -32,6 +32,7 @@ from typing import Any
 from gadgetclient.layouts import (
     ARRAY_FLAG,
     FIXED_SIZES,
+    STRUCT_FORMAT,
     DataSourceSpec,
     DataSourceType,
     FieldFlag,
@@ -170,19 +171,6 @@ _INT_RANGES: dict[Kind, tuple[int, int]] = {
     Kind.UINT16: (0, (1 << 16) - 1),
     Kind.UINT32: (0, (1 << 32) - 1),
     Kind.UINT64: (0, (1 << 64) - 1),
-}
-_STRUCT_CODE: dict[int, str] = {
-    Kind.BOOL: "?",
-    Kind.INT8: "b",
-    Kind.INT16: "h",
-    Kind.INT32: "i",
-    Kind.INT64: "q",
-    Kind.UINT8: "B",
-    Kind.UINT16: "H",
-    Kind.UINT32: "I",
-    Kind.UINT64: "Q",
-    Kind.FLOAT32: "f",
-    Kind.FLOAT64: "d",
 }
 
 
@@ -599,11 +587,11 @@ def _encode_value(node: _Node, value: Any) -> bytes:
     kind = node.kind
     if kind & ARRAY_FLAG:
         elem = kind & ~ARRAY_FLAG
-        return struct.pack(f"<{len(value)}{_STRUCT_CODE[elem]}", *value)
+        return struct.pack(f"<{len(value)}{STRUCT_FORMAT[elem]}", *value)
     if kind == Kind.STRING:
         return str(value).encode("utf-8", "surrogatepass")
     if kind == Kind.CSTRING:
         return str(value).encode("utf-8", "surrogatepass")[: node.size - 1]
     if kind == Kind.BOOL:
         return b"\x01" if value else b"\x00"
-    return struct.pack("<" + _STRUCT_CODE[kind], value)
+    return struct.pack("<" + STRUCT_FORMAT[kind], value)

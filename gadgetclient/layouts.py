@@ -67,6 +67,22 @@ class DataSourceType(enum.IntEnum):
 
 
 #: Byte size of each fixed-size kind; kinds absent here are variable-length.
+#: struct format characters of the fixed-size kinds (shared by the decoder and the replay
+#: encoder; Bool is one byte, read back as `== 1` like IG does).
+STRUCT_FORMAT: dict[int, str] = {
+    Kind.BOOL: "B",
+    Kind.INT8: "b",
+    Kind.INT16: "h",
+    Kind.INT32: "i",
+    Kind.INT64: "q",
+    Kind.UINT8: "B",
+    Kind.UINT16: "H",
+    Kind.UINT32: "I",
+    Kind.UINT64: "Q",
+    Kind.FLOAT32: "f",
+    Kind.FLOAT64: "d",
+}
+
 FIXED_SIZES: dict[int, int] = {
     Kind.BOOL: 1,
     Kind.INT8: 1,
