@@ -255,7 +255,7 @@ def exception_snippet(*, rule: Rule, subjects: Sequence[Subject], workload: Work
         "kind": KIND,
         "metadata": metadata,
         "spec": {
-            "reason": "TODO: why this is expected",
+            "reason": "Reviewed gadgetwatch alert (replace with why it is expected)",
             "workloads": [workload_ref],
             "rules": [str(rule.id)],
             "allow": allow,
