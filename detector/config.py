@@ -12,21 +12,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field
 
+from gadgetclient.config import SETTINGS_CONFIG
 from gadgetclient.durations import Duration
 from profiler.readmodel import ProfileStatus
 
 
 class DetectorSettings(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-    )
+    model_config = SETTINGS_CONFIG
 
     cooldown: Duration = timedelta(hours=1)
     """After an alert, repeats of the same (workload container, rule, dedup key) are counted

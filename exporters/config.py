@@ -18,19 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
+from gadgetclient.config import SETTINGS_CONFIG
 from gadgetclient.durations import Duration
-
-_MODEL = ConfigDict(
-    extra="forbid",
-    frozen=True,
-    use_attribute_docstrings=True,
-    alias_generator=to_camel,
-    populate_by_name=True,
-)
-
 
 #: RFC 5424 §6.2.1 facility names, in code order (the index is the facility code).
 FACILITIES: tuple[str, ...] = (
@@ -49,7 +40,7 @@ Facility = Literal[
 class ChannelSettings(BaseModel):
     """How `Delivery` queues, batches, retries and limits alerts for one exporter."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     enabled: bool = False
     """Deliver alerts to this destination."""
@@ -91,7 +82,7 @@ class ChannelSettings(BaseModel):
 class StdoutSettings(ChannelSettings):
     """One JSON alert per line on standard output (`Alert.to_dict`)."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
 
 SyslogTransport = Literal["udp", "tcp", "tls"]
@@ -100,7 +91,7 @@ SyslogTransport = Literal["udp", "tcp", "tls"]
 class SyslogSettings(ChannelSettings):
     """RFC 5424 messages over UDP (RFC 5426), TCP (RFC 6587 octet counting) or TLS (RFC 5425)."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     host: str = "localhost"
     """Syslog server host name or address."""
@@ -162,7 +153,7 @@ class SyslogSettings(ChannelSettings):
 class HttpSettings(ChannelSettings):
     """A webhook: alerts POSTed as JSON, one per request or batched."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     url: str = ""
     """Receiver URL (http or https)."""
@@ -213,7 +204,7 @@ class HttpSettings(ChannelSettings):
 class AlertManagerSettings(ChannelSettings):
     """Prometheus AlertManager, API v2. Every URL gets every alert (an HA pair)."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     urls: list[str] = Field(default_factory=list)
     """Base URLs, e.g. `http://alertmanager-operated.monitoring:9093`. Each gets its own queue,
@@ -278,7 +269,7 @@ class AlertManagerSettings(ChannelSettings):
 class ExportersSettings(BaseModel):
     """Alert destinations. With none enabled, alerts go to stdout as JSON lines."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     stdout: StdoutSettings = StdoutSettings()
     """One JSON alert per line on standard output."""
@@ -303,7 +294,7 @@ class ExportersSettings(BaseModel):
 class MetricsSettings(BaseModel):
     """The Prometheus endpoint, with liveness and readiness beside it."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     enabled: bool = True
     """Serve `/metrics`, `/healthz` and `/readyz`."""

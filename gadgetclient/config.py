@@ -13,7 +13,11 @@ from pydantic.alias_generators import to_camel
 
 from gadgetclient.durations import Duration
 
-_MODEL = ConfigDict(
+#: The model configuration of every settings section in the project (this one and those of
+#: `profiler`, `detector`, `exporters` and `gadgetwatch`): unknown keys are errors, settings are
+#: immutable once loaded, attribute docstrings become `docs/configuration.md`, and YAML keys are
+#: camelCase while Python fields stay snake_case.
+SETTINGS_CONFIG = ConfigDict(
     extra="forbid",
     frozen=True,
     use_attribute_docstrings=True,
@@ -35,7 +39,7 @@ class TlsSettings(BaseModel):
     """mTLS towards an `ig daemon` started with `--tls-key-file`, `--tls-cert-file` and
     `--tls-client-ca-file`."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     client_key: str = ""
     """Path of the client's PEM private key. All three files are needed to enable TLS."""
@@ -58,7 +62,7 @@ class TlsSettings(BaseModel):
 class GadgetClientSettings(BaseModel):
     """Where IG runs, which gadgets to run, and how hard to try."""
 
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     target: str = "unix:///var/run/ig/ig.socket"
     """IG endpoint: `unix:///path`, `tcp://host:port`, or `k8s://[namespace][?node=a,b]` for IG's

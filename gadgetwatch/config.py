@@ -13,23 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, BeforeValidator, Field
 
 from detector.config import DetectorSettings
 from exporters.config import ExportersSettings, MetricsSettings
-from gadgetclient.config import GadgetClientSettings
+from gadgetclient.config import SETTINGS_CONFIG, GadgetClientSettings
 from gadgetclient.durations import Duration, format_duration
 from gadgetwatch.settings_loading import deep_merge, env_layer, read_yaml_file, validate
 from profiler.config import ProfilerSettings
-
-_MODEL = ConfigDict(
-    extra="forbid",
-    frozen=True,
-    use_attribute_docstrings=True,
-    alias_generator=to_camel,
-    populate_by_name=True,
-)
 
 
 def _on_off(value: object) -> object:
@@ -40,7 +31,7 @@ def _on_off(value: object) -> object:
 
 
 class KubernetesSettings(BaseModel):
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     mode: Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)] = "auto"
     """`auto` uses the cluster when in-cluster credentials or a kubeconfig are found, `on`
@@ -64,7 +55,7 @@ class KubernetesSettings(BaseModel):
 
 
 class PipelineSettings(BaseModel):
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     queue_batches: int = Field(default=256, ge=1, le=100_000)
     """Bound of the processing queue, in batches. With `batchSize` 256 this holds about 65k
@@ -85,7 +76,7 @@ class PipelineSettings(BaseModel):
 
 
 class Settings(BaseModel):
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     gadgetclient: GadgetClientSettings = GadgetClientSettings()
     """Where Inspektor Gadget runs, which gadgets to subscribe to and how."""

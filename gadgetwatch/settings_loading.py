@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 ENV_PREFIX = "GADGETWATCH_"
 #: Words YAML 1.1 reads as booleans: an environment value is text (`MODE=on` means "on"; bool
@@ -44,11 +45,6 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(f"{self.source}: {p}" for p in self.problems)
-
-
-def snake_to_camel(name: str) -> str:
-    head, *rest = name.lower().split("_")
-    return head + "".join(part.capitalize() for part in rest)
 
 
 def read_yaml_file(path: Path) -> dict[str, Any]:
@@ -78,7 +74,8 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
             continue
-        path = [snake_to_camel(seg) for seg in name[len(ENV_PREFIX) :].split("__") if seg]
+        # The models' own alias generator, so a variable names exactly the key the YAML would.
+        path = [to_camel(seg.lower()) for seg in name[len(ENV_PREFIX) :].split("__") if seg]
         try:
             value = raw.strip() if raw.strip().lower() in _YAML11_WORDS else yaml.safe_load(raw)
         except yaml.YAMLError:

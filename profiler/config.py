@@ -10,18 +10,10 @@ from __future__ import annotations
 import enum
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field, field_validator
 
+from gadgetclient.config import SETTINGS_CONFIG
 from gadgetclient.durations import Duration
-
-_MODEL = ConfigDict(
-    extra="forbid",
-    frozen=True,
-    use_attribute_docstrings=True,
-    alias_generator=to_camel,
-    populate_by_name=True,
-)
 
 
 class RolloutPolicy(enum.StrEnum):
@@ -40,7 +32,7 @@ class StoreKind(enum.StrEnum):
 
 
 class CollapsePrefix(BaseModel):
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     prefix: str
     """Directory the threshold applies to (and everything below it unless a longer prefix
@@ -52,7 +44,7 @@ class CollapsePrefix(BaseModel):
 
 
 class ProfilerSettings(BaseModel):
-    model_config = _MODEL
+    model_config = SETTINGS_CONFIG
 
     enabled: bool = True
     """Learn profiles. When false the agent only reads existing profiles (detection only)."""
