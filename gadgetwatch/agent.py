@@ -32,7 +32,7 @@ import structlog
 
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
-from detector.ruleset import RuleSet, configured_files, load_files
+from detector.ruleset import configured_files, load_files
 from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
@@ -75,7 +75,6 @@ class _Kube:
     client: Any
     pods: Any
     rules: Any | None
-    store: ProfileStore | None
 
 
 class Agent:
@@ -130,7 +129,7 @@ class Agent:
                 "spec.nodeName); set it or use kubernetes.mode=off"
             )
         pods = k8s.PodCache(client, node_name=ks.node_name)
-        return _Kube(client=client, pods=pods, rules=None, store=None)
+        return _Kube(client=client, pods=pods, rules=None)
 
     def _store(self, kube: _Kube | None) -> ProfileStore:
         ps = self.settings.profiler
@@ -481,7 +480,3 @@ def summary_lines(agent: Agent) -> list[str]:
     dropped = sum(st.delivery.dropped.values())
     lines.append(f"  delivered: {delivered} alert(s) to exporters, {dropped} dropped")
     return lines
-
-
-def empty_ruleset() -> RuleSet:
-    return RuleSet()
