@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from gadgetclient.safeyaml import YamlLimitError, check_limits
+
 Path = tuple[str | int, ...]
 
 
@@ -113,6 +115,12 @@ def read_yaml(text: str, *, source: str, problems: list[Problem]) -> list[Docume
     A syntax error is reported with its line; the documents before it are kept.
     """
     docs: list[Document] = []
+    try:
+        check_limits(text)
+    except YamlLimitError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        problems.append(Problem(Level.ERROR, source, line, "", "", f"invalid YAML: {exc.problem}"))
+        return docs
     loader = yaml.SafeLoader(text)
     try:
         while loader.check_node():

@@ -35,6 +35,7 @@ import orjson
 import yaml
 
 from gadgetclient.events import PeerIdentity
+from gadgetclient.safeyaml import check_limits
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.profiles import NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
@@ -191,6 +192,7 @@ def serialized_size(profile: Profile) -> int:
 
 def load_yaml(text: str | bytes, *, source: str) -> dict[str, Any]:
     try:
+        check_limits(text)
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
