@@ -4,6 +4,14 @@ Layout: ``<root>/<namespace>/<name>.yaml`` (``_host`` for profiles without a nam
 same document a `kubectl get applicationprofile -o yaml` shows, so a person can read, diff and
 version them.
 
+Names come from events, and events are attacker-controlled: a namespace of ``..``, ``/etc`` or
+one with control characters must never become a path outside the root. The file name is
+`profile_name` (already DNS-1123). The directory is the namespace itself only when it is a
+valid DNS-1123 label, as every real Kubernetes namespace is; anything else is encoded as
+``_ns-<sanitized>-<hash>`` (the ``_`` prefix cannot collide with a real namespace, the hash keeps
+distinct identities apart). Every path is then checked to resolve under the root
+(`StoreError` otherwise), so a symlink planted in the tree cannot redirect a write either.
+
 Writes are atomic: the new text goes to a temporary file in the same directory, is fsynced and
 renamed over the old one, so a reader (or a crash) sees the old or the new file, never half.
 
@@ -23,7 +31,9 @@ import asyncio
 import builtins
 import contextlib
 import fcntl
+import hashlib
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -50,6 +60,23 @@ log = structlog.get_logger(__name__)
 #: it cannot collide with one.
 HOST_DIR = "_host"
 
+#: A Kubernetes namespace name: a DNS-1123 label (lower-case alphanumerics and '-', at most 63).
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+#: 8 hex digits of SHA-256 tell encoded names apart (same length as `profile_name`'s suffix).
+_HASH_LEN = 8
+
+
+def namespace_dir(namespace: str) -> str:
+    """The directory name for `namespace`: itself when it is a valid namespace, else encoded."""
+    if not namespace:
+        return HOST_DIR
+    if _NAMESPACE.fullmatch(namespace):
+        return namespace
+    clean = re.sub(r"[^a-z0-9-]+", "-", namespace.lower()).strip("-")[:40] or "x"
+    digest = hashlib.sha256(namespace.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LEN]
+    return f"_ns-{clean}-{digest}"
+
+
 #: One observed change: a new or changed profile, a removed one, or an unreadable file.
 Change = Profile | WorkloadKey | ProfilerError
 
@@ -67,7 +94,16 @@ class DirectoryStore:
         return "directory"
 
     def path_for(self, key: WorkloadKey) -> Path:
-        return self.root / (key.namespace or HOST_DIR) / f"{profile_name(key)}.yaml"
+        return self._contained(
+            self.root / namespace_dir(key.namespace) / f"{profile_name(key)}.yaml"
+        )
+
+    def _contained(self, path: Path) -> Path:
+        """`path`, after checking that it resolves (symlinks followed) inside the root."""
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise StoreError("resolves outside the profiles directory", obj=str(path))
+        return path
 
     # -- sync implementation (run in a worker thread by the async API) ------------------------
 
@@ -178,7 +214,11 @@ class DirectoryStore:
     def files(self, namespace: str | None = None) -> builtins.list[Path]:
         if not self.root.is_dir():
             return []
-        dirs = [self.root / namespace] if namespace is not None else self.root.iterdir()
+        dirs = (
+            [self._contained(self.root / namespace_dir(namespace))]
+            if namespace is not None
+            else self.root.iterdir()
+        )
         out: builtins.list[Path] = []
         for d in dirs:
             if d.is_dir():
@@ -190,7 +230,7 @@ class DirectoryStore:
     ) -> tuple[builtins.list[Profile], builtins.list[ProfilerError]]:
         profiles: builtins.list[Profile] = []
         errors: builtins.list[ProfilerError] = []
-        for path in self.files(None if namespace is None else (namespace or HOST_DIR)):
+        for path in self.files(namespace):
             try:
                 profiles.append(self.read_file(path))
             except NotFoundError:
