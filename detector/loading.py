@@ -121,8 +121,9 @@ def read_yaml(text: str, *, source: str, problems: list[Problem]) -> list[Docume
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         problems.append(Problem(Level.ERROR, source, line, "", "", f"invalid YAML: {exc.problem}"))
         return docs
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -143,7 +144,8 @@ def read_yaml(text: str, *, source: str, problems: list[Problem]) -> list[Docume
             )
         )
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
 
 

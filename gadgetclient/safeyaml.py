@@ -67,7 +67,10 @@ def check_limits(text: str | bytes, limits: YamlLimits = DEFAULT_LIMITS) -> None
     size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     if size > limits.max_bytes:
         raise YamlLimitError(f"{size} bytes, more than the limit of {limits.max_bytes}")
-    loader = _Parser(text)
+    try:
+        loader = _Parser(text)
+    except yaml.YAMLError:
+        return  # unreadable text (a NUL byte, ...): the caller's loader reports it in context
     #: One frame per open collection: [nodes so far, anchor or None].
     stack: list[list[Any]] = []
     anchors: dict[str, int] = {}

@@ -56,6 +56,10 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"not UTF-8 text (byte {exc.start}); a configuration file is YAML"], source=str(path)
+        ) from exc
     try:
         data = load_one(text)
     except yaml.YAMLError as exc:
