@@ -17,7 +17,7 @@ It lives in the lowest package so every package and the composition root share o
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 #: What replaces a secret. Visible, so a reader knows something was there.
 REDACTED = "REDACTED"

@@ -54,7 +54,8 @@ def test_hostile_namespaces_are_written_inside_the_root_and_read_back(
     assert all(p.is_relative_to(root) for p in written), written
     assert store._get(key) is not None
     profiles, errors = store.list_sync(namespace)
-    assert [p.key for p in profiles] == [key] and errors == []
+    assert [p.key for p in profiles] == [key]
+    assert errors == []
 
 
 def test_valid_namespaces_keep_their_name_and_others_cannot_collide() -> None:
