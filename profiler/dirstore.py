@@ -14,6 +14,9 @@ distinct identities apart). Every path is then checked to resolve under the root
 
 Writes are atomic: the new text goes to a temporary file in the same directory, is fsynced and
 renamed over the old one, so a reader (or a crash) sees the old or the new file, never half.
+Other tools are not as careful, so every file carries its entry count (`documents.seal`); a
+file cut short is refused with an error naming it, and since every write checks the stored
+version first, a refused file is never overwritten: an operator restores or removes it.
 
 Concurrency matches the Kubernetes store so the same merge loop works on both: every file holds
 ``metadata.resourceVersion`` (a counter); `create` and `update` check it under an exclusive lock
@@ -42,7 +45,14 @@ from pathlib import Path
 
 import structlog
 
-from profiler.documents import dump_yaml, from_document, load_yaml, to_document
+from profiler.documents import (
+    check_seal,
+    dump_yaml,
+    from_document,
+    load_yaml,
+    seal,
+    to_document,
+)
 from profiler.errors import (
     ConflictError,
     InvalidProfileError,
@@ -127,7 +137,9 @@ class DirectoryStore:
             raise NotFoundError("no such profile", obj=str(path)) from exc
         except OSError as exc:
             raise StoreError(f"cannot read: {exc.strerror}", obj=str(path)) from exc
-        return from_document(load_yaml(text, source=str(path)), source=str(path))
+        document = load_yaml(text, source=str(path))
+        check_seal(document, source=str(path))
+        return from_document(document, source=str(path))
 
     def _get(self, key: WorkloadKey) -> Profile | None:
         path = self.path_for(key)
@@ -147,7 +159,7 @@ class DirectoryStore:
         stored = profile.copy()
         stored.resource_version = str(version)
         path = self.path_for(profile.key)
-        text = dump_yaml(to_document(stored)).encode()
+        text = dump_yaml(seal(to_document(stored))).encode()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gadgetclient.events import ExecEvent, OpenEvent
+from gadgetwatch.k8s import agent_permissions
 from profiler.cache import ProfileCache
 from profiler.errors import ConflictError, InvalidProfileError, ProfilerError, TooLargeError
 from profiler.identity import WorkloadKey
 from profiler.k8s_store import KubernetesStore
 from profiler.profiles import NO_PEER, Profile, ProfileMeta
 from profiler.readmodel import ProfileStatus
-from gadgetwatch.k8s import agent_permissions
 from tests.profiler.helpers import T0, FakePods, container, exec_, learner, open_
 from tests.standins.fixtures import KubeApi
 
