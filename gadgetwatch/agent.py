@@ -32,7 +32,9 @@ import structlog
 
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
-from detector.ruleset import configured_files, load_files
+from detector.errors import RuleSourceError
+from detector.rules import default_catalogue
+from detector.ruleset import RuleSet, configured_files, load_files
 from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
@@ -153,11 +155,42 @@ class Agent:
         # No destination configured: alerts go to stdout as JSON lines.
         return ex.model_copy(update={"stdout": ex.stdout.model_copy(update={"enabled": True})})
 
+    def _file_rules(self) -> RuleSet | None:
+        """The bindings and exceptions files, loaded before anything starts.
+
+        A bindings file that yields no binding with at least one valid rule would silently
+        replace the built-in binding with nothing: every rule, signatures included, off. That
+        is a start-up error naming the file and its first problems, never a quiet "no rules".
+        """
+        ds = self.settings.detector
+        files = configured_files(ds)
+        if not files:
+            return None
+        catalogue = default_catalogue()
+        try:
+            ruleset = load_files(files, catalogue=catalogue)
+            bound = (
+                load_files([ds.bindings_file], catalogue=catalogue)
+                if ds.bindings_file is not None
+                else None
+            )
+        except RuleSourceError as exc:
+            raise AgentError(str(exc)) from exc
+        if bound is not None and not any(b.rules for b in bound.bindings):
+            first = "; ".join(str(p) for p in bound.errors[:3]) or "it holds no binding"
+            raise AgentError(
+                f"{ds.bindings_file}: no valid binding, so no rule would run ({first}); "
+                "fix it (`gadgetwatch rules check` lists every problem) or unset "
+                "detector.bindingsFile to use the built-in binding"
+            )
+        return ruleset
+
     # -- run -------------------------------------------------------------------------------
 
     async def run(self) -> int:
         s = self.settings
         stats = self.stats
+        file_rules = self._file_rules()
         replay_server: ReplayServer | None = None
         tmpdir: tempfile.TemporaryDirectory[str] | None = None
         gc_settings = s.gadgetclient
@@ -193,9 +226,8 @@ class Agent:
             pod_metadata=pod_metadata,
             stats=stats.detector,
         )
-        files = configured_files(s.detector)
-        if files:
-            detector.update_rules("file", load_files(files, catalogue=detector.catalogue))
+        if file_rules is not None:
+            detector.update_rules("file", file_rules)
         exporters = build_exporters(
             self._exporters_settings(), stats=stats.delivery, environ=self.environ
         )
