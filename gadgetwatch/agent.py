@@ -31,8 +31,8 @@ from typing import Any
 import structlog
 
 from detector.config import DetectorSettings
-from detector.evaluating import Detector
 from detector.errors import RuleSourceError
+from detector.evaluating import Detector
 from detector.rules import default_catalogue
 from detector.ruleset import RuleSet, configured_files, load_files
 from detector.stats import DetectorStats
@@ -256,11 +256,13 @@ class Agent:
                 pipeline=stats.pipeline,
             )
             self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
-            self.metrics.add_readiness_check("gadgets", lambda: (source.ready.is_set(), {}))
-            self.metrics.add_readiness_check("profiles", lambda: (cache_synced.is_set(), {}))
-            # Exporter health is reported, not gating: a dead destination must not make
-            # Kubernetes restart a pod whose detection works (its alerts are counted as lost).
-            self.metrics.add_readiness_check("exporters", lambda: (True, delivery.health()))
+            self.metrics.add_readiness_check("gadgets", source.readiness)
+            self.metrics.add_readiness_check(
+                "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
+            )
+            self.metrics.add_readiness_check(
+                "exporters", lambda: exporters_readiness(delivery.health())
+            )
             if kube is not None:
                 pods = kube.pods
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
@@ -346,6 +348,10 @@ class Agent:
                 tmpdir.cleanup()
         if failure:
             raise AgentError(failure)
+        lost = incomplete(self)
+        if lost:
+            log.error("run incomplete", problems=lost)
+            return EXIT_INCOMPLETE
         return exit_code
 
     @staticmethod
@@ -478,6 +484,67 @@ class Agent:
         log.info("agent stopped", uptime_s=round(time.monotonic() - self._started, 3))
 
 
+#: Flush rounds in a row with a failed write before /readyz reports the store as failing: one
+#: failed round can be a conflict storm or an API server restart; two update periods in a row
+#: (2 min by default) mean the store does not take writes (a full disk, lost permissions).
+STORE_FAILING_ROUNDS = 2
+
+
+def profiles_readiness(synced: bool, learner: Learner) -> tuple[bool, dict[str, Any]]:
+    """Ready once the store's profiles are loaded, while the store takes the learner's writes."""
+    pending = len(learner.unpersisted())
+    details: dict[str, Any] = {
+        "synced": synced,
+        "pendingProfiles": pending,
+        "failedFlushRounds": learner.failed_rounds,
+        "lastWriteError": learner.last_write_error,
+    }
+    return synced and learner.failed_rounds < STORE_FAILING_ROUNDS, details
+
+
+def exporters_readiness(health: dict[str, dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+    """Not ready only when every destination is failing: then no alert can leave the node.
+
+    One dead destination among others (an HA AlertManager member, a webhook down while syslog
+    works) is shown in the details but does not take the pod out of its Service, so its
+    metrics stay scraped while the losses are counted.
+    """
+    failing = [name for name, h in health.items() if h["state"] == "failing"]
+    return not health or len(failing) < len(health), health
+
+
+#: Exit codes of `gadgetwatch run`: 0 ran and stopped cleanly, 1 failed (start or run time),
+#: 2 configuration or usage error, 3 ran but lost data on the way out: profiles not persisted
+#: or alerts not delivered (details in the log and the `--summary`).
+EXIT_INCOMPLETE = 3
+
+
+def incomplete(agent: Agent) -> list[str]:
+    """What did not reach its destination by the end of the run, one phrase each."""
+    out: list[str] = []
+    if agent.learner is not None:
+        pending = agent.learner.unpersisted()
+        if pending:
+            error = agent.learner.last_write_error
+            out.append(
+                f"{len(pending)} profile(s) not persisted" + (f" ({error})" if error else "")
+            )
+    st = agent.stats
+    dropped = {
+        reason: n
+        for (_, reason), n in st.delivery.dropped.items()
+        if n and reason != "rate_limit"  # configured limits, announced by their own alert
+    }
+    if dropped:
+        total = sum(dropped.values())
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items()))
+        out.append(f"{total} alert delivery(ies) dropped ({reasons})")
+    unprocessed = st.pipeline.dropped.get(("processing", "shutdown"), 0)
+    if unprocessed:
+        out.append(f"{unprocessed} event batch(es) not processed before the deadline")
+    return out
+
+
 def summary_lines(agent: Agent) -> list[str]:
     """A short human summary for `--summary`: profiles learned, alerts by rule, losses."""
     st = agent.stats
@@ -511,4 +578,8 @@ def summary_lines(agent: Agent) -> list[str]:
     delivered = sum(st.delivery.sent.values())
     dropped = sum(st.delivery.dropped.values())
     lines.append(f"  delivered: {delivered} alert(s) to exporters, {dropped} dropped")
+    if agent.learner is not None:
+        lines.append(f"  profiles not persisted: {len(agent.learner.unpersisted())}")
+    problems = incomplete(agent)
+    lines.append("  INCOMPLETE: " + "; ".join(problems) if problems else "  complete: yes")
     return lines

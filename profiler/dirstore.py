@@ -42,6 +42,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
@@ -165,9 +166,7 @@ class DirectoryStore:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    self.write_bytes(handle, text)
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -181,6 +180,13 @@ class DirectoryStore:
         except OSError as exc:
             raise StoreError(f"cannot write: {exc.strerror}", obj=str(path)) from exc
         return stored
+
+    def write_bytes(self, handle: BinaryIO, data: bytes) -> None:
+        """Write and fsync one temporary file. The seam where tests put a full disk (ENOSPC)
+        without mounting a file system."""
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
     def _stored_version(self, key: WorkloadKey) -> int | None:
         current = self._get(key)
