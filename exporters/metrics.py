@@ -85,7 +85,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("gadget_events_dropped", "counter", ("gadget", "reason"), "Events unusable."),
     MetricSpec("gadget_stream_reconnects", "counter", ("gadget",), "Stream reconnections."),
     MetricSpec("gadget_log_events", "counter", ("gadget", "severity"), "IG log events."),
-    MetricSpec("gadget_decode_duration_seconds", "histogram", (), "Per-event decode time."),
+    MetricSpec(
+        "gadget_decode_duration_seconds",
+        "histogram",
+        (),
+        "Per-event decode time (1 payload in 64).",
+    ),
     MetricSpec("profiler_events_merged", "counter", ("kind",), "Events merged into profiles."),
     MetricSpec("profiler_events_skipped", "counter", ("kind", "reason"), "Events not merged."),
     MetricSpec("profiler_writes", "counter", ("store", "result"), "Profile writes by result."),
