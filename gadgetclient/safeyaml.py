@@ -52,7 +52,7 @@ class YamlLimitError(yaml.YAMLError):
     def __init__(self, problem: str, *, line: int | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
-        self.problem_mark = None if line is None else yaml.Mark("", 0, line - 1, 0, None, None)
+        self.problem_mark = None if line is None else yaml.Mark("", 0, line - 1, 0, None, 0)
 
     def __str__(self) -> str:
         return self.problem
