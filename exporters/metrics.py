@@ -46,6 +46,7 @@ from exporters.config import MetricsSettings
 from exporters.errors import ExporterError
 from exporters.stats import DeliveryStats
 from gadgetclient.stats import Histogram, StreamStats
+from gadgetclient.textsafety import redact_urls
 from profiler.stats import ProfilerStats
 
 log = structlog.get_logger(__name__)
@@ -270,7 +271,10 @@ class MetricsServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, details = self.readiness()
-        body = orjson.dumps({"ready": ready, "checks": details}, default=str)
+        text = orjson.dumps({"ready": ready, "checks": details}, default=str).decode()
+        # The endpoint listens on every interface: whatever a check reports (an error quoting
+        # a URL), credentials in URLs never leave through it.
+        body = redact_urls(text).encode()
         return web.Response(
             body=body, status=200 if ready else 503, content_type="application/json"
         )

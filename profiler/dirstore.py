@@ -61,7 +61,7 @@ from profiler.errors import (
     ProfilerError,
     StoreError,
 )
-from profiler.identity import WorkloadKey
+from profiler.identity import WorkloadKey, is_namespace_name
 from profiler.profiles import Profile, profile_name
 from profiler.store import ProfileSink
 
@@ -71,8 +71,6 @@ log = structlog.get_logger(__name__)
 #: it cannot collide with one.
 HOST_DIR = "_host"
 
-#: A Kubernetes namespace name: a DNS-1123 label (lower-case alphanumerics and '-', at most 63).
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 #: 8 hex digits of SHA-256 tell encoded names apart (same length as `profile_name`'s suffix).
 _HASH_LEN = 8
 
@@ -81,7 +79,7 @@ def namespace_dir(namespace: str) -> str:
     """The directory name for `namespace`: itself when it is a valid namespace, else encoded."""
     if not namespace:
         return HOST_DIR
-    if _NAMESPACE.fullmatch(namespace):
+    if is_namespace_name(namespace):
         return namespace
     clean = re.sub(r"[^a-z0-9-]+", "-", namespace.lower()).strip("-")[:40] or "x"
     digest = hashlib.sha256(namespace.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LEN]

@@ -10,7 +10,13 @@ import pytest
 from gadgetclient.events import ExecEvent, OpenEvent
 from gadgetwatch.k8s import agent_permissions
 from profiler.cache import ProfileCache
-from profiler.errors import ConflictError, InvalidProfileError, ProfilerError, TooLargeError
+from profiler.errors import (
+    ConflictError,
+    InvalidProfileError,
+    ProfilerError,
+    StoreError,
+    TooLargeError,
+)
 from profiler.identity import WorkloadKey
 from profiler.k8s_store import KubernetesStore
 from profiler.profiles import NO_PEER, Profile, ProfileMeta
@@ -206,3 +212,15 @@ async def test_rbac_grants_exactly_the_verbs_the_agent_calls(
     # The open watch request is logged by the stand-in only when it completes.
     used = {_verb(r.method, r.path) for r in log} | {"watch"}
     assert used == granted
+
+
+@pytest.mark.parametrize("namespace", ["..", "a/b", "../kube-system", "Shop", "x\n"])
+async def test_an_invalid_namespace_never_reaches_an_api_path(
+    k8s: KubernetesStore, kube_api: KubeApi, namespace: str
+) -> None:
+    key = WorkloadKey(namespace, "Deployment", "web", "nginx")
+    with pytest.raises(StoreError, match="not a valid Kubernetes namespace"):
+        await k8s.create(Profile(key=key))
+    with pytest.raises(StoreError, match="not a valid Kubernetes namespace"):
+        await k8s.get(key)
+    assert not [r for r in kube_api.request_log() if "/applicationprofiles" in r.path]
