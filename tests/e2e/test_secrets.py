@@ -45,8 +45,12 @@ async def test_a_secret_in_exporter_urls_appears_in_no_log_metric_or_output(
     hook, ams = _urls()
     config = write_config(tmp_path / "gadgetwatch.yaml", alertmanager={"urls": ams})  # type: ignore[dict-item]
     doc = yaml.safe_load(config.read_text())
-    doc["exporters"]["http"] = {"enabled": True, "url": hook}
-    doc["exporters"]["alertmanager"]["enabled"] = True
+    doc["exporters"]["http"] = {
+        "enabled": True,
+        "url": hook,
+        "headers": {"Authorization": f"Bearer {SECRET}"},
+    }
+    doc["exporters"]["alertmanager"].update(enabled=True, username="bob", password=SECRET)
     config.write_text(yaml.safe_dump(doc))
 
     code, shown = await _cli("config", "show", "--config", str(config), env=env)
