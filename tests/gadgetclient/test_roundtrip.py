@@ -31,8 +31,10 @@ def _key(gadget: str, datasource: str, data: Any) -> tuple[str, str, str]:
     return (gadget, datasource, json.dumps(data, ensure_ascii=False))
 
 
-async def _record_all(address: str, gadgets: tuple[str, ...]) -> tuple[list[RawRecord], list[Any]]:
-    source = GadgetSource(settings_for(address, gadgets, params=EVERYTHING))
+async def _record_all(
+    address: str, gadgets: tuple[str, ...], params: dict[str, str] | None = None
+) -> tuple[list[RawRecord], list[Any]]:
+    source = GadgetSource(settings_for(address, gadgets, params=params or {}))
     raws: list[RawRecord] = []
     events: list[Any] = []
     await source.run(on_batch=events.extend, on_raw=raws.append)
@@ -58,7 +60,7 @@ async def test_samples_round_trip_over_unix_socket(replay_factory: Any, sock_pat
     capture = Capture(tuple(lines))
     server, address = await replay_factory(capture, listen=f"unix://{sock_path}")
     assert server.unrepresentable == 0
-    raws, events = await _record_all(address, tuple(capture.gadgets()))
+    raws, events = await _record_all(address, tuple(capture.gadgets()), EVERYTHING)
     got = sorted(_key(r.gadget, r.datasource, r.data) for r in raws)
     assert got == _sorted_lines(lines)
     kinds = {type(e) for e in events}
@@ -132,7 +134,7 @@ async def test_example_capture_round_trips_and_maps(replay_factory: Any, sock_pa
     assert server.unrepresentable == 0
     # One data source per gadget: the example uses IG's real, uniform layouts.
     assert all(len(g.info.data_sources) == 1 for g in server.gadgets.values())
-    raws, events = await _record_all(address, tuple(capture.gadgets()))
+    raws, events = await _record_all(address, tuple(capture.gadgets()), EVERYTHING)
     assert sorted(_key(r.gadget, r.datasource, r.data) for r in raws) == _sorted_lines(
         capture.lines
     )
