@@ -72,6 +72,8 @@ class Finding:
     ends_ns: int
     #: Occurrences while active (alerts' counts plus repeats).
     count: int
+    #: Repeats noted since the finding's last alert: its next alert's count includes them.
+    noted: int
     #: One line for the overflow list.
     text: str
     annotations: dict[str, str]
@@ -143,7 +145,10 @@ class FiringTable:
             found = None
         if found is not None:
             found.ends_ns = max(found.ends_ns, ends)
-            found.count += count
+            # The alert's count is 1 + the repeats since the previous alert, some of which
+            # were already noted here as they happened.
+            found.count += max(1, count - found.noted)
+            found.noted = 0
             found.text = text
             found.annotations = annotations
             found.generator_url = generator_url
@@ -152,7 +157,7 @@ class FiringTable:
             own = self._own.setdefault(group, set())
             label = fingerprint if len(own) < self.max_findings else OVERFLOW
             found = Finding(
-                fingerprint, group, label, first_ns, ends, count, text, annotations, generator_url
+                fingerprint, group, label, first_ns, ends, count, 0, text, annotations, generator_url
             )
             self._findings[fingerprint] = found
             if label == OVERFLOW:
@@ -170,6 +175,7 @@ class FiringTable:
             return False
         found.ends_ns = max(found.ends_ns, now_ns + self.resolve_after_ns)
         found.count += count
+        found.noted += count
         self._touch_member(found)
         self._mark_dirty((found.group, found.label))
         return True

@@ -50,11 +50,11 @@ def profile_schema() -> dict[str, Any]:
 
 
 def write_config(path: Path, *, alertmanager: dict[str, str] | None = None) -> Path:
-    """Settings the flags do not cover. resolveAfter: the capture's event time is in the past,
-    and Alertmanager hides alerts whose endsAt has passed; ten years keeps them active."""
+    """Settings the flags do not cover. AlertManager keeps its default `resolveAfter`: the
+    capture's event times are in the past, and alerts must fire all the same."""
     config = {
         "gadgetclient": {"seccompWindow": "10m"},  # one advise_seccomp window per test
-        "exporters": {"alertmanager": {"resolveAfter": "87600h", **(alertmanager or {})}},
+        "exporters": {"alertmanager": dict(alertmanager or {})},
         "kubernetes": {"mode": "off"},
     }
     path.write_text(yaml.safe_dump(config))
@@ -164,16 +164,19 @@ async def test_all_exporters_receive_exactly_the_expected_alerts(
         for alert in hooked:
             assert sum(syslog_matches(ln, alert) for ln in lines) == 1, alert["fingerprint"]
 
-        # AlertManager identifies an alert by its labels: the same rule in the same container
-        # is one alert there (three R0001 and two R0005 findings collapse).
-        def labels(e: Any) -> dict[str, str]:
+        # AlertManager identifies an alert by its labels: rule, workload container and the
+        # finding, so every distinct finding is its own alert (three R0001 findings in one
+        # container are three alerts), never per process or pod.
+        def labels(a: dict[str, Any]) -> dict[str, str]:
+            k = a["kubernetes"]
             return {
-                "rule_id": e.rule_id, "namespace": NAMESPACE, "workload_kind": e.workload_kind,
-                "workload_name": e.workload_name, "pod": e.pod, "container": e.container,
-                "node": "node-a",
+                "rule_id": a["rule"]["id"], "namespace": NAMESPACE,
+                "workload_kind": k["workloadKind"], "workload_name": k["workloadName"],
+                "container": k["container"], "finding": a["fingerprint"],
             }  # fmt: skip
 
-        want_am = {tuple(sorted(labels(e).items())) for e in EXPECTED}
+        want_am = {tuple(sorted(labels(a).items())) for a in hooked}
+        assert len(want_am) == n
         await eventually(lambda: len(am.alerts()) >= len(want_am), what="Alertmanager alerts")
         got_am = am.alerts()
         severity = {a["rule"]["id"]: a["rule"]["severity"] for a in hooked}
@@ -340,3 +343,49 @@ async def test_example_capture_reports_the_intrusion(tmp_path: Path, env: dict[s
         assert a["kubernetes"]["workloadKind"] == "Deployment"
     early = [(a["time"], a["rule"]["id"]) for a in alerts if a["time"] < INTRUSION_START]
     assert early == []
+
+
+async def test_replayed_capture_leaves_its_alerts_firing_in_alertmanager(
+    tmp_path: Path,
+    env: dict[str, str],
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    """`gadgetwatch run --replay CAPTURE --alertmanager URL` with the default settings: the
+    capture's event times are months in the past, yet every alert is firing in a real
+    AlertManager once the run is over, one per distinct finding (the five unexpected processes
+    of the intrusion are five alerts, each naming its process), `startsAt` at the event."""
+    am = alertmanager_factory()
+    proc = await Proc.start(
+        "agent",
+        [
+            GADGETWATCH, "run", "--no-metrics",
+            "--replay", str(EXAMPLE_CAPTURE),
+            "--learning-period", "10m",
+            "--profiles-dir", str(tmp_path / "profiles"),
+            "--stdout",
+            "--alertmanager", am.url,
+        ],
+        env=env,
+    )  # fmt: skip
+    try:
+        assert await proc.wait_exit() == 0, proc.tail()
+    finally:
+        await proc.stop()
+    alerts = [json.loads(line) for line in proc.stdout]
+    assert alerts
+    got = {a["labels"]["finding"]: a for a in am.alerts()}
+    assert set(got) == {a["fingerprint"] for a in alerts}
+    for alert in alerts:
+        fired = got[alert["fingerprint"]]
+        assert fired["status"]["state"] == "active"
+        assert fired["startsAt"][:19] == alert["dedup"]["firstSeen"][:19]
+        assert fired["labels"]["rule_id"] == alert["rule"]["id"]
+    processes = {
+        a["annotations"]["description"]
+        for a in got.values()
+        if a["labels"]["rule_id"] == "R0001"
+        and a["labels"].get("workload_name") == "webshop"
+        and a["labels"].get("container") == EXAMPLE_CONTAINER
+    }
+    for _, path in (x for x in EXAMPLE_INTRUSION if x[0] == "R0001"):
+        assert sum(path in d for d in processes) >= 1, (path, processes)
