@@ -109,6 +109,7 @@ def _elements(alert: Alert) -> list[tuple[str, list[tuple[str, str]]]]:
             "alert",
             [
                 ("id", alert.id),
+                ("cluster", alert.cluster),
                 ("ruleId", alert.rule.id),
                 ("rule", alert.rule.name),
                 ("severity", alert.rule.severity.label),
@@ -121,7 +122,6 @@ def _elements(alert: Alert) -> list[tuple[str, list[tuple[str, str]]]]:
         (
             "k8s",
             [
-                ("cluster", alert.cluster),
                 ("node", k.node),
                 ("namespace", k.namespace),
                 ("workloadKind", k.workload_kind),

@@ -41,6 +41,7 @@ pytestmark = [pytest.mark.rsyslog, pytest.mark.alertmanager]
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy" / "crds" / "applicationprofiles.kubescape.io.yaml"
 SD_ID = "32473"  # the documentation enterprise number, the syslog exporter's default
+CLUSTER = "shop-eu-1"
 
 
 def profile_schema() -> dict[str, Any]:
@@ -49,7 +50,9 @@ def profile_schema() -> dict[str, Any]:
     return dict(version["schema"]["openAPIV3Schema"])
 
 
-def write_config(path: Path, *, alertmanager: dict[str, str] | None = None) -> Path:
+def write_config(
+    path: Path, *, alertmanager: dict[str, str] | None = None, cluster_name: str = ""
+) -> Path:
     """Settings the flags do not cover. AlertManager keeps its default `resolveAfter`: the
     capture's event times are in the past, and alerts must fire all the same."""
     config = {
@@ -57,6 +60,8 @@ def write_config(path: Path, *, alertmanager: dict[str, str] | None = None) -> P
         "exporters": {"alertmanager": dict(alertmanager or {})},
         "kubernetes": {"mode": "off"},
     }
+    if cluster_name:
+        config["clusterName"] = cluster_name
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -97,6 +102,8 @@ def syslog_matches(line: str, alert: dict[str, Any]) -> bool:
         and m.app_name == "gadgetwatch"
         and m.msg == alert["message"]
         and sd_alert["ruleId"] == alert["rule"]["id"]
+        and sd_alert["id"] == alert["id"]
+        and sd_alert["cluster"] == alert["cluster"]
         and sd_alert["severity"] == alert["rule"]["severity"]
         and sd_alert["fingerprint"] == alert["fingerprint"]
         and all(
@@ -126,7 +133,7 @@ async def test_all_exporters_receive_exactly_the_expected_alerts(
     try:
         agent = await Agent.start(
             [
-                "--config", str(write_config(tmp_path / "gadgetwatch.yaml")),
+                "--config", str(write_config(tmp_path / "gadgetwatch.yaml", cluster_name=CLUSTER)),
                 "--target", f"unix://{socket}",
                 "--learning-period", LEARNING_PERIOD,
                 "--profiles-dir", str(profiles),
@@ -158,6 +165,10 @@ async def test_all_exporters_receive_exactly_the_expected_alerts(
         assert {a["fingerprint"] for a in agent.stdout_alerts()} == {
             a["fingerprint"] for a in hooked
         }
+        # One id per alert, the same at every destination; the cluster name in every alert.
+        assert {a["id"] for a in agent.stdout_alerts()} == {a["id"] for a in hooked}
+        assert len({a["id"] for a in hooked}) == n
+        assert {a["cluster"] for a in hooked} == {CLUSTER}
         assert all(r.path == "/alerts" and r.method == "POST" for r in webhook.requests)
         lines = rsyslog.lines(app_name="gadgetwatch")
         assert len(lines) == n
@@ -172,7 +183,7 @@ async def test_all_exporters_receive_exactly_the_expected_alerts(
             return {
                 "rule_id": a["rule"]["id"], "namespace": NAMESPACE,
                 "workload_kind": k["workloadKind"], "workload_name": k["workloadName"],
-                "container": k["container"], "finding": a["fingerprint"],
+                "container": k["container"], "finding": a["fingerprint"], "cluster": CLUSTER,
             }  # fmt: skip
 
         want_am = {tuple(sorted(labels(a).items())) for a in hooked}
