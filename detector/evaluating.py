@@ -197,6 +197,7 @@ class Detector:
         workload_key: WorkloadKeyFn | None = None,
         clock: Callable[[], float] = time.perf_counter,
         cluster_name: str = "",
+        report_repeats: bool = False,
     ) -> None:
         self.settings = settings
         #: Stamped on every alert (the root setting `clusterName`).
@@ -229,8 +230,10 @@ class Detector:
         self._sources: dict[str, RuleSet] = {}
         self._plans: dict[str, _Plan] = {}
         #: Occurrences suppressed (cooldown, rate limit) since `take_repeats`, by dedup key:
-        #: the AlertManager exporter keeps their alerts firing while they repeat. Bounded by the
-        #: distinct keys of one batch, since the pipeline takes them after every batch.
+        #: the AlertManager exporter keeps their alerts firing while they repeat. Only kept with
+        #: `report_repeats` (a consumer that calls `take_repeats` after every batch, so at most
+        #: one batch's distinct keys are held).
+        self._report_repeats = report_repeats
         self._repeats: Counter[tuple[WorkloadKey, str, Any]] = Counter()
         self._resolver = self._new_resolver()
         if rules is not None:
@@ -384,7 +387,8 @@ class Detector:
                 limit_alert(announcement, window_s=self._window_s, cluster=self.cluster_name)
             )
         if info is None:
-            self._repeats[(plan.workload, rule_id, finding.key)] += 1
+            if self._report_repeats:
+                self._repeats[(plan.workload, rule_id, finding.key)] += 1
             return
         self.stats.alerts[rule_id] += 1
         alerts.append(

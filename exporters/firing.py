@@ -157,7 +157,16 @@ class FiringTable:
             own = self._own.setdefault(group, set())
             label = fingerprint if len(own) < self.max_findings else OVERFLOW
             found = Finding(
-                fingerprint, group, label, first_ns, ends, count, 0, text, annotations, generator_url
+                fingerprint,
+                group,
+                label,
+                first_ns,
+                ends,
+                count,
+                0,
+                text,
+                annotations,
+                generator_url,
             )
             self._findings[fingerprint] = found
             if label == OVERFLOW:

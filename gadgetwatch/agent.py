@@ -193,6 +193,7 @@ class Agent:
             pod_metadata=pod_metadata,
             stats=stats.detector,
             cluster_name=s.cluster_name,
+            report_repeats=True,
         )
         files = configured_files(s.detector)
         if files:
