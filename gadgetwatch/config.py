@@ -88,7 +88,8 @@ class Settings(BaseModel):
     """Name of this cluster, carried by every alert: `cluster` in JSON alerts and webhook
     bodies, `cluster` in the syslog `alert@PEN` structured data, the `cluster` label in
     AlertManager. Empty by default (the field is then empty and the label absent): set it when
-    one receiver serves several clusters. Helm: the value `config.clusterName`. Not read from the environment (only sections are)."""
+    one receiver serves several clusters. Helm: the value `config.clusterName`. Not read from
+    the environment (only sections are)."""
 
     gadgetclient: GadgetClientSettings = GadgetClientSettings()
     """Where Inspektor Gadget runs, which gadgets to subscribe to and how."""

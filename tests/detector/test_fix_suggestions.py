@@ -72,7 +72,7 @@ def _apply(api: Any, doc: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def shop(kube_api: KubeApi) -> Any:
     core = client.CoreV1Api(kube_api.api_client())
-    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="shop")))
     return client.CustomObjectsApi(kube_api.api_client())
 
 
