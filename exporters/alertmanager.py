@@ -204,6 +204,9 @@ class AlertManagerExporter:
         #: Wall clock for `startsAt`/`endsAt` and re-sends; injectable so tests drive time.
         self._clock_ns = clock_ns
         self.table = new_table(settings)
+        #: The last batch's alert ids and the alerts they updated (see `send`).
+        self._last_ids: tuple[str, ...] = ()
+        self._last_keys: list[AlertKey] = []
         self._settings = settings
         self._base = url.rstrip("/")
         self._url = self._base + "/api/v2/alerts"
@@ -274,8 +277,15 @@ class AlertManagerExporter:
         if self._closed:
             raise SendError("exporter is closed", exporter=self._name, permanent=True)
         now = self._clock_ns()
-        keys = [record(self.table, a, settings=self._settings, now_ns=now) for a in batch]
-        await self._post(sorted(set(keys)), now)
+        ids = tuple(a.id for a in batch)
+        if ids != self._last_ids:
+            # A retry of the same batch (Delivery retries it as it is) is recorded once, so
+            # counts are not inflated by failed attempts.
+            self._last_keys = sorted(
+                {record(self.table, a, settings=self._settings, now_ns=now) for a in batch}
+            )
+            self._last_ids = ids
+        await self._post(self._last_keys, now)
 
     def note_repeats(self, repeats: Mapping[str, int]) -> int:
         """Occurrences the detector counted but did not alert (by fingerprint): their alerts

@@ -363,3 +363,19 @@ def test_payload_times_and_per_process_values_stay_out_of_labels() -> None:
     ahead = make_alert(time_ns=sent_ns + 10**13)
     item = payload(ahead, settings=settings, now_ns=sent_ns)
     assert item["startsAt"] == "2027-01-15T08:00:00.000000000Z"
+
+
+async def test_a_retried_batch_is_counted_once() -> None:
+    receiver = await HttpReceiver(statuses=[503, 503, 200]).start()
+    try:
+        exporter = AlertManagerExporter(_settings(receiver.url), url=receiver.url, name="am")
+        stats = DeliveryStats()
+        delivery = Delivery([exporter], stats=stats)
+        await delivery.start()
+        delivery.submit(make_alert(count=3))
+        await wait_until(lambda: stats.sent["am"] == 1, what="delivered after two 503s")
+        await delivery.aclose(1)
+        counts = [r.json()[0]["annotations"]["count"] for r in receiver.requests]
+        assert counts == ["3", "3", "3"]
+    finally:
+        await receiver.stop()
