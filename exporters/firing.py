@@ -192,12 +192,15 @@ class FiringTable:
     # -- output ------------------------------------------------------------------------------
 
     def due(self, now_ns: int, *, force: bool = False) -> list[AlertKey]:
-        """Dirty alerts whose re-send is due (all dirty ones with `force`)."""
+        """Dirty alerts whose re-send is due (all dirty ones with `force`).
+
+        Only alerts that reached AlertManager once: a first delivery is `Delivery`'s to retry,
+        drop and count, and an alert it gave up on is not sent behind its back."""
         self._expire(now_ns)
         out = []
         for key in self._dirty:
             sent = self._sent.get(key)
-            if force or sent is None or now_ns - sent.sent_ns >= self.resend_ns:
+            if sent is not None and (force or now_ns - sent.sent_ns >= self.resend_ns):
                 out.append(key)
         return sorted(out)
 

@@ -49,6 +49,8 @@ def test_slots_overflow_and_expiry_free_a_slot() -> None:
     assert _record(t, "b", now)[1] == "b"
     assert _record(t, "c", now)[1] == OVERFLOW
     assert t.alerts_of(GROUP) == 3
+    assert t.due(now) == []  # a first delivery is not a re-send
+    _send(t, [(GROUP, "a"), (GROUP, "b"), (GROUP, OVERFLOW)], now)
     # "a" keeps repeating, "b" and "c" stop: 31 minutes later only "a" fires.
     assert t.repeat("a", 4, now_ns=now + 20 * MIN)
     later = now + 31 * MIN
