@@ -159,7 +159,7 @@ def record(
     """Enter `alert` into the firing table; returns the AlertManager alert it updates."""
     labels = alert_labels(alert, extra=settings.extra_labels)
     return table.record(
-        fingerprint=alert.fingerprint or alert.id,
+        fingerprint=_label_value(alert.fingerprint or alert.id),
         group=_group(labels),
         first_ns=alert.dedup.first_seen_ns or alert.time_ns,
         count=alert.dedup.count,
