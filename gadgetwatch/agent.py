@@ -225,6 +225,8 @@ class Agent:
             profiles=cache,
             pod_metadata=pod_metadata,
             stats=stats.detector,
+            cluster_name=s.cluster_name,
+            report_repeats=True,
         )
         if file_rules is not None:
             detector.update_rules("file", file_rules)
@@ -241,6 +243,8 @@ class Agent:
             profiler=learner,
             detector=detector,
             sink=delivery.submit,
+            repeats=detector.take_repeats,
+            repeat_sink=delivery.note_repeats,
             stats=stats.pipeline,
             queue_batches=s.pipeline.queue_batches,
             batch_size=s.pipeline.batch_size,
@@ -256,7 +260,7 @@ class Agent:
                 pipeline=stats.pipeline,
             )
             self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
-            self.metrics.add_readiness_check("gadgets", source.readiness)
+            self.metrics.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
             self.metrics.add_readiness_check(
                 "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
             )
@@ -490,6 +494,13 @@ class Agent:
 STORE_FAILING_ROUNDS = 2
 
 
+def gadgets_readiness(source: GadgetSource) -> tuple[bool, dict[str, Any]]:
+    """The streams' readiness (grace period included) with the gadgets that run without a
+    parameter we rely on (an older IG)."""
+    ready, details = source.readiness()
+    return ready, {**details, **_params_details(source.degraded_params())}
+
+
 def profiles_readiness(synced: bool, learner: Learner) -> tuple[bool, dict[str, Any]]:
     """Ready once the store's profiles are loaded, while the store takes the learner's writes."""
     pending = len(learner.unpersisted())
@@ -583,3 +594,8 @@ def summary_lines(agent: Agent) -> list[str]:
     problems = incomplete(agent)
     lines.append("  INCOMPLETE: " + "; ".join(problems) if problems else "  complete: yes")
     return lines
+
+
+def _params_details(degraded: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
+    """Readiness details of the gadgets check: gadgets running without params we rely on."""
+    return {"paramsDegraded": degraded} if degraded else {}
