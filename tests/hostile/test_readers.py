@@ -28,7 +28,8 @@ from gadgetwatch.settings_loading import ConfigError
 from profiler.dirstore import DirectoryStore
 from profiler.errors import ProfilerError
 from profiler.exporting import read_documents
-from tests.hostile.corpus import HOSTILE_FILES
+from tests.detector.builders import binding_yaml, exec_ev, make_detector
+from tests.hostile.corpus import HOSTILE_FILES, HOSTILE_NAMES
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,27 @@ def test_human_output_escapes_control_and_bidi_characters(
     assert code != 0 or case in ("escape-sequences", "bidi")
     assert _UNSAFE.search(out) is None, out
     assert _UNSAFE.search(err) is None, err
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+#: Lone surrogates never reach the detector: the decoder reads IG's bytes with "replace" (a
+#: capture's "\ud800" goes through the wire encoding, too).
+_DECODABLE = [n for n in HOSTILE_NAMES if not any(0xD800 <= ord(c) < 0xE000 for c in n)]
+
+
+@pytest.mark.parametrize("name", _DECODABLE)
+def test_alerts_carry_hostile_event_strings_escaped(name: str) -> None:
+    """The alert is every exporter's input: no raw control or bidi character may reach it."""
+    detector = make_detector(binding_yaml("R1000"))
+    (alert,) = detector.evaluate([exec_ev(f"/dev/shm/{name}", t=1, comm=name)])
+    for text in _strings(alert.to_dict()):
+        assert _UNSAFE.search(text) is None, text
