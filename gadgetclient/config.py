@@ -59,6 +59,35 @@ class TlsSettings(BaseModel):
         return bool(self.client_key or self.client_cert or self.server_ca)
 
 
+class HeadlessSettings(BaseModel):
+    """Headless gadget instances (IG v0.33+): the gadgets keep tracing while the agent restarts,
+    and the agent attaches to them (docs/gadgetclient.md "Sessions and instances")."""
+
+    model_config = SETTINGS_CONFIG
+
+    enabled: bool = False
+    """Run each gadget as a headless instance named `<namePrefix>-<gadget>`, created if missing
+    with the planned params (replaced when they differ), then attached. advise_seccomp stays on
+    rolling windows: it reports only when stopped, which an instance never is."""
+
+    name_prefix: str = "gadgetwatch"
+    """Agent identity the instance names derive from; agents sharing one IG need distinct ones.
+    Shortened with a hash to fit IG's 32-character names."""
+
+    buffer_length: int = Field(default=16384, ge=1, le=10_000_000)
+    """Ring buffer of each instance (payloads kept while no agent is attached). 16384 is `ig
+    daemon`'s `--events-buffer-length` default; what exceeds it during a restart is counted as
+    lost (`ring_buffer`)."""
+
+    state_file: str = "/var/lib/gadgetwatch/instances-seq.json"
+    """Where the last `seq` handled per instance is kept (written with each profile flush), so a
+    restarted agent skips what it already processed."""
+
+    remove_on_stop: bool = False
+    """Own the instances: remove them when the agent stops (SIGTERM). Off by default, so an
+    upgrade or a crash leaves them tracing; the chart's pre-delete hook removes them."""
+
+
 class GadgetClientSettings(BaseModel):
     """Where IG runs, which gadgets to run, and how hard to try."""
 
@@ -111,6 +140,13 @@ class GadgetClientSettings(BaseModel):
     process_table_size: int = Field(default=0, ge=0, le=1_000_000)
     """Entries of the exec-history table that fills exe/args/cwd of non-exec events from earlier
     exec events of the same (container, pid); 0 disables it. 65536 covers a busy node."""
+
+    headless: HeadlessSettings = HeadlessSettings()
+    """Headless gadget instances that survive agent restarts."""
+
+    attach: tuple[str, ...] = ()
+    """Ids or names of instances someone else started (`kubectl gadget run --detach`) to
+    consume instead of running `gadgets`; they are never removed by gadgetwatch."""
 
     port_forward_host: str = "127.0.0.1"
     """Local address of the per-node port-forward bridges of a `k8s://` target."""

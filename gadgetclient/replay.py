@@ -1,7 +1,8 @@
 """`ReplayServer`: an IG-compatible gRPC server that plays a capture.
 
 It serves the calls gadgetwatch (and IG's own clients) make — `BuiltInGadgetManager.GetInfo`,
-`GadgetManager.GetGadgetInfo` and `GadgetManager.RunGadget` — over `grpc.aio`, on a unix socket or
+`GadgetManager.GetGadgetInfo`, `GadgetManager.RunGadget` (run or attach) and the
+`GadgetInstanceManager` of headless instances (`replay_instances.py`) — over `grpc.aio`, on a unix socket or
 TCP (optionally mTLS), so the whole client (sessions, decoder, loss accounting, record) runs
 against it exactly as against `ig daemon`.
 
@@ -64,6 +65,7 @@ from gadgetclient.layouts import (
     GadgetInfoSpec,
     ParamSpec,
 )
+from gadgetclient.replay_instances import InstanceRegistry, InstanceServicer, not_found
 from gadgetclient.replay_params import effective, recorded, shaping, unavailable
 from gadgetclient.sessions import gadget_name
 from gadgetclient.timeline import DEFAULT_START_WAIT, DONE, ReplayTimeline
@@ -249,6 +251,10 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
             first = await requests.__anext__()
         except StopAsyncIteration:
             return
+        if first.WhichOneof("Event") == "attachRequest":
+            async for ev in _attached(server, first.attachRequest, context):
+                yield ev
+            return
         if first.WhichOneof("Event") != "runRequest":
             await context.abort(
                 grpc.StatusCode.UNKNOWN, "expected first control message to be gadget run request"
@@ -300,6 +306,18 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
             watcher.cancel()
             if timeline is not None:
                 timeline.leave(token)
+
+
+async def _attached(server: ReplayServer, req: Any, context: Any) -> AsyncIterator[Any]:
+    """An attach: the instance's GadgetInfo, ring buffer and live payloads
+    (`replay_instances.py`). Later control messages are not read, as IG does not read them."""
+    if req.version != 1:
+        await context.abort(grpc.StatusCode.UNKNOWN, f"expected version to be 1, got {req.version}")
+    if req.id not in server.instances.instances:
+        await context.abort(grpc.StatusCode.UNKNOWN, not_found(req.id))
+    server.attaches += 1
+    async for ev in server.instances.attach(req.id):
+        yield ev
 
 
 def _payload_event(seq: int, packet: _Packet) -> pb.GadgetEvent:
@@ -438,9 +456,11 @@ class ReplayServer:
         ordered: bool = True,
         start_wait: float = DEFAULT_START_WAIT,
         gadget_params: Mapping[str, Sequence[str]] | None = None,
+        hold_instances: bool = False,
     ) -> None:
         """`gadget_params` replaces the params some gadgets declare (`GADGET_PARAMS`), to play
-        an older IG whose gadgets lack some."""
+        an older IG whose gadgets lack some. `hold_instances` makes headless instances produce
+        only what `instances.release()` lets through (`replay_instances.py`)."""
         self.listen = listen
         self.rate = rate if rate and rate > 0 else None
         self.server_version = server_version
@@ -478,6 +498,9 @@ class ReplayServer:
         )
         self._server: grpc.aio.Server | None = None
         self.address = ""
+        #: Headless instances (`GadgetInstanceManager`) and the number of attach calls served.
+        self.instances = InstanceRegistry(self, hold=hold_instances)
+        self.attaches = 0
 
     async def count_run(self) -> None:
         self.runs += 1
@@ -565,6 +588,9 @@ class ReplayServer:
         servicer = _Servicer(self)
         pb_grpc.add_GadgetManagerServicer_to_server(servicer, server)
         pb_grpc.add_BuiltInGadgetManagerServicer_to_server(servicer, server)
+        pb_grpc.add_GadgetInstanceManagerServicer_to_server(
+            InstanceServicer(self.instances), server
+        )
         scheme, _, rest = self.listen.partition("://")
         if scheme == "unix":
             await asyncio.to_thread(_unlink_stale, Path(rest))
@@ -595,6 +621,7 @@ class ReplayServer:
         return self.address
 
     async def stop(self, grace: float | None = None) -> None:
+        await self.instances.close()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -38,6 +38,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -47,6 +48,7 @@ from gadgetclient.decoding import DataSourceDecoder, Record
 from gadgetclient.errors import GadgetClientError, SessionError, StreamError, TargetError
 from gadgetclient.events import Event
 from gadgetclient.gadget_params import ParamPlan, plan_params
+from gadgetclient.instances import InstanceClient, SeqState, instance_name
 from gadgetclient.mapping import RecordMapper
 from gadgetclient.processes import ProcessTable
 from gadgetclient.sessions import (
@@ -60,6 +62,7 @@ from gadgetclient.slot_mapping import SlotMapper
 from gadgetclient.stats import DropReason, StreamStats
 from gadgetclient.streaming import GadgetStream
 from gadgetclient.targets import Endpoint, parse_target, static_endpoints
+from gadgetclient.wire import InstanceSpec
 
 log = structlog.get_logger(__name__)
 
@@ -139,6 +142,18 @@ class GadgetSource:
         self._down_since: dict[str, float] = {}
         #: Clock of the readiness grace period (tests drive it).
         self.monotonic: Callable[[], float] = time.monotonic
+        #: Attached instance streams by instance id, and the last seq handed to `on_batch`.
+        self._attached: dict[str, GadgetStream] = {}
+        self._delivered: dict[str, int] = {}
+        uses_instances = settings.headless.enabled or bool(settings.attach)
+        #: Last seq handled per instance, as persisted (`instances.py`).
+        self.seq_state = SeqState(
+            Path(settings.headless.state_file)
+            if uses_instances and settings.headless.state_file
+            else None
+        )
+        if settings.attach:
+            self.gadgets = ()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -183,6 +198,11 @@ class GadgetSource:
             if plan.unsupported or plan.overridden
         }
 
+    def checkpoints(self) -> dict[str, int]:
+        """Per attached instance id, the seq of the last payload whose events were handed to
+        `on_batch`. Persist it (`seq_state.save`) once those events are processed."""
+        return dict(self._delivered)
+
     async def stop(self) -> None:
         """Graceful stop: stop requests to every stream; `run()` returns after the flushes."""
         self._stopping.set()
@@ -192,7 +212,8 @@ class GadgetSource:
     # -- endpoints and gadgets ---------------------------------------------------------------
 
     async def _run_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
-        self._expected_ready = len(endpoints) * len(self.gadgets)
+        attach = self.settings.attach
+        self._expected_ready = len(endpoints) * (len(attach) or len(self.gadgets))
         connections = [Connection(ep, self.settings) for ep in endpoints]
         try:
             # Settle every endpoint first so refusals surface before anything runs.
@@ -204,6 +225,8 @@ class GadgetSource:
                 self._plan(gadget, declared.get(gadget))
             async with asyncio.TaskGroup() as tg:
                 for conn in connections:
+                    for ref in attach:
+                        tg.create_task(self._attach_loop(conn, ref), name=f"attach-{ref}")
                     for gadget in self.gadgets:
                         params = self.param_plans[gadget_name(gadget)].sent
                         tg.create_task(
@@ -247,6 +270,9 @@ class GadgetSource:
         if gadget_name(gadget) == SECCOMP_GADGET:
             await self._seccomp_loop(conn, gadget, params)
             return
+        if self.settings.headless.enabled:
+            await self._headless_loop(conn, gadget, params)
+            return
         delay = self.settings.reconnect_initial.total_seconds()
         while not self._stopping.is_set():
             stream = self._new_stream(conn, gadget, params)
@@ -255,6 +281,114 @@ class GadgetSource:
                 return
             except (StreamError, TargetError) as exc:
                 delay = await self._backoff(stream, gadget, exc, delay)
+
+    # -- headless instances ------------------------------------------------------------------
+
+    async def _ensure_instance(
+        self, client: InstanceClient, gadget: str, params: dict[str, str]
+    ) -> InstanceSpec:
+        """Our instance of `gadget`: the existing one when its image and params are the planned
+        ones, else (re)created. A replaced instance is logged and counted."""
+        name = gadget_name(gadget)
+        conn = client.connection
+        image = pin_image(gadget, conn.info.version if conn.info else "")
+        inst_name = instance_name(self.settings.headless.name_prefix, name)
+        for inst in await client.list():
+            if inst.name != inst_name:
+                continue
+            if inst.image == image and inst.param_dict == params:
+                log.info("headless instance found", gadget=name, id=inst.id, instance=inst_name)
+                return inst
+            changed = sorted(
+                k
+                for k in set(inst.param_dict) | set(params)
+                if inst.param_dict.get(k) != params.get(k)
+            )
+            log.warning(
+                "headless instance replaced",
+                gadget=name,
+                id=inst.id,
+                instance=inst_name,
+                image=[inst.image, image] if inst.image != image else None,
+                changed_params=changed,
+            )
+            self.stats.instances_replaced[name] += 1
+            await client.remove(inst.id)
+            self.seq_state.forget(inst.id)
+        created = await client.create(
+            InstanceSpec(
+                id="",
+                name=inst_name,
+                image=image,
+                params=tuple(sorted(params.items())),
+                tags=("gadgetwatch",),
+            ),
+            buffer_length=self.settings.headless.buffer_length,
+        )
+        self.stats.instances_created[name] += 1
+        log.info("headless instance created", gadget=name, id=created.id, instance=inst_name)
+        return created
+
+    async def _headless_loop(self, conn: Connection, gadget: str, params: dict[str, str]) -> None:
+        client = InstanceClient(conn)
+        inst = await self._ensure_instance(client, gadget, params)
+        try:
+            await self._attached_loop(conn, inst, ensure=lambda: self._ensure_instance(
+                client, gadget, params
+            ))
+        finally:
+            if self._stopping.is_set() and self.settings.headless.remove_on_stop:
+                try:
+                    await client.remove(inst.id)
+                    log.info("headless instance removed", gadget=gadget, id=inst.id)
+                except GadgetClientError as exc:
+                    log.error("headless instance not removed", id=inst.id, error=str(exc))
+
+    async def _attach_loop(self, conn: Connection, ref: str) -> None:
+        """Consume an instance someone else owns; never removes it."""
+        client = InstanceClient(conn)
+        inst = await client.resolve(ref)
+
+        async def again() -> InstanceSpec:
+            return await client.get(inst.id)
+
+        await self._attached_loop(conn, inst, ensure=again)
+
+    async def _attached_loop(
+        self,
+        conn: Connection,
+        inst: InstanceSpec,
+        *,
+        ensure: Callable[[], Any],
+    ) -> None:
+        """Attach to `inst`, re-attaching with back-off when the stream fails; an instance
+        that is gone meanwhile is ensured again (ours: recreated; someone else's: an error)."""
+        gadget = gadget_name(inst.image)
+        delay = self.settings.reconnect_initial.total_seconds()
+        while not self._stopping.is_set():
+            skip = max(self.seq_state.get(inst.id), self._delivered.get(inst.id, 0))
+            stream = self._new_stream(
+                conn, inst.image, inst.param_dict, attach_id=inst.id, skip_through=skip
+            )
+            self._attached[inst.id] = stream
+            try:
+                await self._run_stream(stream)
+                return
+            except (StreamError, TargetError) as exc:
+                delay = await self._backoff(stream, gadget, exc, delay)
+            except SessionError as exc:
+                if "not found" not in str(exc):
+                    raise
+                log.warning("gadget instance gone", gadget=gadget, id=inst.id)
+            finally:
+                self._delivered[inst.id] = max(self._delivered.get(inst.id, 0), stream.last_seq)
+                self._attached.pop(inst.id, None)
+            if self._stopping.is_set():
+                return
+            try:
+                inst = await ensure()
+            except (StreamError, TargetError) as exc:
+                log.warning("gadget instance not reachable", gadget=gadget, error=str(exc))
 
     async def _backoff(
         self, stream: GadgetStream, gadget: str, exc: GadgetClientError, delay: float
@@ -277,6 +411,9 @@ class GadgetSource:
         gadget: str,
         params: dict[str, str],
         on_records: Callable[[DataSourceDecoder, Sequence[Record]], None] | None = None,
+        *,
+        attach_id: str = "",
+        skip_through: int = 0,
     ) -> GadgetStream:
         name = gadget_name(gadget)
         node = conn.endpoint.node
@@ -299,6 +436,8 @@ class GadgetSource:
             on_records=on_records or deliver,
             log_level=self.settings.log_level,
             on_slots=deliver_slots if slots else None,
+            attach_id=attach_id,
+            skip_through=skip_through,
         )
 
     async def _run_stream(self, stream: GadgetStream) -> None:
@@ -532,6 +671,10 @@ class GadgetSource:
         if self._pending and self._on_batch is not None:
             batch, self._pending = self._pending, []
             self._on_batch(batch)
+        # Every payload an attached stream handled so far has its events in what was handed on.
+        for id_, stream in self._attached.items():
+            if stream.last_seq > self._delivered.get(id_, 0):
+                self._delivered[id_] = stream.last_seq
 
     async def _flush_loop(self) -> None:
         while True:

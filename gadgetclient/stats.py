@@ -20,6 +20,9 @@ class LossReason(enum.StrEnum):
     SEQ_GAP = "seq_gap"
     #: IG's "lost N samples" log events: the eBPF perf/ring buffer overflowed.
     LOST_SAMPLES = "lost_samples"
+    #: Attached to a headless instance after a restart: payloads between the last seq handled
+    #: and the first one its ring buffer still held (the buffer wrapped while detached).
+    RING_BUFFER = "ring_buffer"
 
 
 class DropReason(enum.StrEnum):
@@ -109,5 +112,12 @@ class StreamStats:
     #: events that arrived without a field gadgetwatch asks IG to fill (an exec without
     #: `exepath`), by (gadget, field)
     unresolved: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: payloads an instance's ring buffer replayed that were handled before a restart (skipped,
+    #: so nothing is processed twice), by gadget
+    replay_skipped: Counter[str] = field(default_factory=Counter)
+    #: headless instances replaced because their params differ from the configuration, by gadget
+    instances_replaced: Counter[str] = field(default_factory=Counter)
+    #: headless instances created, by gadget
+    instances_created: Counter[str] = field(default_factory=Counter)
     #: per-event decode time (seconds), all gadgets
     decode_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))

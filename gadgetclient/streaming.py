@@ -32,7 +32,13 @@ from gadgetclient.errors import SessionError, StreamError, TargetError
 from gadgetclient.layouts import EVENT_GADGET_INFO, EVENT_PAYLOAD, LOG_SHIFT, SEVERITIES
 from gadgetclient.sessions import Connection, rpc_error_text, translate_rpc_error
 from gadgetclient.stats import DropReason, LossReason, StreamStats
-from gadgetclient.wire import PayloadError, parse_gadget_info, run_request, stop_request
+from gadgetclient.wire import (
+    PayloadError,
+    attach_request,
+    parse_gadget_info,
+    run_request,
+    stop_request,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -112,8 +118,16 @@ class GadgetStream:
         log_level: int = 4,
         timeout_ns: int = 0,
         on_slots: OnSlots | None = None,
+        attach_id: str = "",
+        skip_through: int = 0,
     ) -> None:
         self.connection = connection
+        #: Attach to this headless instance instead of running the gadget (`instances.py`).
+        self.attach_id = attach_id
+        #: Attached: payloads with a seq up to this were handled before (a restart): skip them.
+        self.skip_through = skip_through
+        self._call: Any = None
+        self._first_payload = True
         self.gadget = gadget
         self.image = image
         self.params = dict(params)
@@ -133,11 +147,24 @@ class GadgetStream:
         self._until_sample = 1
 
     def stop(self) -> None:
-        """Ask IG to stop gracefully; `run()` returns once IG has flushed and ended the stream."""
+        """Ask IG to stop gracefully; `run()` returns once IG has flushed and ended the stream.
+
+        An attached stream is detached instead: IG does not read control messages after the
+        attach request, so the call is cancelled and the instance keeps running."""
         self.stopped_by_us = True
         self._stop.set()
+        if self.attach_id and self._call is not None:
+            self._call.cancel()
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last payload handled (0 before any)."""
+        return self._last_seq
 
     def _requests(self) -> _Requests:
+        if self.attach_id:
+            # Never a stop request: only closing the stream detaches.
+            return _Requests(attach_request(self.attach_id), asyncio.Event())
         first = run_request(
             image=self.image,
             params=self.params,
@@ -151,7 +178,9 @@ class GadgetStream:
         it starts, `StreamError`/`TargetError` when the stream fails."""
         where = self.connection.where
         requests = self._requests()
-        call = self.connection.gadgets.RunGadget(requests)
+        call = self._call = self.connection.gadgets.RunGadget(requests)
+        if self.attach_id and self.stopped_by_us:
+            call.cancel()
         try:
             async for ev in call:
                 self._dispatch(ev)
@@ -182,7 +211,8 @@ class GadgetStream:
             except (PayloadError, ValueError, SyntaxError, RecursionError) as exc:
                 self.decoder = None
                 log.error("gadget info unusable", gadget=self.gadget, reason=str(exc))
-            self._last_seq = 0
+            self._last_seq = self.skip_through if self.attach_id else 0
+            self._first_payload = True
             self.started.set()
         elif t >= 1 << LOG_SHIFT:
             self._log(t >> LOG_SHIFT, ev.payload)
@@ -196,6 +226,16 @@ class GadgetStream:
         gadget = self.gadget
         stats = self.stats
         seq = ev.seq
+        if self.attach_id and self._first_payload:
+            self._first_payload = False
+            if seq and seq <= self.skip_through:
+                stats.replay_skipped[gadget] += 1
+                self._first_payload = True  # still inside what was handled before
+                return
+            if self._last_seq and seq > self._last_seq + 1:
+                # The instance's ring buffer wrapped while nobody was attached.
+                stats.lost[(gadget, LossReason.RING_BUFFER)] += seq - self._last_seq - 1
+                self._last_seq = seq - 1
         if self._last_seq and seq > self._last_seq + 1:
             stats.lost[(gadget, LossReason.SEQ_GAP)] += seq - self._last_seq - 1
         if seq:

@@ -8,6 +8,7 @@ of the protobuf runtime are translated into `PayloadError`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError as _ProtoDecodeError
 
@@ -165,3 +166,81 @@ def run_request(
 
 def stop_request() -> pb.GadgetControlRequest:
     return pb.GadgetControlRequest(stopRequest=pb.GadgetStopRequest())
+
+
+# -- headless instances (GadgetInstanceManager, IG v0.33+) --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """One headless gadget instance as IG's `GadgetInstanceManager` describes it."""
+
+    id: str
+    name: str
+    image: str
+    params: tuple[tuple[str, str], ...] = ()
+    tags: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    created_ns: int = 0
+    #: `GadgetInstanceStatus` name without the `Status` prefix: Running, Error, Invalid
+    status: str = "Running"
+    message: str = ""
+
+    @property
+    def param_dict(self) -> dict[str, str]:
+        return dict(self.params)
+
+
+_STATUS_NAMES = {0: "Invalid", 1: "Running", 2: "Error"}
+_STATUS_VALUES = {v: k for k, v in _STATUS_NAMES.items()}
+
+
+def instance_from_proto(msg: pb.GadgetInstance) -> InstanceSpec:
+    cfg = msg.gadgetConfig
+    return InstanceSpec(
+        id=msg.id,
+        name=msg.name,
+        image=cfg.imageName,
+        params=_pairs(cfg.paramValues),
+        tags=tuple(msg.tags),
+        nodes=tuple(msg.nodes),
+        created_ns=msg.timeCreated,
+        status=_STATUS_NAMES.get(msg.state.status, f"status{msg.state.status}"),
+        message=msg.state.message,
+    )
+
+
+def instance_to_proto(spec: InstanceSpec) -> pb.GadgetInstance:
+    return pb.GadgetInstance(
+        id=spec.id,
+        name=spec.name,
+        tags=list(spec.tags),
+        nodes=list(spec.nodes),
+        timeCreated=spec.created_ns,
+        gadgetConfig=pb.GadgetRunRequest(
+            imageName=spec.image, paramValues=dict(spec.params), version=PROTOCOL_VERSION
+        ),
+        state=pb.GadgetInstanceState(
+            status=_STATUS_VALUES.get(spec.status, 0), message=spec.message
+        ),
+    )
+
+
+def create_instance_request(spec: InstanceSpec, buffer_length: int) -> pb.CreateGadgetInstanceRequest:
+    return pb.CreateGadgetInstanceRequest(
+        gadgetInstance=instance_to_proto(spec), eventBufferLength=buffer_length
+    )
+
+
+def list_instances_request() -> pb.ListGadgetInstancesRequest:
+    return pb.ListGadgetInstancesRequest()
+
+
+def instance_id(id_: str) -> pb.GadgetInstanceId:
+    return pb.GadgetInstanceId(id=id_)
+
+
+def attach_request(id_: str) -> pb.GadgetControlRequest:
+    return pb.GadgetControlRequest(
+        attachRequest=pb.GadgetAttachRequest(id=id_, version=PROTOCOL_VERSION)
+    )
