@@ -2,9 +2,9 @@
 
 It serves the calls gadgetwatch (and IG's own clients) make — `BuiltInGadgetManager.GetInfo`,
 `GadgetManager.GetGadgetInfo`, `GadgetManager.RunGadget` (run or attach) and the
-`GadgetInstanceManager` of headless instances (`replay_instances.py`) — over `grpc.aio`, on a unix socket or
-TCP (optionally mTLS), so the whole client (sessions, decoder, loss accounting, record) runs
-against it exactly as against `ig daemon`.
+`GadgetInstanceManager` of headless instances (`replay_instances.py`) — over `grpc.aio`, on a
+unix socket or TCP (optionally mTLS), so the whole client (sessions, decoder, loss accounting,
+record) runs against it exactly as against `ig daemon`.
 
 At start the capture is compiled once per gadget (`encoding.py`): a GadgetInfo whose data sources
 are laid out the way IG lays them out (static eBPF container, dynamic enrichment slots, Empty

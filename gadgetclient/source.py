@@ -333,9 +333,9 @@ class GadgetSource:
         client = InstanceClient(conn)
         inst = await self._ensure_instance(client, gadget, params)
         try:
-            await self._attached_loop(conn, inst, ensure=lambda: self._ensure_instance(
-                client, gadget, params
-            ))
+            await self._attached_loop(
+                conn, inst, ensure=lambda: self._ensure_instance(client, gadget, params)
+            )
         finally:
             if self._stopping.is_set() and self.settings.headless.remove_on_stop:
                 try:

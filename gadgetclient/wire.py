@@ -221,12 +221,15 @@ def instance_to_proto(spec: InstanceSpec) -> pb.GadgetInstance:
             imageName=spec.image, paramValues=dict(spec.params), version=PROTOCOL_VERSION
         ),
         state=pb.GadgetInstanceState(
-            status=_STATUS_VALUES.get(spec.status, 0), message=spec.message
+            status=_STATUS_VALUES.get(spec.status, 0),  # type: ignore[arg-type]
+            message=spec.message,
         ),
     )
 
 
-def create_instance_request(spec: InstanceSpec, buffer_length: int) -> pb.CreateGadgetInstanceRequest:
+def create_instance_request(
+    spec: InstanceSpec, buffer_length: int
+) -> pb.CreateGadgetInstanceRequest:
     return pb.CreateGadgetInstanceRequest(
         gadgetInstance=instance_to_proto(spec), eventBufferLength=buffer_length
     )

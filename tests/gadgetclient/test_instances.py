@@ -37,7 +37,7 @@ def _capture(n: int = N) -> Capture:
         data["proc"]["pid"] = i
         data["args"] = f"/usr/bin/sleep\u00a0{i}"
         lines.append(CaptureLine("trace_exec", "exec", "", data))
-    return Capture(lines=lines)
+    return Capture(lines=tuple(lines))
 
 
 def _number(ev: Event) -> int:
@@ -106,16 +106,19 @@ async def test_create_list_get_remove(server: ReplayServer) -> None:
         made = await inst.CreateGadgetInstance(_create(name="mine"))
         assert made.result == 0
         gid = made.gadgetInstance.id
-        assert len(gid) == 32 and all(c in "0123456789abcdef" for c in gid)
+        assert len(gid) == 32
+        assert all(c in "0123456789abcdef" for c in gid)
         assert made.gadgetInstance.name == "mine"
         given = "ab" * 16
         other = await inst.CreateGadgetInstance(_create(id_=given))
-        assert other.gadgetInstance.id == given and other.gadgetInstance.name
+        assert other.gadgetInstance.id == given
+        assert other.gadgetInstance.name
 
         listed = await inst.ListGadgetInstances(pb.ListGadgetInstancesRequest())
         assert {i.id for i in listed.gadgetInstances} == {gid, given}
         got = await inst.GetGadgetInstance(pb.GadgetInstanceId(id=gid))
-        assert got.name == "mine" and got.state.status == pb.StatusRunning
+        assert got.name == "mine"
+        assert got.state.status == pb.StatusRunning
         assert got.gadgetConfig.imageName == "trace_exec"
 
         assert (await inst.RemoveGadgetInstance(pb.GadgetInstanceId(id=gid))).result == 0
@@ -211,7 +214,8 @@ def test_instance_names_fit_ig_limits() -> None:
     long_a = instance_name("Node.Very-Long-Cluster-Name-A", "trace_capabilities")
     long_b = instance_name("Node.Very-Long-Cluster-Name-B", "trace_capabilities")
     for name in (long_a, long_b):
-        assert len(name) <= 32 and name.endswith("-trace_capabilities")
+        assert len(name) <= 32
+        assert name.endswith("-trace_capabilities")
         assert all(c.isdigit() or c.islower() or c in "-_" for c in name)
     assert long_a != long_b
 
@@ -330,7 +334,8 @@ async def test_changed_params_replace_the_instance(server: ReplayServer, tmp_pat
     await source.stop()
     await task
     [new] = await _instances(server.address)
-    assert new.id != old.id and new.name == old.name
+    assert new.id != old.id
+    assert new.name == old.name
     assert new.param_dict["operator.oci.ebpf.paths"] == "false"
     assert source.stats.instances_replaced["trace_exec"] == 1
 
