@@ -87,6 +87,16 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("gadget_stream_reconnects", "counter", ("gadget",), "Stream reconnections."),
     MetricSpec("gadget_log_events", "counter", ("gadget", "severity"), "IG log events."),
     MetricSpec(
+        "gadget_instance_replay_skipped", "counter", ("gadget",), "Replayed payloads seen before."
+    ),
+    MetricSpec(
+        "gadget_instance_state_write_errors", "counter", (), "Failed writes of the seq state."
+    ),
+    MetricSpec("gadget_instances_created", "counter", ("gadget",), "Headless instances created."),
+    MetricSpec(
+        "gadget_instances_replaced", "counter", ("gadget",), "Instances replaced (params changed)."
+    ),
+    MetricSpec(
         "gadget_params_unsupported", "counter", ("gadget", "param"), "Default params refused."
     ),
     MetricSpec(
@@ -200,6 +210,10 @@ class StatsCollector(Collector):
             yield _labelled("gadget_events_dropped", s.dropped)
             yield _labelled("gadget_stream_reconnects", s.reconnects)
             yield _labelled("gadget_log_events", s.log_events)
+            yield _labelled("gadget_instance_replay_skipped", s.replay_skipped)
+            yield _labelled("gadget_instances_created", s.instances_created)
+            yield _single("gadget_instance_state_write_errors", s.state_write_errors)
+            yield _labelled("gadget_instances_replaced", s.instances_replaced)
             yield _labelled("gadget_params_unsupported", s.params_unsupported)
             yield _labelled("gadget_fields_unresolved", s.unresolved)
             yield _histogram("gadget_decode_duration_seconds", s.decode_seconds)

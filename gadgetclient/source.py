@@ -128,6 +128,7 @@ class GadgetSource:
         self._pending: list[Event] = []
         self._on_batch: OnBatch | None = None
         self._on_raw: OnRaw | None = None
+        self._on_checkpoint: Callable[[dict[str, int]], None] | None = None
         self._latest_ns = 0
         self._first_ns = 0
         #: What each gadget is run with (`gadget_params.py`), by short gadget name; filled when
@@ -157,13 +158,21 @@ class GadgetSource:
 
     # -- public ------------------------------------------------------------------------------
 
-    async def run(self, on_batch: OnBatch | None = None, on_raw: OnRaw | None = None) -> None:
+    async def run(
+        self,
+        on_batch: OnBatch | None = None,
+        on_raw: OnRaw | None = None,
+        on_checkpoint: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
         """Run every stream until all finished or `stop()` completed.
 
+        `on_checkpoint` gets `checkpoints()` right after each batch that moved them (attached
+        instances only), so the consumer can tell when those events are processed.
         Raises `GadgetClientError` (one line) when the target is unusable or IG refuses.
         """
         self._on_batch = on_batch
         self._on_raw = on_raw
+        self._on_checkpoint = on_checkpoint
         spec = parse_target(self.settings.target)
         async with contextlib.AsyncExitStack() as stack:
             if self._endpoints is not None:
@@ -672,9 +681,13 @@ class GadgetSource:
             batch, self._pending = self._pending, []
             self._on_batch(batch)
         # Every payload an attached stream handled so far has its events in what was handed on.
+        moved = False
         for id_, stream in self._attached.items():
             if stream.last_seq > self._delivered.get(id_, 0):
                 self._delivered[id_] = stream.last_seq
+                moved = True
+        if moved and self._on_checkpoint is not None:
+            self._on_checkpoint(dict(self._delivered))
 
     async def _flush_loop(self) -> None:
         while True:

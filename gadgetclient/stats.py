@@ -119,5 +119,8 @@ class StreamStats:
     instances_replaced: Counter[str] = field(default_factory=Counter)
     #: headless instances created, by gadget
     instances_created: Counter[str] = field(default_factory=Counter)
+    #: failed writes of the instance seq state (the next flush retries; a restart then replays
+    #: a little more, which profiles absorb)
+    state_write_errors: int = 0
     #: per-event decode time (seconds), all gadgets
     decode_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))

@@ -23,7 +23,7 @@ import contextlib
 import signal
 import tempfile
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,8 +284,13 @@ class Agent:
 
         self._install_signals()
         flush_stop = asyncio.Event()
+        # Headless or attached instances: the seq handled per instance is persisted with each
+        # profile flush, so a restarted agent skips what their ring buffers replay.
+        instances = gc_settings.headless.enabled or bool(gc_settings.attach)
         side: dict[str, Coroutine[Any, Any, None]] = {
-            "profile-flush": learner.run(flush_stop),
+            "profile-flush": learner.run(
+                flush_stop, before_flush=_seq_commit(source, pipeline) if instances else None
+            ),
             "profile-watch": store.watch(cache),
         }
         if kube is not None:
@@ -313,7 +318,10 @@ class Agent:
             await self._wait_ready(waits, side_tasks)
             cache_synced.set()
             processing = asyncio.create_task(pipeline.run(), name="processing")
-            source_task = asyncio.create_task(source.run(pipeline.feed), name="gadget-source")
+            source_task = asyncio.create_task(
+                source.run(pipeline.feed, on_checkpoint=pipeline.checkpoint if instances else None),
+                name="gadget-source",
+            )
             done, _ = await asyncio.wait(
                 [source_task, processing, stop_wait, *side_tasks],
                 return_when=asyncio.FIRST_COMPLETED,
@@ -492,6 +500,27 @@ class Agent:
 #: failed round can be a conflict storm or an API server restart; two update periods in a row
 #: (2 min by default) mean the store does not take writes (a full disk, lost permissions).
 STORE_FAILING_ROUNDS = 2
+
+
+def _seq_commit(source: GadgetSource, pipeline: Pipeline) -> Callable[[], Callable[[], None]]:
+    """Before a profile flush: what the processing task has reached; after it succeeded: that
+    position written to the instance seq state (events up to it are in the stored profiles)."""
+
+    def before() -> Callable[[], None]:
+        reached = dict(pipeline.processed_checkpoint)
+
+        def commit() -> None:
+            if not reached:
+                return
+            try:
+                source.seq_state.save(reached)
+            except OSError as exc:
+                source.stats.state_write_errors += 1
+                log.error("instance seq state not written", reason=str(exc))
+
+        return commit
+
+    return before
 
 
 def gadgets_readiness(source: GadgetSource) -> tuple[bool, dict[str, Any]]:

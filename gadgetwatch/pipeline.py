@@ -26,6 +26,7 @@ or the kernel, where nobody could count it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from collections import Counter
@@ -84,6 +85,14 @@ class _Batch:
     received_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """A position of the sources (seq per headless instance): every event fed before it has
+    been processed when the processing task reaches it."""
+
+    seqs: Mapping[str, int]
+
+
 class Pipeline:
     """Batcher + bounded queue + processing task. Create, `start()`, feed, `drain()`."""
 
@@ -109,7 +118,11 @@ class Pipeline:
         self._repeats = repeats
         self._repeat_sink = repeat_sink
         self.stats = stats
-        self._queue: asyncio.Queue[_Batch | _EndOfStream] = asyncio.Queue(maxsize=queue_batches)
+        #: The latest checkpoint the processing task reached (`checkpoint()`).
+        self.processed_checkpoint: Mapping[str, int] = {}
+        self._queue: asyncio.Queue[_Batch | _Checkpoint | _EndOfStream] = asyncio.Queue(
+            maxsize=queue_batches
+        )
         self._batch_size = batch_size
         self._batch_delay_s = batch_delay_s
         self._clock = clock
@@ -142,6 +155,16 @@ class Pipeline:
         if len(self._pending) >= self._batch_size:
             self._flush()
 
+    def checkpoint(self, seqs: Mapping[str, int]) -> None:
+        """Mark the sources' position: once everything fed so far is processed,
+        `processed_checkpoint` becomes `seqs`. A full queue skips the mark (a later one carries
+        a later position), never an event."""
+        if self._closed:
+            return
+        self._flush()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_Checkpoint(dict(seqs)))
+
     def _flush_timer(self) -> None:
         self._flush_handle = None
         self._flush()
@@ -173,6 +196,9 @@ class Pipeline:
             self.stats.queue_depth = self._queue.qsize()
             if item is EOS:
                 return
+            if isinstance(item, _Checkpoint):
+                self.processed_checkpoint = item.seqs
+                continue
             self._process(item)
 
     def _process(self, batch: _Batch) -> None:

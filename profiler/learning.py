@@ -629,12 +629,26 @@ class Learner:
         self._sync_state(track)
         self._cache.upsert(written)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Flush every `updatePeriod` until `stop` is set, then flush once more."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        before_flush: Callable[[], Callable[[], None]] | None = None,
+    ) -> None:
+        """Flush every `updatePeriod` until `stop` is set, then flush once more.
+
+        `before_flush` is called as a flush starts; the function it returns is called when that
+        flush wrote everything (no failed write): the composition root persists, with it, how
+        far the event sources had been processed (headless instances' seq)."""
         period = self.settings.update_period.total_seconds()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=period)
             if not stop.is_set():
-                await self.flush()
+                await self._flush_with(before_flush)
+        await self._flush_with(before_flush)
+
+    async def _flush_with(self, before_flush: Callable[[], Callable[[], None]] | None) -> None:
+        commit = before_flush() if before_flush is not None else None
         await self.flush()
+        if commit is not None and self.failed_rounds == 0:
+            commit()
