@@ -22,14 +22,17 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
 
+from gadgetclient.config import GadgetClientSettings
 from gadgetclient.errors import SessionError
 from gadgetclient.sessions import Connection, translate_rpc_error
+from gadgetclient.targets import parse_target, static_endpoints
 from gadgetclient.wire import (
     InstanceSpec,
     create_instance_request,
@@ -41,6 +44,8 @@ from protos import gadget_service_pb2_grpc as pb_grpc
 
 log = structlog.get_logger(__name__)
 
+#: Headless instances and attach exist since IG v0.33.
+MIN_INSTANCES_VERSION = (0, 33, 0)
 #: IG's limits on instance names (pkg/gadget-service/api/helpers.go).
 NAME_MAX = 32
 _NAME_BAD = re.compile(r"[^a-z0-9_-]+")
@@ -192,4 +197,36 @@ class SeqState:
         self.seqs.pop(id_, None)
 
 
-__all__ = ["InstanceClient", "SeqState", "instance_name"]
+@contextlib.asynccontextmanager
+async def instance_clients(
+    settings: GadgetClientSettings, *, k8s_api_client: Any = None
+) -> AsyncIterator[list[InstanceClient]]:
+    """One `InstanceClient` per endpoint of the configured target (one per node for `k8s://`),
+    each with the server version checked (instances need IG v0.33+)."""
+    spec = parse_target(settings.target)
+    async with contextlib.AsyncExitStack() as stack:
+        if spec.scheme == "k8s":
+            from gadgetclient.k8s import port_forwards  # the only kubernetes importer
+
+            endpoints = await stack.enter_async_context(
+                port_forwards(spec, settings, api_client=k8s_api_client)
+            )
+        else:
+            endpoints = static_endpoints(spec, settings)
+        connections = [Connection(ep, settings) for ep in endpoints]
+        try:
+            for conn in connections:
+                info = await conn.get_info()
+                if info.version_tuple < MIN_INSTANCES_VERSION:
+                    raise SessionError(
+                        f"Inspektor Gadget v{info.version} has no headless instances "
+                        "(needs v0.33 or newer)",
+                        where=conn.where,
+                    )
+            yield [InstanceClient(conn) for conn in connections]
+        finally:
+            for conn in connections:
+                await conn.close()
+
+
+__all__ = ["InstanceClient", "SeqState", "instance_clients", "instance_name"]

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "profile",
     "rules",
     "probe",
+    "instances",
     "config",
 )
 

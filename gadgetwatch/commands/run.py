@@ -31,6 +31,16 @@ def register(sub: Any) -> None:
     p.add_argument("--check-config", action="store_true", help="validate the configuration, exit")
     src = p.add_argument_group("event source")
     src.add_argument("--target", help="IG endpoint: unix:///PATH, tcp://HOST:PORT or k8s://[NS]")
+    src.add_argument(
+        "--headless",
+        action="store_true",
+        help="run the gadgets as headless IG instances that survive agent restarts (IG v0.33+)",
+    )
+    src.add_argument(
+        "--attach",
+        metavar="ID|NAME[,...]",
+        help="consume headless instances someone else started (never removes them)",
+    )
     src.add_argument("--replay", type=Path, metavar="CAPTURE", help="replay a capture file")
     src.add_argument(
         "--replay-rate", type=float, metavar="N", help="replay pace, events/s (default: max)"
@@ -71,6 +81,13 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.target:
         put("gadgetclient.target", args.target)
+    if args.headless:
+        put("gadgetclient.headless.enabled", True)
+    if args.attach:
+        refs = [r.strip() for r in args.attach.split(",") if r.strip()]
+        if not refs:
+            raise ConfigError(["--attach: expected ID|NAME[,...]"])
+        put("gadgetclient.attach", refs)
     if args.learning_period:
         put("profiler.learningPeriod", args.learning_period)
     if args.profiles_dir:

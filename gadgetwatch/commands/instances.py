@@ -1,0 +1,147 @@
+"""`gadgetwatch instances list|show|remove`: IG's headless gadget instances, like `kubectl
+gadget list` / `delete`, over any target (unix, tcp, k8s).
+
+Headless instances keep tracing while no client is attached (docs/gadgetclient.md "Sessions and
+instances"). The agent's own instances are named `<headless.namePrefix>-<gadget>`; `remove` is
+how an operator (or the chart's pre-delete hook) stops them. On a `k8s://` target every node is
+asked and rows carry the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gadgetwatch.settings_loading import ConfigError
+
+FORMATS = ("table", "json", "yaml")
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "instances",
+        help="list, show or remove IG's headless gadget instances",
+        description=(
+            "Headless gadget instances on the IG target (IG v0.33+): the agent's own "
+            "(`gadgetclient.headless`) and those users started with `kubectl gadget run --detach`."
+        ),
+    )
+    p.add_argument("--config", type=Path, help="YAML configuration file")
+    p.add_argument("--target", help="IG endpoint (overrides the configuration)")
+    p.add_argument("-o", "--output", choices=FORMATS, default="table")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="every instance")
+    show = actions.add_parser("show", help="one instance, with its params")
+    show.add_argument("ref", metavar="ID|NAME")
+    rm = actions.add_parser("remove", help="stop and remove instances")
+    rm.add_argument("refs", metavar="ID|NAME[,...]")
+    p.set_defaults(handler=_run)
+
+
+def _row(node: str, inst: Any) -> dict[str, Any]:
+    created = (
+        dt.datetime.fromtimestamp(inst.created_ns / 1e9, tz=dt.UTC).isoformat(timespec="seconds")
+        if inst.created_ns
+        else ""
+    )
+    return {
+        "node": node,
+        "id": inst.id,
+        "name": inst.name,
+        "image": inst.image,
+        "status": inst.status,
+        "message": inst.message,
+        "created": created,
+        "tags": list(inst.tags),
+        "params": inst.param_dict,
+    }
+
+
+def render(rows: list[dict[str, Any]], fmt: str, *, columns: tuple[str, ...]) -> str:
+    """Rows as a table (the given columns), JSON or YAML (every field)."""
+    if fmt == "json":
+        import orjson
+
+        return orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(rows, sort_keys=False).rstrip()
+    table = [[c.upper() for c in columns]] + [[str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )
+
+
+async def _act(args: argparse.Namespace, settings: Any) -> int:
+    from gadgetclient.errors import SessionError
+    from gadgetclient.instances import instance_clients
+
+    columns = ("node", "id", "name", "image", "status", "created")
+    async with instance_clients(settings.gadgetclient) as clients:
+        if args.action == "list":
+            rows = [_row(c.connection.endpoint.node, i) for c in clients for i in await c.list()]
+            print(render(rows, args.output, columns=columns))
+            return 0
+        refs = [args.ref] if args.action == "show" else [r for r in args.refs.split(",") if r]
+        rows = []
+        for ref in refs:
+            found = False
+            for client in clients:
+                try:
+                    inst = await client.resolve(ref)
+                except SessionError as exc:
+                    if "not found" in str(exc):
+                        continue
+                    raise
+                found = True
+                if args.action == "remove":
+                    await client.remove(inst.id)
+                rows.append(_row(client.connection.endpoint.node, inst))
+            if not found:
+                print(f"gadget {ref} not found", file=sys.stderr)
+                return 1
+        if args.action == "remove":
+            for r in rows:
+                print(
+                    f"removed {r['name']} ({r['id']})" + (f" on {r['node']}" if r["node"] else "")
+                )
+            return 0
+        if args.output == "table":
+            for r in rows:
+                for key, value in r.items():
+                    if key == "params":
+                        print("params:")
+                        for k, v in sorted(value.items()):
+                            print(f"  {k}={v}")
+                    else:
+                        print(f"{key}: {value}")
+            return 0
+        print(render(rows, args.output, columns=columns))
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gadgetclient.errors import GadgetClientError
+    from gadgetwatch.config import load_settings
+
+    overrides: dict[str, Any] = {}
+    if args.target:
+        overrides = {"gadgetclient": {"target": args.target}}
+    try:
+        settings = load_settings(config_file=args.config, environ=os.environ, overrides=overrides)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_act(args, settings))
+    except GadgetClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
