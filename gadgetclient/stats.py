@@ -33,6 +33,8 @@ class DropReason(enum.StrEnum):
     BEFORE_GADGETINFO = "before_gadgetinfo"
     UNMAPPABLE = "unmappable"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    #: A line of `--events -` input that is not usable JSON (`linesource.py`).
+    BAD_LINE = "bad_line"
 
 
 class Histogram:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -42,6 +43,7 @@ from exporters.delivery import Delivery
 from exporters.metrics import MetricsServer, StatsCollector, build_registry
 from exporters.stats import DeliveryStats
 from gadgetclient.capture import read_capture
+from gadgetclient.linesource import LineSource
 from gadgetclient.replay import ReplayServer
 from gadgetclient.source import GadgetSource
 from gadgetclient.stats import StreamStats
@@ -90,8 +92,14 @@ class Agent:
         replay_rate: float | None = None,
         environ: Mapping[str, str] | None = None,
         install_signal_handlers: bool = True,
+        events: str | None = None,
+        events_gadget: str = "",
     ) -> None:
         self.settings = settings
+        #: `--events -|FILE`: IG's JSON output as the source instead of gRPC (`linesource.py`).
+        self.events = events
+        self.events_gadget = events_gadget
+        self.line_source: LineSource | None = None
         self.replay = replay
         self.replay_rate = replay_rate
         self.environ = dict(environ or {})
@@ -102,6 +110,7 @@ class Agent:
         self.metrics: MetricsServer | None = None
         self._stop = asyncio.Event()
         self._started = time.monotonic()
+        self._closing: list[Any] = []
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -234,11 +243,26 @@ class Agent:
             self._exporters_settings(), stats=stats.delivery, environ=self.environ
         )
         delivery = Delivery(exporters, stats=stats.delivery, settings=s.exporters)
-        source = GadgetSource(
-            gc_settings,
-            stats=stats.stream,
-            k8s_api_client=kube.client.api_client if kube is not None else None,
-        )
+        source: GadgetSource | LineSource
+        if self.events is not None:
+            stream = (
+                sys.stdin.buffer
+                if self.events == "-"
+                else await asyncio.to_thread(open, self.events, "rb")
+            )
+            self._closing.append(stream)
+            source = self.line_source = LineSource(
+                stream,
+                gadget=self.events_gadget,
+                stats=stats.stream,
+                name="stdin" if self.events == "-" else self.events,
+            )
+        else:
+            source = GadgetSource(
+                gc_settings,
+                stats=stats.stream,
+                k8s_api_client=kube.client.api_client if kube is not None else None,
+            )
         pipeline = Pipeline(
             profiler=learner,
             detector=detector,
@@ -358,6 +382,9 @@ class Agent:
                 await replay_server.stop(0)
             if tmpdir is not None:
                 tmpdir.cleanup()
+            for f in self._closing:
+                if f is not sys.stdin.buffer:
+                    f.close()
         if failure:
             raise AgentError(failure)
         lost = incomplete(self)
@@ -433,7 +460,7 @@ class Agent:
     async def _shutdown(
         self,
         *,
-        source: GadgetSource,
+        source: GadgetSource | LineSource,
         source_task: asyncio.Task[None] | None,
         pipeline: Pipeline,
         processing: asyncio.Task[None] | None,
@@ -502,7 +529,9 @@ class Agent:
 STORE_FAILING_ROUNDS = 2
 
 
-def _seq_commit(source: GadgetSource, pipeline: Pipeline) -> Callable[[], Callable[[], None]]:
+def _seq_commit(
+    source: GadgetSource | LineSource, pipeline: Pipeline
+) -> Callable[[], Callable[[], None]]:
     """Before a profile flush: what the processing task has reached; after it succeeded: that
     position written to the instance seq state (events up to it are in the stored profiles)."""
 
@@ -523,7 +552,7 @@ def _seq_commit(source: GadgetSource, pipeline: Pipeline) -> Callable[[], Callab
     return before
 
 
-def gadgets_readiness(source: GadgetSource) -> tuple[bool, dict[str, Any]]:
+def gadgets_readiness(source: GadgetSource | LineSource) -> tuple[bool, dict[str, Any]]:
     """The streams' readiness (grace period included) with the gadgets that run without a
     parameter we rely on (an older IG)."""
     ready, details = source.readiness()
@@ -585,6 +614,17 @@ def incomplete(agent: Agent) -> list[str]:
     return out
 
 
+def bad_lines_summary(agent: Agent) -> list[str]:
+    """`--events` input lines that were not usable, with their line numbers."""
+    src = agent.line_source
+    if src is None or not src.bad_lines:
+        return []
+    total = sum(n for (_, r), n in agent.stats.stream.dropped.items() if r == "bad_line")
+    shown = ", ".join(f"{n} ({reason})" for n, reason in src.bad_lines[:10])
+    more = "" if total <= 10 else f" and {total - 10} more"
+    return [f"  bad input lines: {total}: line {shown}{more}"]
+
+
 def summary_lines(agent: Agent) -> list[str]:
     """A short human summary for `--summary`: profiles learned, alerts by rule, losses."""
     st = agent.stats
@@ -621,6 +661,7 @@ def summary_lines(agent: Agent) -> list[str]:
     if agent.learner is not None:
         lines.append(f"  profiles not persisted: {len(agent.learner.unpersisted())}")
     problems = incomplete(agent)
+    lines += bad_lines_summary(agent)
     lines.append("  INCOMPLETE: " + "; ".join(problems) if problems else "  complete: yes")
     return lines
 

@@ -43,6 +43,15 @@ def register(sub: Any) -> None:
     )
     src.add_argument("--replay", type=Path, metavar="CAPTURE", help="replay a capture file")
     src.add_argument(
+        "--events",
+        metavar="-|FILE",
+        help="read IG's JSON output (`ig run/kubectl gadget run … -o json`) live from stdin "
+        "(`-`) or a file instead of gRPC; EOF ends the run cleanly",
+    )
+    src.add_argument(
+        "--gadget", default="", help="gadget that printed --events lines that do not name one"
+    )
+    src.add_argument(
         "--replay-rate", type=float, metavar="N", help="replay pace, events/s (default: max)"
     )
     prof = p.add_argument_group("profiles")
@@ -139,11 +148,22 @@ def _run(args: argparse.Namespace) -> int:
     if args.replay is not None and not args.replay.is_file():
         print(f"--replay: no such file: {args.replay}", file=sys.stderr)
         return 2
+    if args.events is not None and args.replay is not None:
+        print("--events and --replay are alternatives", file=sys.stderr)
+        return 2
+    if args.events not in (None, "-") and not Path(args.events).is_file():
+        print(f"--events: no such file: {args.events}", file=sys.stderr)
+        return 2
     if args.check_config:
         print("configuration OK", file=sys.stderr)
         return 0
     agent = Agent(
-        settings, replay=args.replay, replay_rate=args.replay_rate, environ=dict(os.environ)
+        settings,
+        replay=args.replay,
+        replay_rate=args.replay_rate,
+        environ=dict(os.environ),
+        events=args.events,
+        events_gadget=args.gadget,
     )
     try:
         code = asyncio.run(agent.run())
