@@ -72,7 +72,7 @@ def render(rows: list[dict[str, Any]], fmt: str, *, columns: tuple[str, ...]) ->
         import yaml
 
         return yaml.safe_dump(rows, sort_keys=False).rstrip()
-    table = [[c.upper() for c in columns]] + [[str(r[c]) for c in columns] for r in rows]
+    table = [[c.upper() for c in columns]] + [[str(r[c]) or "-" for c in columns] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
