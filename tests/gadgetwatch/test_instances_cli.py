@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gadgetclient.capture import read_capture
 from gadgetclient.replay import ReplayServer
 from protos import gadget_service_pb2 as pb
-from tests.gadgetclient.conftest import sock_path  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTURE = REPO / "examples" / "webshop-intrusion.capture.jsonl"
+
+
+@pytest.fixture
+def sock_path() -> Iterator[Path]:
+    # Unix socket paths are limited to ~108 bytes; pytest's tmp paths can be longer.
+    d = Path(tempfile.mkdtemp(prefix="gw-", dir="/tmp"))
+    yield d / "ig.sock"
+    shutil.rmtree(d)
 
 
 async def _cli(*args: str) -> tuple[int, str, str]:
