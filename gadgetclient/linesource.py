@@ -74,6 +74,7 @@ class LineSource:
         self.ready = asyncio.Event()
         self.param_plans: dict[str, Any] = {}
         self.seq_state = SeqState(None)
+        self._pump: asyncio.Future[None] | None = None
 
     # -- the agent's source interface ---------------------------------------------------------
 
@@ -125,12 +126,14 @@ class LineSource:
 
     async def _open(self) -> asyncio.StreamReader:
         """A StreamReader over the stream: a pipe, socket or tty is read by the event loop; a
-        regular file (`< file`), which the loop cannot watch, is fed from a thread."""
+        regular file (`< file`) or another device, which the loop cannot watch, is fed from a
+        thread (they never block for long)."""
         assert self.stream is not None
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
         mode = os.fstat(self.stream.fileno()).st_mode
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+        # Character devices other than terminals (/dev/null) cannot be watched by epoll.
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(self.stream.fileno()):
             protocol = asyncio.StreamReaderProtocol(reader)
             await loop.connect_read_pipe(lambda: protocol, self.stream)
             return reader
@@ -141,7 +144,7 @@ class LineSource:
                 loop.call_soon_threadsafe(reader.feed_data, chunk)
             loop.call_soon_threadsafe(reader.feed_eof)
 
-        loop.run_in_executor(None, pump)
+        self._pump = loop.run_in_executor(None, pump)
         return reader
 
     def _bad(self, reason: str, gadget: str) -> None:

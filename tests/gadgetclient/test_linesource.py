@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gadgetclient.events import Event, ExecEvent
 from gadgetclient.linesource import LineSource
@@ -122,3 +124,13 @@ async def test_stop_ends_a_stream_that_never_ends() -> None:
     await source.stop()
     await task
     assert source.lines == 0
+
+
+async def test_a_regular_file_and_dev_null_are_read_too(tmp_path: Path) -> None:
+    path = tmp_path / "session.jsonl"
+    path.write_text(_exec_line(1) + "\n" + _exec_line(2) + "\n")
+    for name in (path, Path(os.devnull)):
+        sink = _Sink()
+        with name.open("rb") as f:
+            await LineSource(f, gadget="trace_exec").run(sink)
+        assert sink.numbers == ([1, 2] if name == path else [])
