@@ -147,3 +147,25 @@ async def test_a_failing_detector_is_counted_and_processing_continues() -> None:
     await task
     assert pipe.stats.dropped[("detection", "internal_error")] == 4
     assert profiler.seen == [1, 2, 3, 4]
+
+
+async def test_a_checkpoint_is_reached_only_after_everything_fed_before_it() -> None:
+    pipe, _ = make(batch_size=100)
+    marks: list[tuple[list[int], dict[str, int]]] = []
+
+    class Watching(RecordingProfiler):
+        def observe(self, events: Sequence[Event]) -> None:
+            marks.append(([e.timestamp_ns for e in events], dict(pipe.processed_checkpoint)))
+
+    pipe._profiler = Watching()
+    pipe._detector = EchoDetector(RecordingProfiler())
+    pipe._detector.profiler.seen = list(range(10))
+    pipe.feed([exec_event(1), exec_event(2)])  # pending, below the batch size
+    pipe.checkpoint({"inst": 2})
+    pipe.feed([exec_event(3)])
+    run = asyncio.create_task(pipe.run())
+    await pipe.close()
+    await run
+    # Events fed before the mark were processed before it was reached, those after it after.
+    assert marks == [([1, 2], {}), ([3], {"inst": 2})]
+    assert pipe.processed_checkpoint == {"inst": 2}
