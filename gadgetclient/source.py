@@ -48,7 +48,12 @@ from gadgetclient.decoding import DataSourceDecoder, Record
 from gadgetclient.errors import GadgetClientError, SessionError, StreamError, TargetError
 from gadgetclient.events import Event
 from gadgetclient.gadget_params import ParamPlan, plan_params
-from gadgetclient.instances import InstanceClient, SeqState, instance_name
+from gadgetclient.instances import (
+    MIN_INSTANCES_VERSION,
+    InstanceClient,
+    SeqState,
+    instance_name,
+)
 from gadgetclient.mapping import RecordMapper
 from gadgetclient.processes import ProcessTable
 from gadgetclient.sessions import (
@@ -268,6 +273,13 @@ class GadgetSource:
         self, conn: Connection, declared: dict[str, list[str] | None], *, first: bool
     ) -> None:
         info = await conn.get_info()
+        uses_instances = self.settings.headless.enabled or bool(self.settings.attach)
+        if uses_instances and info.version_tuple < MIN_INSTANCES_VERSION:
+            raise SessionError(
+                f"Inspektor Gadget v{info.version} has no headless instances (needs v0.33 or "
+                "newer); turn gadgetclient.headless and attach off",
+                where=conn.where,
+            )
         if not first:
             return
         for gadget in self.gadgets:

@@ -14,6 +14,7 @@ import pytest
 
 from gadgetclient.capture import Capture, CaptureLine
 from gadgetclient.config import HeadlessSettings
+from gadgetclient.errors import SessionError
 from gadgetclient.events import Event, ExecEvent
 from gadgetclient.instances import InstanceClient, SeqState, instance_name
 from gadgetclient.replay import ReplayServer
@@ -375,5 +376,17 @@ async def test_attach_to_a_user_instance_by_name_never_removes_it(
 
 async def test_attach_to_a_missing_instance_fails_clearly(server: ReplayServer) -> None:
     settings = settings_for(server.address, (), attach=("nobody",))
-    with pytest.raises(Exception, match="gadget nobody not found"):
+    with pytest.raises(SessionError, match="gadget nobody not found"):
         await GadgetSource(settings).run(_Sink())
+
+
+async def test_headless_needs_ig_0_33(sock_path: Path, tmp_path: Path) -> None:
+    srv = ReplayServer(_capture(), listen=f"unix://{sock_path}", server_version="0.32.0")
+    await srv.start()
+    try:
+        settings = _headless_settings(srv.address, tmp_path / "s.json")
+        with pytest.raises(SessionError, match=r"needs v0\.33 or newer"):
+            await GadgetSource(settings).run(_Sink())
+        assert srv.instances.instances == {}
+    finally:
+        await srv.stop(None)
