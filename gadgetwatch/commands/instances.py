@@ -39,8 +39,25 @@ def register(sub: Any) -> None:
     show = actions.add_parser("show", help="one instance, with its params")
     show.add_argument("ref", metavar="ID|NAME")
     rm = actions.add_parser("remove", help="stop and remove instances")
-    rm.add_argument("refs", metavar="ID|NAME[,...]")
+    rm.add_argument("refs", metavar="ID|NAME[,...]", nargs="?", default="")
+    rm.add_argument(
+        "--mine",
+        action="store_true",
+        help="the agent's own headless instances (from gadgetclient.headless.namePrefix and "
+        "gadgets); those that do not exist are skipped (the chart's pre-delete hook)",
+    )
     p.set_defaults(handler=_run)
+
+
+def own_instance_names(settings: Any) -> list[str]:
+    """Names of the agent's headless instances under this configuration (advise_seccomp runs
+    in rolling windows, never as an instance)."""
+    from gadgetclient.instances import instance_name
+    from gadgetclient.sessions import gadget_name
+    from gadgetclient.source import SECCOMP_GADGET
+
+    names = [gadget_name(g) for g in settings.gadgets]
+    return [instance_name(settings.headless.name_prefix, g) for g in names if g != SECCOMP_GADGET]
 
 
 def _row(node: str, inst: Any) -> dict[str, Any]:
@@ -91,6 +108,12 @@ async def _act(args: argparse.Namespace, settings: Any) -> int:
             print(render(rows, args.output, columns=columns))
             return 0
         refs = [args.ref] if args.action == "show" else [r for r in args.refs.split(",") if r]
+        mine = args.action == "remove" and args.mine
+        if mine:
+            refs += own_instance_names(settings.gadgetclient)
+        if not refs:
+            print("remove: name instances (ID|NAME[,...]) or give --mine", file=sys.stderr)
+            return 2
         rows = []
         for ref in refs:
             found = False
@@ -105,7 +128,7 @@ async def _act(args: argparse.Namespace, settings: Any) -> int:
                 if args.action == "remove":
                     await client.remove(inst.id)
                 rows.append(_row(client.connection.endpoint.node, inst))
-            if not found:
+            if not found and not (mine and ref not in args.refs.split(",")):
                 print(f"gadget {ref} not found", file=sys.stderr)
                 return 1
         if args.action == "remove":

@@ -91,6 +91,30 @@ async def test_list_show_remove(sock_path: Path) -> None:
         await server.stop(None)
 
 
+async def test_remove_mine_removes_only_the_agents_own(sock_path: Path) -> None:
+    server = ReplayServer(read_capture(CAPTURE), listen=f"unix://{sock_path}", hold_instances=True)
+    target = await server.start()
+    try:
+        for name, image in (("gadgetwatch-trace_exec", "trace_exec"), ("users-dns", "trace_dns")):
+            await server.instances.create(
+                pb.CreateGadgetInstanceRequest(
+                    gadgetInstance=pb.GadgetInstance(
+                        name=name, gadgetConfig=pb.GadgetRunRequest(imageName=image, version=1)
+                    )
+                )
+            )
+        code, out, err = await _cli("--target", target, "remove", "--mine")
+        assert code == 0, err
+        assert out.startswith("removed gadgetwatch-trace_exec (")
+        assert [i.name for i in server.instances.instances.values()] == ["users-dns"]
+        # Nothing of ours left: still a success (the hook may run twice).
+        code, out, err = await _cli("--target", target, "remove", "--mine")
+        assert code == 0, err
+        assert out == ""
+    finally:
+        await server.stop(None)
+
+
 async def test_unreachable_target_is_one_line(sock_path: Path) -> None:
     code, _, err = await _cli("--target", f"unix://{sock_path}", "list")
     assert code == 1
