@@ -10,7 +10,9 @@ field names and encodings change between gadget versions:
 * endpoint `proto` as a string ("TCP") or as the IP protocol number (before v0.34);
 * DNS names with IG's trailing dot, numeric `qr`/`qtype` of the 2024 layout;
 * `k8s.podLabels` as IG's "k=v,k2=v2" string (or a mapping);
-* a missing `timestamp_raw` (then `timestamp` when it is a number, else 0).
+* a missing `timestamp_raw` (then `timestamp` when it is a number, else 0);
+* open paths and exec paths as the process spelled them (no ``--paths``): normalised lexically
+  against the process's cwd (`pathnorm`), so the learner and the rules see one spelling.
 
 `Container` values are interned: events of one container share one frozen object, which saves an
 allocation per event and makes the router's per-container keys cheap.
@@ -35,6 +37,7 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.pathnorm import normalise_exec_path, normalise_path
 from gadgetclient.syscall_names import syscall_name
 
 Record = Mapping[str, Any]
@@ -208,16 +211,19 @@ class RecordMapper:
 
     def exec_event(self, record: Record, node: str) -> ExecEvent:
         args = split_args(_str(record.get("args")))
+        cwd = _str(record.get("cwd"))
         exe = _str(record.get("exepath")) or (args[0] if args else "")
         if not exe:
             exe = _str(_obj(record, "proc").get("comm") or record.get("comm"))
+        else:
+            exe = normalise_exec_path(exe, cwd)
         return ExecEvent(
             timestamp_ns=timestamp_ns(record),
             container=self.container(record, node),
             process=self.process(record, exe=exe, args=args),
             path=exe,
             args=args,
-            cwd=_str(record.get("cwd")),
+            cwd=cwd,
             error=_str(record.get("error")),
             upper_layer=bool(record.get("upper_layer", record.get("upperlayer", False))),
             parent_exe=_str(record.get("parent_exepath")),
@@ -229,11 +235,13 @@ class RecordMapper:
         flag_names = flag_names_of(flags)
         flags_raw = record.get("flags_raw", flags if isinstance(flags, int) else 0)
         mode = record.get("mode")
+        process = self.process(record)
+        path = _str(record.get("fpath")) or _str(record.get("fname") or record.get("path"))
         return OpenEvent(
             timestamp_ns=timestamp_ns(record),
             container=self.container(record, node),
-            process=self.process(record),
-            path=_str(record.get("fpath")) or _str(record.get("fname") or record.get("path")),
+            process=process,
+            path=normalise_path(path, process.cwd),
             flags=flag_names,
             flags_raw=_int(flags_raw),
             fd=_int(record.get("fd")),
