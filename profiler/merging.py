@@ -133,7 +133,7 @@ def subtract(a: Entries, b: Entries) -> Entries:
     out.capabilities = a.capabilities - b.capabilities
     out.syscalls = a.syscalls - b.syscalls
     for rule_id, processes in a.rule_policies.items():
-        extra = processes - b.rule_policies.get(rule_id, frozenset())
-        if extra:
-            out.rule_policies[rule_id] = extra
+        allowed = processes - b.rule_policies.get(rule_id, frozenset())
+        if allowed:
+            out.rule_policies[rule_id] = allowed
     return out
