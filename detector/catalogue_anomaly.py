@@ -260,10 +260,11 @@ def _token_access(params: Mapping[str, Any], env: RuleEnv) -> Check:
         if not path.startswith(_TOKEN_PREFIXES):
             return None
         if profile is not None:
-            if exact_files:
-                if any(profile.allows_open(p, event.flags) for p in token_path_variants(path)):
-                    return None
-            elif any(profile.opened_under(d) for d in _same_directory(token_directory(path))):
+            if any(profile.allows_open(p, event.flags) for p in token_path_variants(path)):
+                return None
+            if not exact_files and any(
+                profile.opened_under(d) for d in _same_directory(token_directory(path))
+            ):
                 return None
         comm = event.process.comm
         return Finding(
