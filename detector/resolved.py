@@ -34,8 +34,13 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Hashable
+from typing import Protocol
 
-from profiler.readmodel import ProfileView
+
+class KnowsDomains(Protocol):
+    """The one question asked of the profile (a `ProfileView` answers it)."""
+
+    def allows_domain(self, name: str) -> bool: ...
 
 
 class ResolvedAddresses:
@@ -85,7 +90,7 @@ class ResolvedAddresses:
             names[name] = expiry
 
     def allowed_by(
-        self, workload: Hashable, addr: str, profile: ProfileView, now: int
+        self, workload: Hashable, addr: str, profile: KnowsDomains, now: int
     ) -> str | None:
         """A profiled name that answered `addr` for this workload and is still fresh, or None."""
         table = self._tables.get(workload)
