@@ -213,10 +213,10 @@ class RecordMapper:
         args = split_args(_str(record.get("args")))
         cwd = _str(record.get("cwd"))
         exe = _str(record.get("exepath")) or (args[0] if args else "")
-        if not exe:
-            exe = _str(_obj(record, "proc").get("comm") or record.get("comm"))
-        else:
+        if exe:
             exe = normalise_exec_path(exe, cwd)
+        else:
+            exe = _str(_obj(record, "proc").get("comm") or record.get("comm"))
         return ExecEvent(
             timestamp_ns=timestamp_ns(record),
             container=self.container(record, node),

@@ -50,6 +50,7 @@ from gadgetclient.mapping import (
     split_args,
     tcp_type_of,
 )
+from gadgetclient.pathnorm import normalise_exec_path, normalise_path
 
 _T = TypeVar("_T")
 
@@ -315,15 +316,15 @@ class _Layout:
         ]
         args = split_args(as_str(args_v))
         exe = as_str(exepath) or (args[0] if args else "")
-        if not exe:
-            exe = as_str(v[5] or comm_flat)
+        cwd = as_str(v[13])
+        exe = normalise_exec_path(exe, cwd) if exe else as_str(v[5] or comm_flat)
         return _make_exec(
             _timestamp(v[1], v[2]),  # timestamp_ns
             self.container(slots, node, v[0]),  # container
             self.process(v, exe, args),  # process
             exe,  # path
             args,  # args
-            as_str(v[13]),  # cwd
+            cwd,  # cwd
             as_str(error),  # error
             bool(ul if ul is not None else ul_old if ul_old is not None else False),  # upper_layer
             as_str(parent_exe),  # parent_exe
@@ -340,11 +341,12 @@ class _Layout:
             names = self.flags[flags] = flag_names_of(flags)
         if flags_raw is None:
             flags_raw = flags if isinstance(flags, int) else 0
+        process = self.process(v)
         return _make_open(
             _timestamp(v[1], v[2]),  # timestamp_ns
             self.container(slots, node, v[0]),  # container
-            self.process(v),  # process
-            as_str(fpath) or as_str(fname or path),  # path
+            process,  # process
+            normalise_path(as_str(fpath) or as_str(fname or path), process.cwd),  # path
             names,  # flags
             as_int(flags_raw),  # flags_raw
             as_int(fd),  # fd
