@@ -293,7 +293,7 @@ def _k8s_client(params: Mapping[str, Any], env: RuleEnv) -> Check:
             name = basename(path)
             if name not in K8S_CLIENTS:
                 return None
-            if profile is not None and profile.allows_exec(path, event.args):
+            if profile is not None and profile.allows_exec_path(path):
                 return None
             return Finding(
                 message=f"Kubernetes client executed: {_s(path)} (pid {event.process.pid})",
