@@ -97,7 +97,12 @@ def _memo_key(event: Any) -> Any:
     """Every field any rule reads from the event, per kind (messages aside)."""
     kind = event.kind
     if kind is EventKind.OPEN:
-        return (event.path, event.flags)
+        path = event.path
+        if path.startswith("/"):
+            return (path, event.flags)
+        # A relative name means different files in different directories (events the
+        # mapping did not normalise): the cwd the rules join it to is part of the key.
+        return (path, event.flags, event.process.cwd)
     if kind is EventKind.DNS:
         return event.name
     if kind is EventKind.TCP:

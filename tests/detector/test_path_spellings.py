@@ -159,3 +159,31 @@ def test_exceptions_and_profiles_match_other_spellings() -> None:
     alerts = detector.evaluate(events)
     assert [a.message for a in alerts] == ["Unexpected file access: /etc/passwd by app (pid 100)"]
     assert stats.suppressed[("R0002", "exception")] == 1
+
+
+def test_a_relative_name_in_another_directory_is_not_answered_from_the_memo() -> None:
+    """`shadow` opened in /app is clean; the same name opened in /etc is /etc/shadow."""
+    binding = (
+        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: b}\n"
+        "spec:\n  rules:\n  - ruleID: R0010\n"
+    )
+    detector = Detector(
+        settings=DetectorSettings(),
+        profiles=_One(_profile()),
+        pod_metadata=PodMeta(),
+        stats=DetectorStats(),
+        rules=ruleset(binding),
+    )
+    events = [
+        OpenEvent(
+            timestamp_ns=T0 + i,
+            container=WEB,
+            process=proc("app", cwd=cwd),
+            path="shadow",
+            flags=("O_RDONLY",),
+        )
+        for i, cwd in enumerate(["/app", "/etc"])
+    ]
+    assert [a.message for a in detector.evaluate(events)] == [
+        "Unexpected sensitive file access: /etc/shadow by app (pid 100)"
+    ]
