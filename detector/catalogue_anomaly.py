@@ -45,7 +45,7 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
-from gadgetclient.pathnorm import is_normal, normalise_path
+from gadgetclient.pathnorm import is_normal, normalise_exec_path, normalise_path
 from profiler.readmodel import ProfileView
 
 #: Bound of attacker strings inside a one-line message; the event fields carry more.
@@ -104,8 +104,10 @@ def open_path(event: OpenEvent) -> str:
 
 
 def exec_path(event: ExecEvent) -> str:
-    """The executed file; IG gives ``exepath`` with --paths, else ``args[0]``, else comm."""
-    return event.path or (event.args[0] if event.args else "") or event.process.comm
+    """The executed file; IG gives ``exepath`` with --paths, else ``args[0]``, else comm; in
+    normal form when it is a path (a bare name is a PATH lookup and stays as it is)."""
+    path = event.path or (event.args[0] if event.args else "") or event.process.comm
+    return path if is_normal(path) else normalise_exec_path(path, event.cwd)
 
 
 def _s(text: str) -> str:

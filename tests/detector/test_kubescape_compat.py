@@ -60,7 +60,9 @@ def build_event(spec: dict[str, Any]) -> Event:
     c = DB if spec.get("c") == "db" else WEB
     comm = spec.get("comm", "app")
     if "exec" in spec:
-        return exec_ev(spec["exec"], *spec.get("args", []), t=t, c=c, comm=comm)
+        return exec_ev(
+            spec["exec"], *spec.get("args", []), t=t, c=c, comm=comm, cwd=spec.get("cwd", "")
+        )
     if "open" in spec:
         return OpenEvent(
             timestamp_ns=T0 + t,
