@@ -120,8 +120,10 @@ def test_normal_form_matches_posix_normpath_and_is_stable(path: str, cwd: str) -
     if not path:
         assert got == ""
         return
-    assert is_normal(got)
     assert normalise_path(got) == got
+    # The fast check is sound: whatever it calls normal is left as it is.
+    if is_normal(path):
+        assert got == path
     base = cwd if cwd.startswith("/") else "/"
     joined = path if path.startswith("/") else base + "/" + path
     assert got == posixpath.normpath("/" + joined.lstrip("/"))
