@@ -45,6 +45,7 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.gadget_params import UNRESOLVED_PREFIX
 from gadgetclient.pathnorm import is_normal, normalise_exec_path, normalise_path
 from profiler.readmodel import ProfileView
 
@@ -104,10 +105,12 @@ def open_path(event: OpenEvent) -> str:
 
 
 def exec_path(event: ExecEvent) -> str:
-    """The executed file; IG gives ``exepath`` with --paths, else ``args[0]``, else comm; in
-    normal form when it is a path (a bare name is a PATH lookup and stays as it is)."""
+    """The executed file (IG's ``exepath``; see `ExecEvent.path`), in normal form when it is a
+    path; a bare name (a PATH lookup) and an ``unresolved:`` marker stay as they are."""
     path = event.path or (event.args[0] if event.args else "") or event.process.comm
-    return path if is_normal(path) else normalise_exec_path(path, event.cwd)
+    if is_normal(path) or path.startswith(UNRESOLVED_PREFIX):
+        return path
+    return normalise_exec_path(path, event.cwd)
 
 
 def _s(text: str) -> str:

@@ -11,8 +11,14 @@ field names and encodings change between gadget versions:
 * DNS names with IG's trailing dot, numeric `qr`/`qtype` of the 2024 layout;
 * `k8s.podLabels` as IG's "k=v,k2=v2" string (or a mapping);
 * a missing `timestamp_raw` (then `timestamp` when it is a number, else 0);
-* open paths and exec paths as the process spelled them (no ``--paths``): normalised lexically
-  against the process's cwd (`pathnorm`), so the learner and the rules see one spelling.
+* open paths as the process spelled them (no ``--paths``): normalised lexically against the
+  process's cwd (`pathnorm`), so the learner and the rules see one spelling.
+
+An exec without IG's `exepath` (IG runs trace_exec without `paths`, an older IG, a user override)
+does not fall back to `argv[0]`: the caller chooses `argv[0]`, so it is no evidence of the file
+that ran. Its path becomes `unresolved:<argv[0]>` (`gadget_params.UNRESOLVED_PREFIX`), which no
+absolute path pattern, exception or learned entry matches; the first one is logged with the rules
+it weakens, and each is counted (`gadgetwatch_gadget_fields_unresolved_total`).
 
 `Container` values are interned: events of one container share one frozen object, which saves an
 allocation per event and makes the router's per-container keys cheap.
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import structlog
 
 from gadgetclient.events import (
     CapabilityEvent,
@@ -37,8 +45,12 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
-from gadgetclient.pathnorm import normalise_exec_path, normalise_path
+from gadgetclient.gadget_params import UNRESOLVED_PREFIX, defaults_for
+from gadgetclient.pathnorm import normalise_path
+from gadgetclient.stats import StreamStats
 from gadgetclient.syscall_names import syscall_name
+
+log = structlog.get_logger(__name__)
 
 Record = Mapping[str, Any]
 _EMPTY: Mapping[str, Any] = {}
@@ -117,7 +129,9 @@ def timestamp_ns(record: Record) -> int:
 class RecordMapper:
     """Maps records of one source; holds the container intern table."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stats: StreamStats | None = None) -> None:
+        self._stats = stats
+        self._warned_unresolved = False
         self._containers: dict[tuple[Any, ...], Container] = {}
         self._by_ds: dict[str, Callable[[Record, str], Event | None]] = {
             "exec": self.exec_event,
@@ -209,21 +223,32 @@ class RecordMapper:
 
     # -- per gadget --------------------------------------------------------------------------
 
+    def unresolved_exec(self, args: tuple[str, ...], comm: str) -> str:
+        """The path of an exec IG sent without `exepath` (see the module docstring)."""
+        if self._stats is not None:
+            self._stats.unresolved[("trace_exec", "exepath")] += 1
+        if not self._warned_unresolved:
+            self._warned_unresolved = True
+            log.warning(
+                "exec events arrive without exepath; executables are recorded as unresolved",
+                gadget="trace_exec",
+                degraded_rules=sorted({r for p in defaults_for("trace_exec") for r in p.rules}),
+                hint="run trace_exec with operator.oci.ebpf.paths=true (IG >= v0.29 declares it)",
+            )
+        return UNRESOLVED_PREFIX + (args[0] if args else comm)
+
     def exec_event(self, record: Record, node: str) -> ExecEvent:
         args = split_args(_str(record.get("args")))
-        cwd = _str(record.get("cwd"))
-        exe = _str(record.get("exepath")) or (args[0] if args else "")
-        if exe:
-            exe = normalise_exec_path(exe, cwd)
-        else:
-            exe = _str(_obj(record, "proc").get("comm") or record.get("comm"))
+        exe = _str(record.get("exepath")) or self.unresolved_exec(
+            args, _str(_obj(record, "proc").get("comm") or record.get("comm"))
+        )
         return ExecEvent(
             timestamp_ns=timestamp_ns(record),
             container=self.container(record, node),
             process=self.process(record, exe=exe, args=args),
             path=exe,
             args=args,
-            cwd=cwd,
+            cwd=_str(record.get("cwd")),
             error=_str(record.get("error")),
             upper_layer=bool(record.get("upper_layer", record.get("upperlayer", False))),
             parent_exe=_str(record.get("parent_exepath")),

@@ -50,7 +50,7 @@ from gadgetclient.mapping import (
     split_args,
     tcp_type_of,
 )
-from gadgetclient.pathnorm import normalise_exec_path, normalise_path
+from gadgetclient.pathnorm import normalise_path
 
 _T = TypeVar("_T")
 
@@ -315,16 +315,14 @@ class _Layout:
             _N_COMMON + 1 :
         ]
         args = split_args(as_str(args_v))
-        exe = as_str(exepath) or (args[0] if args else "")
-        cwd = as_str(v[13])
-        exe = normalise_exec_path(exe, cwd) if exe else as_str(v[5] or comm_flat)
+        exe = as_str(exepath) or self.mapper.unresolved_exec(args, as_str(v[5] or comm_flat))
         return _make_exec(
             _timestamp(v[1], v[2]),  # timestamp_ns
             self.container(slots, node, v[0]),  # container
             self.process(v, exe, args),  # process
             exe,  # path
             args,  # args
-            cwd,  # cwd
+            as_str(v[13]),  # cwd
             as_str(error),  # error
             bool(ul if ul is not None else ul_old if ul_old is not None else False),  # upper_layer
             as_str(parent_exe),  # parent_exe
