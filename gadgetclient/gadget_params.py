@@ -76,7 +76,8 @@ DEFAULT_PARAMS: dict[str, tuple[DefaultParam, ...]] = {
             _PATHS,
             "true",
             "fills fpath, the resolved path; without it only the raw name passed to open() "
-            "remains, relative names included, and sensitive-file rules see './shadow'",
+            "remains and IG sends no cwd, so a relative name is joined to / and 'shadow' "
+            "opened in /etc is seen as '/shadow'",
             fields=("fpath",),
             rules=("R0002", "R0006", "R0010", "R1011"),
         ),
