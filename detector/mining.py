@@ -19,6 +19,7 @@ from importlib import resources
 import yaml
 
 from detector.errors import DetectorError
+from gadgetclient.safeyaml import load_one
 
 
 class MiningDataError(DetectorError):
@@ -34,7 +35,10 @@ def _normal(name: str) -> str:
 
 def load_domains(text: str) -> tuple[frozenset[str], str]:
     """The domains of a mining-domain document and its `updated` date."""
-    data = yaml.safe_load(text)
+    try:
+        data = load_one(text)
+    except yaml.YAMLError as exc:
+        raise MiningDataError(f"{DATA_FILE}: not YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise MiningDataError(f"{DATA_FILE}: expected a mapping")
     updated = data.get("updated")

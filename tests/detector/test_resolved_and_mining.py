@@ -101,6 +101,7 @@ def test_bindings_extend_the_list_without_changing_the_default() -> None:
     ("text", "problem"),
     [
         ("[]", "expected a mapping"),
+        ("a: [", "not YAML"),
         ("sources: [x]\npools: []\nkubescape: []\n", "`updated`"),
         ("updated: '2026-01-01'\npools: []\nkubescape: []\n", "`sources`"),
         ("updated: '2026-01-01'\nsources: [x]\npools: [1]\nkubescape: []\n", "`pools`"),
