@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gadgetclient.capture import Capture, read_capture
+from gadgetclient.capture import CAPTURE_VERSION, Capture, read_capture
 from gadgetclient.events import DnsEvent, ExecEvent, TcpEvent
 from gadgetclient.source import GadgetSource, RawRecord
 from gadgetwatch.cli import main
@@ -101,7 +101,7 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
 
     assert asyncio.run(scenario()) == 0
     recorded = read_capture(tmp_path / "out.jsonl")
-    assert recorded.header["gadgetwatchCapture"] == 1
+    assert recorded.header["gadgetwatchCapture"] == CAPTURE_VERSION
     assert _sorted_lines(recorded.lines) == _sorted_lines(lines)
     # Lines are written with the decoder's byte-wise sorted keys, like `ig run -o json`.
     for line in recorded.lines:
