@@ -162,11 +162,18 @@ def _s(text: str) -> str:
 
 
 def _unexpected_exec(params: Mapping[str, Any], env: RuleEnv) -> Check:
+    normalizer = env.args
+
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, ExecEvent)
         path = exec_path(event)
         if profile is not None and profile.allows_exec(path, event.args):
             return None
+        if profile is not None and normalizer is not None:
+            # The pod's own name/ordinal/IP/node as learning stored them (placeholders).
+            args = normalizer.normalize(event.args)
+            if args is not event.args and profile.allows_exec(path, args):
+                return None
         comm = event.process.comm
         return Finding(
             message=f"Unexpected process launched: {_s(path)} (comm {_s(comm)}, "
