@@ -235,9 +235,7 @@ class ArgNormalizer:
         for value, placeholder in ((pod, POD), (node, NODE)):
             if len(value) >= _MIN_NAME and value not in replacements:
                 replacements[value] = placeholder
-                alternatives.append(
-                    f"(?<![{_NAME_CHARS}]){re.escape(value)}(?![{_NAME_CHARS}])"
-                )
+                alternatives.append(f"(?<![{_NAME_CHARS}]){re.escape(value)}(?![{_NAME_CHARS}])")
         if pod_ip and pod_ip not in replacements:
             replacements[pod_ip] = POD_IP
             alternatives.append(rf"(?<![\d.]){re.escape(pod_ip)}(?!\d)(?!\.\d)")

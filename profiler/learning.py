@@ -538,6 +538,11 @@ class Learner:
         track.open_patterns = PathMatcher(opens) if has_patterns else None
 
     def _finish(self, track: _Track) -> None:
+        # The detector judges against this profile from now on, possibly before the next flush
+        # collapses it: collapse and generalise it here too, so a replay's alerts do not depend
+        # on when the wall-clock flush timer fired.
+        self._collapse(track.profile.entries, track.generalize, count=False)
+        track.count = track.profile.entries.total()
         meta = track.profile.meta
         meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
         meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
@@ -577,20 +582,7 @@ class Learner:
         entries = candidate.entries
         track = self._tracks.get(candidate.key)
         kinds = track.generalize if track is not None else self.settings.generalize
-        rotation = self.settings.rotation_threshold if Generalization.FILES in kinds else 0
-        generalized = self.stats.generalized
-        entries.opens = collapse_opens(
-            entries.opens, self._thresholds, rotation=rotation, counts=generalized
-        )
-        entries.ingress = collapse_ingress(entries.ingress, self.settings.collapse_threshold)
-        if Generalization.DNS in kinds and entries.dns:
-            dns = collapse_dns(entries.dns, self.settings.dns_wildcard_threshold)
-            entries.dns = dns.dns
-            generalized[Generalization.DNS.value] += dns.folded
-            if dns.refused:
-                self.stats.generalization_refused[(Generalization.DNS.value, "public_suffix")] += (
-                    dns.refused
-                )
+        self._collapse(entries, kinds, count=True)
         if meta.status is ProfileStatus.LEARNING and self._now_ns >= meta.learning_end_ns > 0:
             meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
             meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
@@ -606,6 +598,27 @@ class Learner:
                 current, candidate, f"serialized size {size} > cap {self.settings.max_bytes} bytes"
             )
         return candidate
+
+    def _collapse(self, entries: Entries, kinds: frozenset[Generalization], *, count: bool) -> None:
+        """Collapse and generalise in place (`count`: add to the metrics; only at flush, where
+        each literal is folded once, not again when a learning period ends)."""
+        generalized = self.stats.generalized
+        rotation = self.settings.rotation_threshold if Generalization.FILES in kinds else 0
+        entries.opens = collapse_opens(
+            entries.opens,
+            self._thresholds,
+            rotation=rotation,
+            counts=generalized if count else None,
+        )
+        entries.ingress = collapse_ingress(entries.ingress, self.settings.collapse_threshold)
+        if Generalization.DNS in kinds and entries.dns:
+            dns = collapse_dns(entries.dns, self.settings.dns_wildcard_threshold)
+            entries.dns = dns.dns
+            if count:
+                generalized[Generalization.DNS.value] += dns.folded
+                if dns.refused:
+                    refused = self.stats.generalization_refused
+                    refused[(Generalization.DNS.value, "public_suffix")] += dns.refused
 
     def _refuse(self, current: Profile | None, candidate: Profile, reason: str) -> Profile:
         """Keep the stored entries, mark too-large; count the entries that were not taken."""
