@@ -105,7 +105,11 @@ class ProfilerSettings(BaseModel):
     """Per-prefix thresholds, the longest matching prefix wins. `/etc` holds many legitimate
     literal files (certificates, zoneinfo); `/tmp` is where random names live."""
 
-    generalize: frozenset[Generalization] = frozenset(Generalization)
+    generalize: tuple[Generalization, ...] = (
+        Generalization.DNS,
+        Generalization.ARGS,
+        Generalization.FILES,
+    )
     """Generalisations learning applies (docs/profiles.md "Generalisation"): `dns` (generated
     names under one parent become `*.<parent>`), `args` (the pod's own name, ordinal, IP and
     node in arguments become placeholders), `files` (numbered and dated file names of one

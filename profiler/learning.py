@@ -177,6 +177,7 @@ class Learner:
         self._cache = cache
         self._pods = pod_metadata
         self._thresholds = Thresholds.from_settings(settings)
+        self._generalize = frozenset(settings.generalize)
         self._grace_ns = int(settings.attach_grace.total_seconds() * _NS)
         self._period_ns = int(settings.learning_period.total_seconds() * _NS)
         self._rollout_period_ns = int(settings.rollout_learning_period.total_seconds() * _NS)
@@ -388,7 +389,7 @@ class Learner:
 
     def _generalizations(self, container: Container) -> frozenset[Generalization]:
         """The settings' generalisations, narrowed by the pod's annotation."""
-        enabled = self.settings.generalize
+        enabled = self._generalize
         if not (enabled and container.namespace and container.pod):
             return enabled
         annotations = self._pods.annotations(container.namespace, container.pod)
@@ -581,7 +582,7 @@ class Learner:
             return candidate
         entries = candidate.entries
         track = self._tracks.get(candidate.key)
-        kinds = track.generalize if track is not None else self.settings.generalize
+        kinds = track.generalize if track is not None else self._generalize
         self._collapse(entries, kinds, count=True)
         if meta.status is ProfileStatus.LEARNING and self._now_ns >= meta.learning_end_ns > 0:
             meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from gadgetclient.events import Container
+from gadgetclient.events import Container, Event
 from profiler.cache import CompiledProfile
 from profiler.collapsing import PathMatcher, Thresholds, collapse_opens
 from profiler.dirstore import DirectoryStore
@@ -28,7 +28,7 @@ from profiler.generalizing import (
 from profiler.identity import WorkloadKey
 from profiler.learning import Learner
 from profiler.profiles import Entries, Profile
-from tests.profiler.helpers import S, T0, FakePods, container, dns, exec_, learner, open_
+from tests.profiler.helpers import T0, FakePods, S, container, dns, exec_, learner, open_
 
 RO = frozenset({"O_RDONLY"})
 W = frozenset({"O_WRONLY", "O_CREAT", "O_APPEND"})
@@ -161,7 +161,7 @@ def test_generated_names_under_one_parent_become_a_wildcard_by_threshold() -> No
 @pytest.mark.parametrize("parent", ["com", "co.uk", "cloudfront.net", "s3.amazonaws.com", "svc"])
 def test_never_a_public_suffix(parent: str) -> None:
     assert is_public_suffix(parent)
-    names = {f"d{i}x{i}a.{parent}": frozenset() for i in range(10)}
+    names: dict[str, frozenset[str]] = {f"d{i}x{i}a.{parent}": frozenset() for i in range(10)}
     result = collapse_dns(names, threshold=2)
     assert result.dns == names
     assert result.refused == 1
@@ -253,7 +253,7 @@ def test_annotation_values(value: str, kinds: frozenset[Generalization] | None) 
 
 def _learn_statefulset(store: DirectoryStore, pods: FakePods | None = None) -> Learner:
     lrn = learner(store, pods=pods, attached_at_ns=T0)
-    events = []
+    events: list[Event] = []
     for k in range(2):
         c = _db(k)
         events += [
@@ -325,7 +325,8 @@ async def test_a_bad_annotation_is_counted_and_the_settings_apply(store: Directo
     assert lrn.stats.errors[("annotation", "invalid")] == 2
     await lrn.flush()
     stored = await store.get(WorkloadKey("shop", "StatefulSet", "db", "db"))
-    assert stored is not None and set(stored.entries.opens) == {"/data/db/⟨n⟩.sst"}
+    assert stored is not None
+    assert set(stored.entries.opens) == {"/data/db/⟨n⟩.sst"}
 
 
 def test_pod_ip_from_the_pod_metadata_is_used_for_arguments() -> None:
