@@ -217,6 +217,9 @@ ARG_PLACEHOLDERS = (POD, ORDINAL, POD_IP, NODE)
 _MIN_NAME = 3
 _NAME_CHARS = "A-Za-z0-9_-"
 _FLAG_VALUE = re.compile(r"(-{1,2}[A-Za-z0-9][A-Za-z0-9_.-]*=)(\d+)")
+#: Command lines remembered per container: programs run a handful of distinct ones; past the
+#: bound the memo starts again (a miss costs one regex pass per token).
+_MEMO_SIZE = 256
 #: The StatefulSet pod-index label (Kubernetes >= 1.28), preferred over parsing the name.
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
@@ -227,7 +230,7 @@ class ArgNormalizer:
     `normalize` returns the very same tuple when nothing changed, so callers can tell.
     """
 
-    __slots__ = ("_names", "_ordinal", "_pattern", "_replacements")
+    __slots__ = ("_memo", "_names", "_ordinal", "_pattern", "_replacements")
 
     def __init__(self, *, pod: str = "", ordinal: str = "", pod_ip: str = "", node: str = ""):
         replacements: dict[str, str] = {}
@@ -245,14 +248,19 @@ class ArgNormalizer:
         self._names = tuple(replacements)
         self._pattern = re.compile("|".join(alternatives)) if alternatives else None
         self._ordinal = ordinal if ordinal.isdigit() else ""
+        #: args -> normalized args: a container repeats a handful of command lines.
+        self._memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._pattern is not None or self._ordinal)
 
     def _token(self, token: str) -> str:
         new = token
-        if self._pattern is not None and any(name in token for name in self._names):
-            new = self._pattern.sub(lambda m: self._replacements[m.group(0)], token)
+        if self._pattern is not None:
+            for name in self._names:
+                if name in token:
+                    new = self._pattern.sub(lambda m: self._replacements[m.group(0)], token)
+                    break
         ordinal = self._ordinal
         if ordinal and ordinal in new:
             if new == ordinal:
@@ -263,6 +271,16 @@ class ArgNormalizer:
         return new
 
     def normalize(self, args: tuple[str, ...]) -> tuple[str, ...]:
+        found = self._memo.get(args)
+        if found is not None:
+            return found
+        result = self._normalize(args)
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[args] = result
+        return result
+
+    def _normalize(self, args: tuple[str, ...]) -> tuple[str, ...]:
         changed: list[str] | None = None
         for i, token in enumerate(args):
             new = self._token(token)

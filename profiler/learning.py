@@ -268,12 +268,14 @@ class Learner:
     def _learn_exec(self, track: _Track, event: ExecEvent) -> None:
         entries = track.profile.entries
         args = event.args
+        known = entries.execs.get(event.path)
+        if known is not None and args in known:
+            return  # known literally: no identity in it (the common case, no normalising)
         normalizer = self._normalizers.get(event.container.key)
         if normalizer is not None:
             args = normalizer.normalize(args)
-        known = entries.execs.get(event.path)
-        if known is not None and args in known:
-            return
+            if known is not None and args in known:
+                return
         if type(event.path) is not str or type(args) is not tuple:
             raise TypeError("exec path must be a str and args a tuple")
         if self._room(track):
