@@ -248,7 +248,8 @@ class ArgNormalizer:
         self._names = tuple(replacements)
         self._pattern = re.compile("|".join(alternatives)) if alternatives else None
         self._ordinal = ordinal if ordinal.isdigit() else ""
-        #: args -> normalized args: a container repeats a handful of command lines.
+        #: args -> normalized args, for the lines that hold the pod's identity (a container
+        #: repeats a handful of command lines; lines without it are learned literally).
         self._memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __bool__(self) -> bool:
@@ -275,9 +276,10 @@ class ArgNormalizer:
         if found is not None:
             return found
         result = self._normalize(args)
-        if len(self._memo) >= _MEMO_SIZE:
-            self._memo.clear()
-        self._memo[args] = result
+        if result is not args:  # only lines with the identity in them are asked again
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[args] = result
         return result
 
     def _normalize(self, args: tuple[str, ...]) -> tuple[str, ...]:
