@@ -206,7 +206,7 @@ def _human(profile: Profile) -> str:
     entries = profile.entries
     general = list(generalized_entries(entries.execs, entries.opens, entries.dns))
     if general:
-        lines += ["Generalised (docs/profiles.md \"Generalisation\"):"]
+        lines += ['Generalised (docs/profiles.md "Generalisation"):']
         lines += [f"  {kind.value:6} {text}" for kind, text in general]
         lines += [""]
     lines += [f"  {line}" for line in diffing.entry_lines(profile.entries)]
