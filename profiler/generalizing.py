@@ -98,11 +98,15 @@ def _placeholder(match: re.Match[str]) -> str:
     return DATE if match.group("date") else NUMBER
 
 
-@functools.lru_cache(maxsize=65_536)
+_DIGIT = re.compile(r"\d")
+
+
+@functools.lru_cache(maxsize=4096)
 def file_shape(segment: str) -> str:
     """``app.2025-12-08.60.log.gz`` -> ``app.⟨date⟩.⟨n⟩.log.gz``; a name without numbers is
-    returned unchanged. Cached: the same names recur (bounded to 64 Ki names, a few MiB)."""
-    if not any(c.isdigit() for c in segment):
+    returned unchanged. Cached because the same names recur at every flush; 4096 names (a few
+    hundred KiB) cover a busy directory, and a flood of distinct names cannot grow it further."""
+    if _DIGIT.search(segment) is None:
         return segment
     return _NUMERIC.sub(_placeholder, segment)
 
