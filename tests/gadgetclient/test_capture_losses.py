@@ -235,3 +235,21 @@ def test_run_replay_of_a_bad_capture_ends_with_one_line(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(f"gadgetwatch: {bad}:3: `log.severity` must be one of"), lines
     assert "Traceback" not in proc.stderr
+
+
+async def test_records_the_run_filters_out_make_no_gap(
+    replay_factory: Any, sock_path: Path
+) -> None:
+    """IG numbers only what it sends: a failed exec that `ignore-failed=true` filters out was
+    never given a `seq`, so replaying it filtered must not show a gap; a real jump still does."""
+    execs = _lines("trace_exec", [1, 2, 3, 7])
+    failed = copy.deepcopy(execs[1].data)
+    failed.update(error="ENOENT", error_raw=2)
+    lines = (execs[0], CaptureLine("trace_exec", "exec", "", failed, 2), execs[2], execs[3])
+    _, address = await replay_factory(Capture(lines=lines), listen=f"unix://{sock_path}")
+    params = {"operator.oci.ebpf.ignore-failed": "true"}
+    source = GadgetSource(settings_for(address, ("trace_exec",), params=params))
+    raws: list[RawRecord] = []
+    await asyncio.wait_for(source.run(on_raw=raws.append), 30)
+    assert [r.data["error_raw"] for r in raws] == [0, 0, 0]
+    assert source.stats.lost[("trace_exec", LossReason.SEQ_GAP)] == 3  # 4, 5, 6 only
