@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import stat
 import sys
 import time
@@ -26,11 +27,11 @@ from typing import IO, Any
 import orjson
 import structlog
 
-from gadgetclient.capture import HEADER_KEY, MAIN_DATASOURCE
+from gadgetclient.capture import HEADER_KEY, MAIN_DATASOURCE, POD_KEY
 from gadgetclient.events import Event
 from gadgetclient.instances import SeqState
 from gadgetclient.mapping import RecordMapper
-from gadgetclient.stats import DropReason, StreamStats
+from gadgetclient.stats import DropReason, LossReason, StreamStats
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +44,7 @@ MAX_BAD_LINES = 100
 UNKNOWN_GADGET = "unknown"
 
 OnBatch = Callable[[Sequence[Event]], None]
+_LOST = re.compile(r"lost (\d+) samples")
 
 
 class LineSource:
@@ -162,7 +164,15 @@ class LineSource:
         except orjson.JSONDecodeError as exc:
             self._bad(f"not JSON: {exc}", fallback)
             return []
-        if isinstance(value, dict) and HEADER_KEY in value:
+        if isinstance(value, dict) and (HEADER_KEY in value or POD_KEY in value):
+            return []  # capture header / pod record: nothing to process live
+        if isinstance(value, dict) and "log" in value and "gadget" in value:
+            # A capture's IG log line: its "lost N samples" is a loss like on the gRPC path.
+            body = value["log"]
+            message = body.get("message") if isinstance(body, dict) else None
+            m = _LOST.search(message) if isinstance(message, str) else None
+            if m and isinstance(value["gadget"], str):
+                self.stats.lost[(value["gadget"], LossReason.LOST_SAMPLES)] += int(m[1])
             return []
         if isinstance(value, dict) and "gadget" in value and "data" in value:
             gadget, ds, node, data = (
