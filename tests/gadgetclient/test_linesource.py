@@ -134,3 +134,21 @@ async def test_a_regular_file_and_dev_null_are_read_too(tmp_path: Path) -> None:
         with name.open("rb") as f:
             await LineSource(f, gadget="trace_exec").run(sink)
         assert sink.numbers == ([1, 2] if name == path else [])
+
+
+async def test_capture_records_that_are_not_events_are_taken_as_such() -> None:
+    reader = asyncio.StreamReader()
+    for value in (
+        {"gadgetwatchCapture": 2},
+        {"gadgetwatchPod": 1, "namespace": "shop", "name": "web-1"},
+        {"gadget": "trace_exec", "log": {"severity": "warning", "message": "lost 3 samples"}},
+        {"gadget": "trace_exec", "datasource": "exec", "data": json.loads(_exec_line(1))},
+    ):
+        reader.feed_data(json.dumps(value).encode() + b"\n")
+    reader.feed_eof()
+    sink = _Sink()
+    source = LineSource(reader=reader)
+    await source.run(sink)
+    assert sink.numbers == [1]
+    assert source.bad_lines == []
+    assert source.stats.lost == {("trace_exec", "lost_samples"): 3}
