@@ -38,7 +38,7 @@ from gadgetclient.events import PeerIdentity
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.profiles import NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
-from profiler.readmodel import ProfileStatus
+from profiler.status import ProfileStatus
 
 API_VERSION = "kubescape.io/v1"
 KIND = "ApplicationProfile"

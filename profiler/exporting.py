@@ -21,7 +21,7 @@ from profiler.documents import from_document, load_yaml, to_document
 from profiler.errors import ConflictError, InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.profiles import ManagedBy, Profile
-from profiler.readmodel import ProfileStatus
+from profiler.status import ProfileStatus
 from profiler.store import ProfileStore
 
 #: Attempts to replace an existing object that keeps changing under the import; an agent

@@ -24,8 +24,9 @@ class RecordingProfiler:
     def __init__(self) -> None:
         self.seen: list[int] = []
 
-    def observe(self, events: Sequence[Event]) -> None:
-        self.seen.extend(e.timestamp_ns for e in events)
+    def observe_until(self, events: Sequence[Event], start: int) -> int:
+        self.seen.extend(e.timestamp_ns for e in events[start:])
+        return len(events)
 
 
 class EchoDetector:
