@@ -42,8 +42,8 @@ import structlog
 from profiler.collapsing import PathMatcher, collapse_proc
 from profiler.errors import ProfilerError
 from profiler.identity import WorkloadKey
-from profiler.profiles import ANY_ADDRESS, Profile
 from profiler.merging import merge_meta, merged
+from profiler.profiles import ANY_ADDRESS, Profile
 from profiler.readmodel import ProfileStatus
 from profiler.stats import ProfilerStats
 

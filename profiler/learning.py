@@ -98,8 +98,8 @@ from profiler.profiles import (
     Profile,
     ProfileMeta,
 )
-from profiler.status import ProfileStatus
 from profiler.stats import ProfilerStats
+from profiler.status import ProfileStatus
 from profiler.store import ProfileStore, write_merged
 
 log = structlog.get_logger(__name__)
