@@ -258,10 +258,15 @@ class Learner:
                     self._tick_clock(ts)
                     track = self._attach(event.container, ts)
                 else:
-                    if not track.closed and ts >= track.end_ns and i > start:
-                        return i
+                    if i > start and (
+                        (ts < track.end_ns) if track.closed else (ts >= track.end_ns)
+                    ):
+                        return i  # a transition or a late learning event: judge it after
                     self._tick_clock(ts)
                 if track.closed:
+                    if ts < track.end_ns:  # only finished tracks have end_ns set when closed
+                        self._learn_late(track, event)
+                        continue
                     skipped[(event.kind, track.closed)] += 1
                     continue
                 if ts >= track.end_ns:
@@ -284,6 +289,22 @@ class Learner:
                     "event not learned", kind=str(getattr(event, "kind", "?")), error=repr(exc)
                 )
         return len(events)
+
+    def _learn_late(self, track: _Track, event: Event) -> None:
+        """An event stamped inside the finished learning period, arriving after it closed.
+
+        IG's gadget streams are independent, so an open event of a container can arrive after
+        an exec event of the same container that is later in event time (and a flush may close
+        a period on another stream's clock). Judging on event time means the late event is
+        learned like any learning event, and the profile the detector sees grows with it
+        (published at once), so it is never reported as an anomaly because it arrived late.
+        """
+        before = track.delta.total()
+        self._learn[type(event)](track, event)
+        self.stats.merged[event.kind] += 1
+        if track.closed == SKIP_COMPLETED and track.delta.total() != before:
+            track.dirty = True
+            self._cache.publish(track.profile.copy())
 
     def _tick_clock(self, ts: int) -> None:
         if ts > self._now_ns:
@@ -539,10 +560,15 @@ class Learner:
         meta = track.profile.meta
         if meta.managed_by is ManagedBy.USER:
             track.closed = SKIP_USER
+            track.end_ns = 0
         elif meta.status is ProfileStatus.TOO_LARGE:
             track.closed = SKIP_TOO_LARGE
+            track.end_ns = 0
         elif meta.status is not ProfileStatus.LEARNING:
+            # Kept on a finished track: an event stamped before it belongs to the learning
+            # period, however late it arrives (`_learn_late`).
             track.closed = SKIP_COMPLETED
+            track.end_ns = meta.learning_end_ns
         else:
             track.closed = ""
             track.end_ns = meta.learning_end_ns
