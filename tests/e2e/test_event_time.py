@@ -102,7 +102,8 @@ async def test_lifecycle_transitions_are_judged_on_event_time(
     assert (api["learningStartNs"], api["learningPeriodNs"]) == (T0, MIN)
     container = _profile(profiles, "deployment-api-app")["spec"]["containers"][0]
     execs = {e["path"] for e in container["execs"]}
-    assert "/usr/bin/migrate" in execs and "/usr/bin/curl" not in execs
+    assert "/usr/bin/migrate" in execs
+    assert "/usr/bin/curl" not in execs
 
     web = _profile(profiles, "deployment-web-app")["status"]
     assert (web["phase"], web["series"]) == ("completed", 2)
@@ -113,4 +114,3 @@ async def test_lifecycle_transitions_are_judged_on_event_time(
     }
     assert f"{SESSION_DIR}/{WILDCARD}" in opens
     assert not any(p.startswith(f"{SESSION_DIR}/sess_") for p in opens)
-
