@@ -419,11 +419,16 @@ class Detector:
 
     def _compile(self, container: Container, now_ns: int) -> _Plan:
         workload, scope, mounts = self._inputs(container)
+        fallback: Mapping[str, str] = {}
+        if not container.pod_labels and container.pod:
+            fallback = self._pod_metadata.labels(container.namespace, container.pod)
         env = RuleEnv(
             mounts=mounts,
             cluster_dns_suffixes=self._env.cluster_dns_suffixes,
             api_server_addresses=self._env.api_server_addresses,
             ssh_allowed_ports=self._env.ssh_allowed_ports,
+            workload=workload,
+            pod_labels=labels_of(container, fallback),
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:

@@ -26,7 +26,9 @@ Semantics of the questions (kept exact; the detector's anomaly rules rely on the
   ``*.suffix`` entry covers it;
 - `allows_egress(addr, port, proto)`: (address, port, protocol) was seen, or an entry with
   address ``*`` for that port and protocol exists;
-- `allows_ingress(port, proto)`: a connection was accepted on that local port and protocol.
+- `allows_ingress(port, proto)`: a connection was accepted on that local port and protocol;
+- `allows_peer(peer, port)`: an outgoing connection went to a peer of this identity
+  (`identity.peer_key`: workload, Service, or unnamed address) on this port, at any address.
 
 Protocols are compared upper-case. Only `status == completed` profiles should drive anomaly
 rules; the view answers for any status and the detector decides.
@@ -41,7 +43,7 @@ import structlog
 
 from profiler.collapsing import PathMatcher, collapse_proc
 from profiler.errors import ProfilerError
-from profiler.identity import WorkloadKey
+from profiler.identity import PeerKey, WorkloadKey, peer_key
 from profiler.merging import merge_meta, merged
 from profiler.profiles import ANY_ADDRESS, Profile
 from profiler.readmodel import ProfileStatus
@@ -61,6 +63,7 @@ class CompiledProfile:
         "_execs",
         "_ingress",
         "_opens",
+        "_peers",
         "_syscalls",
         "profile",
     )
@@ -76,6 +79,9 @@ class CompiledProfile:
         self._domain_suffixes = tuple(n[1:] for n in entries.dns if n.startswith("*."))
         self._egress = frozenset((a, port, proto) for a, port, proto, _ in entries.egress)
         self._ingress = frozenset((port, proto) for port, proto, _, _ in entries.ingress)
+        self._peers = frozenset(
+            (peer_key(peer, addr), port) for addr, port, _, peer in entries.egress
+        )
 
     @property
     def name(self) -> str:
@@ -125,6 +131,9 @@ class CompiledProfile:
 
     def allows_ingress(self, port: int, proto: str) -> bool:
         return (port, proto.upper()) in self._ingress
+
+    def allows_peer(self, peer: PeerKey, port: int) -> bool:
+        return (peer, port) in self._peers
 
 
 class ProfileCache:

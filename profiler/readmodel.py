@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from profiler.identity import WorkloadKey
+from profiler.identity import PeerKey, WorkloadKey
 from profiler.status import ProfileStatus
 
 __all__ = ["ProfileReadModel", "ProfileStatus", "ProfileView"]
@@ -52,6 +52,10 @@ class ProfileView(Protocol):
     def allows_egress(self, addr: str, port: int, proto: str) -> bool: ...
 
     def allows_ingress(self, port: int, proto: str) -> bool: ...
+
+    def allows_peer(self, peer: PeerKey, port: int) -> bool:
+        """An outgoing connection to this peer identity and port was seen (any address)."""
+        ...
 
 
 class ProfileReadModel(Protocol):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from profiler.identity import WorkloadKey
+from profiler.identity import PeerKey, WorkloadKey
 from profiler.readmodel import ProfileStatus
 
 
@@ -39,6 +39,8 @@ class MemoryProfile:
     domains: set[str] = field(default_factory=set)
     egress: set[tuple[str, int, str]] = field(default_factory=set)
     ingress: set[tuple[int, str]] = field(default_factory=set)
+    #: (peer identity, port) of outgoing connections
+    peers: set[tuple[PeerKey, int]] = field(default_factory=set)
 
     def allows_exec(self, path: str, args: Sequence[str]) -> bool:
         if path not in self.execs:
@@ -64,6 +66,9 @@ class MemoryProfile:
     def allows_ingress(self, port: int, proto: str) -> bool:
         return (port, proto) in self.ingress
 
+    def allows_peer(self, peer: PeerKey, port: int) -> bool:
+        return (peer, port) in self.peers
+
 
 class MemoryProfiles:
     def __init__(self, profiles: Iterable[MemoryProfile] = ()) -> None:
@@ -88,4 +93,5 @@ def profile_from_dict(key: WorkloadKey, data: Mapping[str, Any]) -> MemoryProfil
         capabilities=set(data.get("capabilities", [])),
         domains=set(data.get("domains", [])),
         egress={(a, int(p), pr) for a, p, pr in data.get("egress", [])},
+        peers={(PeerKey(k, ns, n), int(p)) for k, ns, n, p in data.get("peers", [])},
     )
