@@ -106,7 +106,13 @@ def _in_cluster_peer(params: Mapping[str, Any], env: RuleEnv) -> Check:
             f"{_s(event.process.comm)} (pid {event.process.pid})",
             key=(key.kind, key.namespace, key.name, port),
             subjects=(Subject(AllowKind.ADDRESS, canonical(addr), port),),
-            fields={"peer": {"kind": key.kind, "namespace": key.namespace, "name": _s(key.name)}},
+            fields={
+                "peerIdentity": {
+                    "kind": safe_text(key.kind, limit=32),
+                    "namespace": safe_text(key.namespace, limit=64),
+                    "name": _s(key.name),
+                }
+            },
         )
 
     return check

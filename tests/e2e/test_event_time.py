@@ -163,8 +163,10 @@ async def test_lateral_movement_metadata_kubelet_and_cronjob_runs(
     # metrics-server), the metadata endpoint (R2101), and the second CronJob run's upload
     # (R0001: both runs are one workload, CronJob/report-gen, without a pod cache).
     assert sorted(expected_of(a) for a in alerts) == sorted(LATERAL_EXPECTED)
-    by_rule = {a["rule"]["id"]: a for a in alerts}
-    assert by_rule["R2100"]["kubernetes"]["namespace"] == "shop"
+    identities = sorted(
+        tuple(a["event"]["peerIdentity"].values()) for a in alerts if a["rule"]["id"] == "R2100"
+    )
+    assert identities == [("Address", "", NODE_IP), ("Deployment", "payments", "payments")]
     lateral_msgs = sorted(a["message"] for a in alerts if a["rule"]["id"] == "R2100")
     assert lateral_msgs == [
         "Unexpected in-cluster connection to Deployment payments/payments (10.244.3.9) port "
