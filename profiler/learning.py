@@ -247,22 +247,20 @@ class Learner:
             try:
                 ts = event.timestamp_ns
                 if not enabled:
-                    if ts > self._now_ns:
-                        self._now_ns = ts
+                    self._tick_clock(ts)
                     skipped[(event.kind, SKIP_DISABLED)] += 1
                     continue
                 track = instances.get(event.container.key)
+                if i > start and (
+                    track is None or ((ts < track.end_ns) if track.closed else (ts >= track.end_ns))
+                ):
+                    return i  # a transition or a late learning event: judged after it
+                if ts > self._now_ns:
+                    self._now_ns = ts
+                    if not self._attached_at_ns:
+                        self._attached_at_ns = ts
                 if track is None:
-                    if i > start:
-                        return i
-                    self._tick_clock(ts)
                     track = self._attach(event.container, ts)
-                else:
-                    if i > start and (
-                        (ts < track.end_ns) if track.closed else (ts >= track.end_ns)
-                    ):
-                        return i  # a transition or a late learning event: judge it after
-                    self._tick_clock(ts)
                 if track.closed:
                     if ts < track.end_ns:  # only finished tracks have end_ns set when closed
                         self._learn_late(track, event)
