@@ -207,6 +207,9 @@ class GadgetStream:
         finally:
             call.cancel()
             requests.close()
+            # Drop the call: a call kept alive keeps its connection in gRPC's shared subchannel
+            # pool, and a later channel to the same address would reuse it.
+            self._call = None
 
     # -- dispatch ----------------------------------------------------------------------------
 

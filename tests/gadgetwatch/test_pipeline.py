@@ -155,8 +155,11 @@ async def test_a_checkpoint_is_reached_only_after_everything_fed_before_it() -> 
     marks: list[tuple[list[int], dict[str, int]]] = []
 
     class Watching(RecordingProfiler):
-        def observe(self, events: Sequence[Event]) -> None:
-            marks.append(([e.timestamp_ns for e in events], dict(pipe.processed_checkpoint)))
+        def observe_until(self, events: Sequence[Event], start: int) -> int:
+            marks.append(
+                ([e.timestamp_ns for e in events[start:]], dict(pipe.processed_checkpoint))
+            )
+            return len(events)
 
     pipe._profiler = Watching()
     pipe._detector = EchoDetector(RecordingProfiler())
