@@ -44,7 +44,20 @@ def sample_lines() -> list[CaptureLine]:
     return lines
 
 
+#: The RunGadget transport `settings_for` uses; `both_transports` runs a test once per value.
+_TRANSPORT = ["native"]
+
+
+@pytest.fixture(params=["native", "grpcio"])
+def both_transports(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Session tests run on the native transport and on the grpcio fallback alike."""
+    _TRANSPORT[0] = request.param
+    yield request.param
+    _TRANSPORT[0] = "native"
+
+
 def settings_for(address: str, gadgets: tuple[str, ...], **kw: Any) -> GadgetClientSettings:
+    kw.setdefault("transport", _TRANSPORT[0])
     kw.setdefault("connect_timeout", timedelta(seconds=5))
     kw.setdefault("reconnect_initial", timedelta(milliseconds=20))
     kw.setdefault("reconnect_max", timedelta(milliseconds=200))

@@ -16,6 +16,9 @@ from gadgetclient.replay import ServerTls
 from gadgetclient.source import GadgetSource
 from tests.gadgetclient.conftest import sample_lines, settings_for
 
+#: Every test here runs on both RunGadget transports (native and grpcio).
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
