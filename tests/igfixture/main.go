@@ -63,6 +63,7 @@ var (
 	listen      = flag.String("listen", "", "unix:/path or tcp:host:port")
 	eventsDir   = flag.String("events-dir", "", "directory of <gadget>.events files")
 	rate        = flag.Float64("rate", 0, "payload events per second per run (0 = as fast as possible)")
+	rates       = flag.String("rates", "", "per-gadget rates overriding -rate: trace_exec=900,trace_open=3000")
 	loops       = flag.Int("loops", 1, "times the payloads are sent per run")
 	buffer      = flag.Int("buffer", 16384, "events buffered per run before dropping (IG's --events-buffer-length)")
 	hold        = flag.Bool("hold", false, "after the payloads, keep the run open until stopped")
@@ -301,6 +302,12 @@ func (s *server) runGadget(srv interface{}, stream grpc.ServerStream) error {
 		return status.Errorf(codes.Unknown, "instantiating gadget: %s: image not found", image)
 	}
 
+	runRate := *rate
+	for _, kv := range strings.Split(*rates, ",") {
+		if i := strings.Index(kv, "="); i > 0 && kv[:i] == gadgetName(image) {
+			fmt.Sscanf(kv[i+1:], "%g", &runRate)
+		}
+	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var stopped int32 // 1 = stop request (flush), 2 = half-close or error (cancel, no flush)
@@ -340,8 +347,8 @@ func (s *server) runGadget(srv interface{}, stream grpc.ServerStream) error {
 				if ctx.Err() != nil {
 					return
 				}
-				if *rate > 0 {
-					due := start.Add(time.Duration(float64(n) / *rate * float64(time.Second)))
+				if runRate > 0 {
+					due := start.Add(time.Duration(float64(n) / runRate * float64(time.Second)))
 					if d := time.Until(due); d > time.Millisecond {
 						select {
 						case <-ctx.Done():
