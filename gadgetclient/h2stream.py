@@ -287,27 +287,55 @@ def call_target(endpoint: Endpoint) -> CallTarget:
     )
 
 
-class _Protocol(asyncio.BufferedProtocol):
-    """The frame loop of one connection carrying one gRPC call."""
+class _Stream:
+    """One gRPC call on a connection: its receive state and where its events go."""
+
+    __slots__ = (
+        "done",
+        "headers_seen",
+        "id",
+        "msg",
+        "on_events",
+        "outbox",
+        "send_window",
+        "unacked",
+    )
 
     def __init__(
-        self,
-        *,
-        on_events: OnEvents,
-        max_message: int,
-        coalesce: float,
-        done: asyncio.Future[tuple[grpc.StatusCode, str]],
+        self, sid: int, on_events: OnEvents, done: asyncio.Future[tuple[grpc.StatusCode, str]]
     ) -> None:
+        self.id = sid
         self.on_events = on_events
+        self.done = done
+        self.msg = bytearray()  # a gRPC message split across DATA frames
+        self.headers_seen = False
+        self.send_window = DEFAULT_WINDOW
+        self.unacked = 0
+        self.outbox: list[bytes] = []  # gRPC messages waiting for send window
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """The frame loop of one HTTP/2 connection carrying the RunGadget calls of one endpoint.
+
+    All streams of an endpoint share it, like grpcio's channel does: frames are handled in the
+    order they arrive on the socket, so events of different streams reach the session in the
+    order the server wrote them (an ordered replay stays ordered). Consecutive events of one
+    stream go to its `on_events` as one batch.
+    """
+
+    def __init__(self, *, max_message: int, coalesce: float) -> None:
         self.max_message = max_message
         self.coalesce = coalesce
-        self.done = done
         self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, _Stream] = {}
+        self.closed = False
+        #: Set by GOAWAY: no new streams here (the client opens another connection).
+        self.going_away = False
+        self._next_id = 1
         self._loop = asyncio.get_running_loop()
         self._buf = bytearray(MAX_FRAME_SIZE + READ_SIZE)
         self._pos = 0
         self._end = 0
-        self._msg = bytearray()  # a gRPC message split across DATA frames
         self._decoder = hpack.Decoder()
         self._decoder.max_header_list_size = MAX_HEADER_LIST
         self._encoder = hpack.Encoder()
@@ -315,19 +343,17 @@ class _Protocol(asyncio.BufferedProtocol):
         self._block_end_stream = False
         self._block_stream = 0
         self._got_settings = False
-        self._headers_seen = False
-        self._http_status = 0
         self._send_window = DEFAULT_WINDOW  # connection
-        self._stream_send_window = DEFAULT_WINDOW
         self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._conn_unacked = 0
-        self._stream_unacked = 0
-        self._outbox: list[tuple[bytes, bool]] = []  # gRPC messages waiting for send window
         self._goaway: tuple[int, int, str] | None = None
         self._paused = False
         self._resume: asyncio.TimerHandle | None = None
-        #: Frames and bytes received, for tests and the benchmark.
+        # The stream whose events are being collected, and those events.
+        self._cur: _Stream | None = None
+        self._events: list[WireEvent] = []
+        #: Frames and PINGs received, for tests and the benchmark.
         self.frames = 0
         self.pings = 0
 
@@ -338,11 +364,11 @@ class _Protocol(asyncio.BufferedProtocol):
         self.transport = transport
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None and sslobj.selected_alpn_protocol() != "h2":
-            self._finish(
+            self._fail_all(
                 grpc.StatusCode.UNAVAILABLE,
                 "the server did not negotiate HTTP/2 (ALPN h2) over TLS",
             )
-            transport.close()
+            self._close()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         buf = self._buf
@@ -364,24 +390,15 @@ class _Protocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._end += nbytes
         try:
-            self._process()
+            self._frames(self._buf, self._end)
         except _ConnectionError as exc:
             self._abort(exc.h2_code, str(exc))
-        except _CallError as exc:
-            self._reset(CANCEL)
-            self._finish(exc.status, str(exc))
-            self._close()
-        except BaseException as exc:  # a consumer's error ends the call with it
-            if not self.done.done():
-                self.done.set_exception(exc)
-            self._close()
             return
-        if (
-            nbytes < COALESCE_BELOW
-            and self.coalesce > 0
-            and not self.done.done()
-            and self.transport is not None
-        ):
+        finally:
+            self._deliver()
+        self._acknowledge()
+        if nbytes < COALESCE_BELOW and self.coalesce > 0 and self.streams and not self.closed:
+            assert self.transport is not None
             self.transport.pause_reading()
             self._paused = True
             self._resume = self._loop.call_later(self.coalesce, self._resume_reading)
@@ -390,6 +407,7 @@ class _Protocol(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if self._resume is not None:
             self._resume.cancel()
         why = f": {exc}" if exc else ""
@@ -398,7 +416,7 @@ class _Protocol(asyncio.BufferedProtocol):
             why = f" after GOAWAY (error code {code}{': ' + debug if debug else ''}){why}"
         elif not self._got_settings:
             why = f" before the HTTP/2 handshake{why}"
-        self._finish(grpc.StatusCode.UNAVAILABLE, f"connection closed{why}")
+        self._fail_all(grpc.StatusCode.UNAVAILABLE, f"connection closed{why}")
 
     def _resume_reading(self) -> None:
         self._resume = None
@@ -408,9 +426,8 @@ class _Protocol(asyncio.BufferedProtocol):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def start(self, target: CallTarget, path: str, first: bytes) -> None:
-        """Preface, our SETTINGS, a larger connection window, the request headers and the first
-        request message: all in one write."""
+    def start(self) -> None:
+        """Preface, our SETTINGS and a larger connection window, in one write."""
         settings = b"".join(
             k.to_bytes(2, "big") + v.to_bytes(4, "big")
             for k, v in (
@@ -420,6 +437,26 @@ class _Protocol(asyncio.BufferedProtocol):
                 (SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST),
             )
         )
+        self._write(
+            PREFACE
+            + _frame(SETTINGS, 0, 0, settings)
+            + _frame(WINDOW_UPDATE, 0, 0, (RECEIVE_WINDOW - DEFAULT_WINDOW).to_bytes(4, "big"))
+        )
+
+    def open_stream(
+        self,
+        target: CallTarget,
+        path: str,
+        first: bytes,
+        on_events: OnEvents,
+        done: asyncio.Future[tuple[grpc.StatusCode, str]],
+    ) -> _Stream:
+        """Start a call: its request headers and first request message."""
+        sid = self._next_id
+        self._next_id += 2
+        stream = _Stream(sid, on_events, done)
+        stream.send_window = self._peer_initial_window
+        self.streams[sid] = stream
         block = self._encoder.encode(
             [
                 (":method", "POST"),
@@ -432,37 +469,30 @@ class _Protocol(asyncio.BufferedProtocol):
                 ("user-agent", "gadgetwatch-native/1"),
             ]
         )
-        out = [
-            PREFACE,
-            _frame(SETTINGS, 0, 0, settings),
-            _frame(WINDOW_UPDATE, 0, 0, (RECEIVE_WINDOW - DEFAULT_WINDOW).to_bytes(4, "big")),
-            _frame(HEADERS, FLAG_END_HEADERS, STREAM_ID, block),
-        ]
-        self._write(b"".join(out))
-        self.send_message(first)
+        self._write(_frame(HEADERS, FLAG_END_HEADERS, sid, block))
+        self.send_message(stream, first)
+        return stream
 
-    def send_message(self, message: bytes, *, end_stream: bool = False) -> None:
-        """Queue one gRPC message on our stream (sent as the peer's window allows)."""
-        self._outbox.append((grpc_message(message), end_stream))
-        self._flush_outbox()
+    def send_message(self, stream: _Stream, message: bytes) -> None:
+        """Queue one gRPC message on a stream (sent as the peer's windows allow)."""
+        stream.outbox.append(grpc_message(message))
+        self._flush_outbox(stream)
 
-    def _flush_outbox(self) -> None:
+    def _flush_outbox(self, stream: _Stream) -> None:
         out: list[bytes] = []
-        while self._outbox:
-            data, end_stream = self._outbox[0]
-            room = min(self._send_window, self._stream_send_window, self._peer_max_frame)
-            if room <= 0 and data:
+        while stream.outbox:
+            data = stream.outbox[0]
+            room = min(self._send_window, stream.send_window, self._peer_max_frame)
+            if room <= 0:
                 break
             chunk, rest = data[:room], data[room:]
             self._send_window -= len(chunk)
-            self._stream_send_window -= len(chunk)
-            last = not rest
-            flags = FLAG_END_STREAM if (last and end_stream) else 0
-            out.append(_frame(DATA, flags, STREAM_ID, chunk))
-            if last:
-                self._outbox.pop(0)
+            stream.send_window -= len(chunk)
+            out.append(_frame(DATA, 0, stream.id, chunk))
+            if rest:
+                stream.outbox[0] = rest
             else:
-                self._outbox[0] = (rest, end_stream)
+                stream.outbox.pop(0)
         if out:
             self._write(b"".join(out))
 
@@ -470,60 +500,73 @@ class _Protocol(asyncio.BufferedProtocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def _reset(self, code: int) -> None:
-        self._write(_frame(RST_STREAM, 0, STREAM_ID, code.to_bytes(4, "big")))
+    def _reset(self, sid: int, code: int) -> None:
+        self._write(_frame(RST_STREAM, 0, sid, code.to_bytes(4, "big")))
+
+    def end_stream(self, stream: _Stream) -> None:
+        """Our side is done with a call: reset it if the server has not ended it."""
+        if self.streams.pop(stream.id, None) is not None:
+            self._reset(stream.id, CANCEL)
+        if not stream.done.done():
+            stream.done.set_result((grpc.StatusCode.CANCELLED, "cancelled by the client"))
 
     def _abort(self, h2_code: int, message: str) -> None:
-        """A connection error: GOAWAY with the code, end the call, close."""
+        """A connection error: GOAWAY with the code, end every call, close."""
         debug = message.encode()[:256]
-        self._write(
-            _frame(GOAWAY, 0, 0, STREAM_ID.to_bytes(4, "big") + h2_code.to_bytes(4, "big") + debug)
-        )
-        status = grpc.StatusCode.INTERNAL
-        if not self._got_settings:
-            status = grpc.StatusCode.UNAVAILABLE
-        self._finish(status, f"HTTP/2 protocol error: {message}")
+        last = (self._next_id - 2 if self._next_id > 1 else 0).to_bytes(4, "big")
+        self._write(_frame(GOAWAY, 0, 0, last + h2_code.to_bytes(4, "big") + debug))
+        status = grpc.StatusCode.INTERNAL if self._got_settings else grpc.StatusCode.UNAVAILABLE
+        self._fail_all(status, f"HTTP/2 protocol error: {message}")
         self._close()
 
     def close(self) -> None:
-        """Our side is done: say so politely (GOAWAY NO_ERROR) and close."""
-        if not self.done.done():
-            self._reset(CANCEL)
+        """Our side is done with the connection: reset open calls, GOAWAY, close."""
+        for stream in list(self.streams.values()):
+            self.end_stream(stream)
         self._write(_frame(GOAWAY, 0, 0, bytes(8)))
         self._close()
 
     def _close(self) -> None:
+        self.closed = True
         if self._resume is not None:
             self._resume.cancel()
             self._resume = None
         if self.transport is not None:
             self.transport.close()
 
-    def _finish(self, code: grpc.StatusCode, message: str) -> None:
-        if not self.done.done():
-            self.done.set_result((code, message))
+    def _finish(self, stream: _Stream, code: grpc.StatusCode, message: str) -> None:
+        self.streams.pop(stream.id, None)
+        if self._cur is stream:
+            self._deliver()
+        if not stream.done.done():
+            stream.done.set_result((code, message))
+
+    def _fail_all(self, code: grpc.StatusCode, message: str) -> None:
+        self._deliver()
+        for stream in list(self.streams.values()):
+            self._finish(stream, code, message)
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _process(self) -> None:
-        buf = self._buf
-        pos = self._pos
-        end = self._end
-        events: list[WireEvent] = []
-        max_frame = MAX_FRAME_SIZE
+    def _deliver(self) -> None:
+        """Hand the collected events to their stream (a consumer's error ends that call)."""
+        stream, events = self._cur, self._events
+        self._cur = None
+        if stream is None or not events:
+            return
+        self._events = []
         try:
-            self._frames(buf, pos, end, events, max_frame)
-        finally:
-            if events:
-                batch = events[:]
-                events.clear()
-                self.on_events(batch)
-        self._acknowledge()
+            stream.on_events(events)
+        except BaseException as exc:
+            if self.streams.pop(stream.id, None) is not None:
+                self._reset(stream.id, CANCEL)
+            if not stream.done.done():
+                stream.done.set_exception(exc)
 
-    def _frames(
-        self, buf: bytearray, pos: int, end: int, events: list[WireEvent], max_frame: int
-    ) -> None:
-        while end - pos >= 9 and not self.done.done():
+    def _frames(self, buf: bytearray, end: int) -> None:
+        pos = self._pos
+        max_frame = MAX_FRAME_SIZE
+        while end - pos >= 9 and not self.closed:
             length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
             if not self._got_settings and (length > max_frame or buf[pos + 3] != SETTINGS):
                 raise _ConnectionError(
@@ -538,45 +581,60 @@ class _Protocol(asyncio.BufferedProtocol):
                 break
             ftype = buf[pos + 3]
             flags = buf[pos + 4]
-            stream = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFF_FFFF
+            sid = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFF_FFFF
             start = pos + 9
             pos = start + length
+            # A frame counts as consumed before it is handled: an error in it ends the call.
+            self._pos = pos
             self.frames += 1
             if self._block_stream and ftype != CONTINUATION:
                 raise _ConnectionError(PROTOCOL_ERROR, "header block interrupted")
-            # A frame counts as consumed before it is handled: an error in it ends the call.
-            self._pos = pos
             if ftype == DATA:
-                self._data(buf, start, pos, flags, stream, events)
-            else:
-                self._control(ftype, flags, stream, bytes(buf[start:pos]), events)
+                self._data(buf, start, pos, flags, sid)
+                continue
+            self._deliver()  # keep the order of events and of what follows them
+            self._control(ftype, flags, sid, bytes(buf[start:pos]))
 
-    def _data(
-        self, buf: bytearray, start: int, end: int, flags: int, stream: int, events: list[WireEvent]
-    ) -> None:
+    def _data(self, buf: bytearray, start: int, end: int, flags: int, sid: int) -> None:
         length = end - start
         self._conn_unacked += length
-        if stream != STREAM_ID:
-            raise _ConnectionError(PROTOCOL_ERROR, f"DATA on stream {stream}")
-        if not self._headers_seen:
+        stream = self.streams.get(sid)
+        if stream is None:
+            if sid == 0 or sid >= self._next_id:
+                raise _ConnectionError(PROTOCOL_ERROR, f"DATA on stream {sid}")
+            return  # a call we ended: its remaining data is dropped (and counted above)
+        if not stream.headers_seen:
             raise _ConnectionError(PROTOCOL_ERROR, "DATA before the response headers")
-        self._stream_unacked += length
+        stream.unacked += length
         if flags & FLAG_PADDED:
             if length < 1 or buf[start] >= length:
                 raise _ConnectionError(PROTOCOL_ERROR, "DATA padding exceeds the frame")
             end -= buf[start]
             start += 1
-        msg = self._msg
-        if msg:
-            msg += buf[start:end]
-            used = self._messages(msg, 0, len(msg), events)
-            del msg[:used]
-        else:
-            used = self._messages(buf, start, end, events)
-            if start + used < end:
-                msg += buf[start + used : end]
+        if self._cur is not stream:
+            self._deliver()
+            self._cur = stream
+        events = self._events
+        msg = stream.msg
+        try:
+            if msg:
+                msg += buf[start:end]
+                used = self._messages(msg, 0, len(msg), events)
+                del msg[:used]
+            else:
+                used = self._messages(buf, start, end, events)
+                if start + used < end:
+                    msg += buf[start + used : end]
+        except _CallError as exc:
+            self._reset(sid, CANCEL)
+            self._finish(stream, exc.status, str(exc))
+            return
         if flags & FLAG_END_STREAM:
-            self._end_stream_without_trailers(events)
+            self._finish(
+                stream,
+                grpc.StatusCode.INTERNAL,
+                "the server ended the stream without trailers (grpc-status)",
+            )
 
     def _messages(self, buf: bytearray, p: int, end: int, events: list[WireEvent]) -> int:
         """Cut whole gRPC messages out of `buf[p:end]`; returns the bytes used."""
@@ -604,80 +662,76 @@ class _Protocol(asyncio.BufferedProtocol):
             p = q
         return p - begin
 
-    def _end_stream_without_trailers(self, events: list[WireEvent]) -> None:
-        if events:
-            self.on_events(events[:])
-            events.clear()
-        self._finish(
-            grpc.StatusCode.INTERNAL, "the server ended the stream without trailers (grpc-status)"
-        )
-
     def _acknowledge(self) -> None:
         out = b""
         if self._conn_unacked >= RECEIVE_WINDOW // 2:
             out += _frame(WINDOW_UPDATE, 0, 0, self._conn_unacked.to_bytes(4, "big"))
             self._conn_unacked = 0
-        if self._stream_unacked >= RECEIVE_WINDOW // 2 and not self.done.done():
-            out += _frame(WINDOW_UPDATE, 0, STREAM_ID, self._stream_unacked.to_bytes(4, "big"))
-            self._stream_unacked = 0
+        for stream in self.streams.values():
+            if stream.unacked >= RECEIVE_WINDOW // 2:
+                out += _frame(WINDOW_UPDATE, 0, stream.id, stream.unacked.to_bytes(4, "big"))
+                stream.unacked = 0
         if out:
             self._write(out)
 
-    def _control(
-        self, ftype: int, flags: int, stream: int, payload: bytes, events: list[WireEvent]
-    ) -> None:
+    def _control(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
         if ftype == SETTINGS:
-            self._settings(flags, stream, payload)
+            self._settings(flags, sid, payload)
         elif ftype == HEADERS:
-            self._headers_frame(flags, stream, payload, events)
+            self._headers_frame(flags, sid, payload)
         elif ftype == CONTINUATION:
-            if not self._block_stream or stream != self._block_stream:
+            if not self._block_stream or sid != self._block_stream:
                 raise _ConnectionError(PROTOCOL_ERROR, "unexpected CONTINUATION")
             self._block += payload
             if len(self._block) > MAX_HEADER_LIST:
                 raise _ConnectionError(ENHANCE_YOUR_CALM, "header block too large")
             if flags & FLAG_END_HEADERS:
-                self._header_block_done(events)
+                self._header_block_done()
         elif ftype == PING:
-            if stream != 0 or len(payload) != 8:
-                raise _ConnectionError(
-                    FRAME_SIZE_ERROR if stream == 0 else PROTOCOL_ERROR, "bad PING"
-                )
+            if sid != 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "PING on a stream")
+            if len(payload) != 8:
+                raise _ConnectionError(FRAME_SIZE_ERROR, "PING of the wrong size")
             if not flags & FLAG_ACK:
                 self.pings += 1
                 self._write(_frame(PING, FLAG_ACK, 0, payload))
         elif ftype == WINDOW_UPDATE:
-            self._window_update(stream, payload)
+            self._window_update(sid, payload)
         elif ftype == RST_STREAM:
-            if len(payload) != 4 or stream == 0:
+            if len(payload) != 4 or sid == 0:
                 raise _ConnectionError(PROTOCOL_ERROR, "bad RST_STREAM")
-            if stream == STREAM_ID:
+            stream = self.streams.get(sid)
+            if stream is not None:
                 code = int.from_bytes(payload, "big")
                 self._finish(
+                    stream,
                     _RST_CODES.get(code, grpc.StatusCode.INTERNAL),
                     f"stream reset by the server (HTTP/2 error code {code})",
                 )
         elif ftype == GOAWAY:
-            if stream != 0 or len(payload) < 8:
+            if sid != 0 or len(payload) < 8:
                 raise _ConnectionError(PROTOCOL_ERROR, "bad GOAWAY")
             last = int.from_bytes(payload[:4], "big") & 0x7FFF_FFFF
             code = int.from_bytes(payload[4:8], "big")
             debug = payload[8:].decode("utf-8", "replace")
             self._goaway = (last, code, debug)
-            if last < STREAM_ID:
-                self._finish(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"the server is going away and did not take the call (GOAWAY code {code}"
-                    f"{': ' + debug if debug else ''})",
-                )
+            self.going_away = True
+            for stream in list(self.streams.values()):
+                if stream.id > last:
+                    self._finish(
+                        stream,
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"the server is going away and did not take the call (GOAWAY code "
+                        f"{code}{': ' + debug if debug else ''})",
+                    )
         elif ftype == PUSH_PROMISE:
             raise _ConnectionError(PROTOCOL_ERROR, "PUSH_PROMISE although push is disabled")
         elif ftype == PRIORITY and len(payload) != 5:
             raise _ConnectionError(FRAME_SIZE_ERROR, "bad PRIORITY")
         # Unknown frame types are ignored (RFC 9113 §4.1).
 
-    def _settings(self, flags: int, stream: int, payload: bytes) -> None:
-        if stream != 0:
+    def _settings(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid != 0:
             raise _ConnectionError(PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & FLAG_ACK:
             if payload:
@@ -694,7 +748,8 @@ class _Protocol(asyncio.BufferedProtocol):
             elif key == SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise _ConnectionError(FLOW_CONTROL_ERROR, "initial window too large")
-                self._stream_send_window += value - self._peer_initial_window
+                for stream in self.streams.values():
+                    stream.send_window += value - self._peer_initial_window
                 self._peer_initial_window = value
             elif key == SETTINGS_MAX_FRAME_SIZE:
                 if not DEFAULT_MAX_FRAME <= value <= 0xFF_FFFF:
@@ -703,29 +758,32 @@ class _Protocol(asyncio.BufferedProtocol):
             elif key == SETTINGS_ENABLE_PUSH and value > 1:
                 raise _ConnectionError(PROTOCOL_ERROR, "bad ENABLE_PUSH")
         self._write(_frame(SETTINGS, FLAG_ACK, 0))
-        self._flush_outbox()
+        for stream in list(self.streams.values()):
+            self._flush_outbox(stream)
 
-    def _window_update(self, stream: int, payload: bytes) -> None:
+    def _window_update(self, sid: int, payload: bytes) -> None:
         if len(payload) != 4:
             raise _ConnectionError(FRAME_SIZE_ERROR, "bad WINDOW_UPDATE")
         inc = int.from_bytes(payload, "big") & 0x7FFF_FFFF
         if inc == 0:
             raise _ConnectionError(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
-        if stream == 0:
+        if sid == 0:
             self._send_window += inc
             if self._send_window > MAX_WINDOW:
                 raise _ConnectionError(FLOW_CONTROL_ERROR, "connection window overflow")
-        elif stream == STREAM_ID:
-            self._stream_send_window += inc
-            if self._stream_send_window > MAX_WINDOW:
+            for waiting in list(self.streams.values()):
+                self._flush_outbox(waiting)
+            return
+        stream = self.streams.get(sid)
+        if stream is not None:
+            stream.send_window += inc
+            if stream.send_window > MAX_WINDOW:
                 raise _ConnectionError(FLOW_CONTROL_ERROR, "stream window overflow")
-        self._flush_outbox()
+            self._flush_outbox(stream)
 
-    def _headers_frame(
-        self, flags: int, stream: int, payload: bytes, events: list[WireEvent]
-    ) -> None:
-        if stream != STREAM_ID:
-            raise _ConnectionError(PROTOCOL_ERROR, f"HEADERS on stream {stream}")
+    def _headers_frame(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid == 0 or sid % 2 == 0 or sid >= self._next_id:
+            raise _ConnectionError(PROTOCOL_ERROR, f"HEADERS on stream {sid}")
         p, end = 0, len(payload)
         if flags & FLAG_PADDED:
             if end < 1 or payload[0] >= end:
@@ -738,63 +796,70 @@ class _Protocol(asyncio.BufferedProtocol):
                 raise _ConnectionError(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
         self._block = bytearray(payload[p:end])
         self._block_end_stream = bool(flags & FLAG_END_STREAM)
-        self._block_stream = stream
+        self._block_stream = sid
         if flags & FLAG_END_HEADERS:
-            self._header_block_done(events)
+            self._header_block_done()
 
-    def _header_block_done(self, events: list[WireEvent]) -> None:
+    def _header_block_done(self) -> None:
         block, self._block = bytes(self._block), bytearray()
-        self._block_stream = 0
+        sid, self._block_stream = self._block_stream, 0
         try:
-            headers = self._decoder.decode(block)
+            headers = self._decoder.decode(block)  # always: it keeps the dynamic table in step
         except (hpack.HPACKError, ValueError, IndexError, UnicodeDecodeError) as exc:
             raise _ConnectionError(
                 COMPRESSION_ERROR, f"header block does not decode: {exc}"
             ) from exc
+        stream = self.streams.get(sid)
+        if stream is None:
+            return  # a call we ended
         fields: dict[str, str] = {}
         for name, value in headers:
             fields[str(name)] = str(value)
         end_stream = self._block_end_stream
-        if not self._headers_seen:
-            self._headers_seen = True
+        if not stream.headers_seen:
+            stream.headers_seen = True
             try:
-                self._http_status = int(fields.get(":status", "0"))
+                http_status = int(fields.get(":status", "0"))
             except ValueError:
-                self._http_status = 0
-            if self._http_status != 200 and "grpc-status" not in fields:
-                code = _HTTP_CODES.get(self._http_status, grpc.StatusCode.UNKNOWN)
-                self._finish(code, f"Received http2 header with status: {self._http_status}")
+                http_status = 0
+            if http_status != 200 and "grpc-status" not in fields:
+                code = _HTTP_CODES.get(http_status, grpc.StatusCode.UNKNOWN)
+                self._reset(sid, CANCEL)
+                self._finish(stream, code, f"Received http2 header with status: {http_status}")
                 return
             ctype = fields.get("content-type", "")
             if not ctype.startswith("application/grpc") and "grpc-status" not in fields:
-                self._finish(grpc.StatusCode.UNKNOWN, f"unexpected content-type {ctype!r}")
+                self._reset(sid, CANCEL)
+                self._finish(stream, grpc.StatusCode.UNKNOWN, f"unexpected content-type {ctype!r}")
                 return
             enc = fields.get("grpc-encoding", "identity")
             if enc != "identity":
-                raise _CallError(
+                self._reset(sid, CANCEL)
+                self._finish(
+                    stream,
                     grpc.StatusCode.INTERNAL,
                     f"the server compresses with {enc!r}, but no compression was requested",
                 )
+                return
             if not end_stream:
                 return
             # Trailers-only: the status is in this one block.
         elif not end_stream:
             raise _ConnectionError(PROTOCOL_ERROR, "second header block without END_STREAM")
-        if events:
-            self.on_events(events[:])
-            events.clear()
         status = fields.get("grpc-status")
         if status is None:
-            self._finish(grpc.StatusCode.INTERNAL, "the server sent trailers without grpc-status")
+            self._finish(
+                stream, grpc.StatusCode.INTERNAL, "the server sent trailers without grpc-status"
+            )
             return
         try:
             code = _CODES.get(int(status), grpc.StatusCode.UNKNOWN)
         except ValueError:
             code = grpc.StatusCode.UNKNOWN
         message = urllib.parse.unquote(fields.get("grpc-message", ""), errors="replace")
-        if code == grpc.StatusCode.OK and self._msg:
+        if code == grpc.StatusCode.OK and stream.msg:
             code, message = grpc.StatusCode.INTERNAL, "the stream ended inside a message"
-        self._finish(code, message)
+        self._finish(stream, code, message)
 
 
 async def _connect(
@@ -833,10 +898,91 @@ async def _connect(
 
 @dataclass
 class CallStats:
-    """What one call's frame loop saw (tests and the benchmark read it)."""
+    """What a client's frame loops saw (tests and the benchmark read it)."""
 
     frames: int = 0
     pings: int = 0
+
+
+class H2Client:
+    """The native RunGadget calls of one endpoint, over one shared HTTP/2 connection (a new one
+    after the server's GOAWAY or a broken connection)."""
+
+    def __init__(self, endpoint: Endpoint, settings: GadgetClientSettings) -> None:
+        self.target = call_target(endpoint)
+        self.settings = settings
+        self.stats = CallStats()
+        self._conn: _Protocol | None = None
+        self._old: list[_Protocol] = []
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> _Protocol:
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and not conn.closed and not conn.going_away:
+                return conn
+            if conn is not None:
+                self._retire(conn)
+            conn = _Protocol(
+                max_message=self.settings.max_receive_message_bytes,
+                coalesce=self.settings.read_coalesce.total_seconds(),
+            )
+            await _connect(self.target, conn, self.settings.connect_timeout.total_seconds())
+            if not conn.closed:
+                conn.start()
+            self._conn = conn
+            return conn
+
+    def _retire(self, conn: _Protocol) -> None:
+        self.stats.frames += conn.frames
+        self.stats.pings += conn.pings
+        conn.frames = conn.pings = 0
+        if conn.streams and not conn.closed:
+            self._old.append(conn)  # its calls run to their end (after a GOAWAY)
+        else:
+            conn.close()
+        self._old = [c for c in self._old if c.streams and not c.closed]
+
+    async def call(
+        self,
+        *,
+        path: str,
+        first: bytes,
+        on_events: OnEvents,
+        stop: asyncio.Event,
+        stop_message: bytes,
+    ) -> None:
+        """Run one bidi call to its end: send `first`, hand events to `on_events` in batches,
+        send `stop_message` once `stop` is set (the request side stays open), and return when
+        the server ends the call with status OK. Raises `RpcStatusError` for any other ending."""
+        conn = await self._connection()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[grpc.StatusCode, str]] = loop.create_future()
+        if conn.closed:
+            raise RpcStatusError(grpc.StatusCode.UNAVAILABLE, "connection closed")
+        stream = conn.open_stream(self.target, path, first, on_events, done)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {done, stopping}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not done.done():
+                conn.send_message(stream, stop_message)
+            code, message = await done
+        finally:
+            stopping.cancel()
+            conn.end_stream(stream)
+            if conn.closed or (conn.going_away and not conn.streams):
+                conn.close()
+        if code != grpc.StatusCode.OK:
+            raise RpcStatusError(code, message)
+
+    async def close(self) -> None:
+        for conn in [*self._old, *([self._conn] if self._conn else [])]:
+            self.stats.frames += conn.frames
+            self.stats.pings += conn.pings
+            conn.close()
+        self._old = []
+        self._conn = None
 
 
 async def run_call(
@@ -848,45 +994,21 @@ async def run_call(
     on_events: OnEvents,
     stop: asyncio.Event,
     stop_message: bytes,
-    stats: CallStats | None = None,
 ) -> None:
-    """Run one bidi call to its end: send `first`, hand events to `on_events` in batches, send
-    `stop_message` once `stop` is set (the request side stays open), and return when the server
-    ends the call with status OK. Raises `RpcStatusError` for any other ending."""
-    target = call_target(endpoint)
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[tuple[grpc.StatusCode, str]] = loop.create_future()
-    protocol = _Protocol(
-        on_events=on_events,
-        max_message=settings.max_receive_message_bytes,
-        coalesce=settings.read_coalesce.total_seconds(),
-        done=done,
-    )
-    await _connect(target, protocol, settings.connect_timeout.total_seconds())
+    """One call on a connection of its own (tools and benchmarks)."""
+    client = H2Client(endpoint, settings)
     try:
-        if not done.done():
-            protocol.start(target, path, first)
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            waits: set[asyncio.Future[Any]] = {done, stopping}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if not done.done():
-                protocol.send_message(stop_message)
-            code, message = await done
-        finally:
-            stopping.cancel()
+        await client.call(
+            path=path, first=first, on_events=on_events, stop=stop, stop_message=stop_message
+        )
     finally:
-        protocol.close()
-        if stats is not None:
-            stats.frames += protocol.frames
-            stats.pings += protocol.pings
-    if code != grpc.StatusCode.OK:
-        raise RpcStatusError(code, message)
+        await client.close()
 
 
 __all__ = [
     "CallStats",
     "CallTarget",
+    "H2Client",
     "RpcStatusError",
     "WireEvent",
     "call_target",

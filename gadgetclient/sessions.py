@@ -21,6 +21,7 @@ import structlog
 
 from gadgetclient.config import GadgetClientSettings
 from gadgetclient.errors import SessionError, TargetError
+from gadgetclient.h2stream import H2Client
 from gadgetclient.layouts import GadgetInfoSpec
 from gadgetclient.targets import Endpoint, open_channel
 from gadgetclient.wire import PROTOCOL_VERSION, gadget_info_from_proto
@@ -130,8 +131,10 @@ class Connection:
         self.builtin = pb_grpc.BuiltInGadgetManagerStub(self.channel)
         self.gadgets = pb_grpc.GadgetManagerStub(self.channel)
         self.info: ServerInfo | None = None
-        #: RunGadget goes through `h2stream` (the unary calls always use the channel).
+        #: RunGadget goes through `h2stream` (the unary calls always use the channel); all
+        #: streams of this endpoint share its connection, so their order is kept.
         self.native = settings.transport == "native"
+        self.h2 = H2Client(endpoint, settings) if self.native else None
 
     async def get_info(self) -> ServerInfo:
         """GetInfo with the connect deadline; waits for the channel to come up until then."""
@@ -164,6 +167,8 @@ class Connection:
         return gadget_info_from_proto(resp.gadgetInfo)
 
     async def close(self) -> None:
+        if self.h2 is not None:
+            await self.h2.close()
         await self.channel.close(grace=None)
 
 

@@ -28,7 +28,7 @@ import structlog
 
 from gadgetclient.decoding import DataSourceDecoder, GadgetDecoder, Record
 from gadgetclient.errors import SessionError, StreamError, TargetError
-from gadgetclient.h2stream import RpcStatusError, WireEvent, run_call
+from gadgetclient.h2stream import RpcStatusError, WireEvent
 from gadgetclient.layouts import EVENT_GADGET_INFO, EVENT_PAYLOAD, LOG_SHIFT, SEVERITIES
 from gadgetclient.sessions import Connection, rpc_error_text, translate_rpc_error
 from gadgetclient.stats import DropReason, LossReason, StreamStats
@@ -178,9 +178,8 @@ class GadgetStream:
             log_level=self.log_level,
             timeout_ns=self.timeout_ns,
         )
-        await run_call(
-            self.connection.endpoint,
-            self.connection.settings,
+        assert self.connection.h2 is not None
+        await self.connection.h2.call(
             path=RUN_GADGET_PATH,
             first=first.SerializeToString(),
             on_events=self._dispatch_batch,

@@ -54,12 +54,17 @@ class Peer:
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[tuple[grpc.StatusCode, str]] = self.loop.create_future()
         self.events: list[WireEvent] = []
-        self.proto = h2._Protocol(
-            on_events=self.events.extend, max_message=max_message, coalesce=0, done=self.done
-        )
+        self.proto = h2._Protocol(max_message=max_message, coalesce=0)
         self.transport = _Transport()
         self.proto.connection_made(self.transport)
-        self.proto.start(CallTarget("unix:///x", "localhost"), "/api.GadgetManager/RunGadget", b"")
+        self.proto.start()
+        self.stream = self.proto.open_stream(
+            CallTarget("unix:///x", "localhost"),
+            "/api.GadgetManager/RunGadget",
+            b"",
+            self.events.extend,
+            self.done,
+        )
         self.enc = hpack.Encoder()
 
     def feed(self, data: bytes, *, chunk: int = 1 << 30) -> None:
@@ -331,11 +336,12 @@ async def test_flow_control_replenishes_connection_and_stream_windows() -> None:
 async def test_request_respects_the_peer_window_and_frame_size() -> None:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
-    proto = h2._Protocol(on_events=lambda e: None, max_message=1 << 20, coalesce=0, done=done)
+    proto = h2._Protocol(max_message=1 << 20, coalesce=0)
     transport = _Transport()
     proto.connection_made(transport)
     big = b"r" * 100_000  # a run request with many params
-    proto.start(CallTarget("unix:///x", "localhost"), "/p", big)
+    proto.start()
+    proto.open_stream(CallTarget("unix:///x", "localhost"), "/p", big, lambda e: None, done)
     peer_settings = frame(h2.SETTINGS, 0, 0, b"\x00\x04" + (1000).to_bytes(4, "big"))
 
     def data_sent() -> int:
@@ -451,3 +457,46 @@ def test_fuzz_garbage_and_truncation_end_clearly(
         )
 
     asyncio.run(run())
+
+
+async def test_streams_share_a_connection_and_keep_the_wire_order() -> None:
+    """Events of two calls reach the session in the order the server wrote them (what an
+    ordered replay relies on); a GOAWAY ends only the call the server did not take."""
+    peer = Peer()
+    order: list[tuple[str, int]] = []
+    peer.stream.on_events = lambda evs: order.extend(("a", e[1]) for e in evs)
+    done_b: asyncio.Future[Any] = peer.loop.create_future()
+    done_c: asyncio.Future[Any] = peer.loop.create_future()
+    b = peer.proto.open_stream(
+        CallTarget("unix:///x", "localhost"),
+        "/p",
+        b"",
+        lambda evs: order.extend(("b", e[1]) for e in evs),
+        done_b,
+    )
+    c = peer.proto.open_stream(
+        CallTarget("unix:///x", "localhost"), "/p", b"", lambda evs: None, done_c
+    )
+    assert (peer.stream.id, b.id, c.id) == (1, 3, 5)
+    head = peer.block(OK_HEADERS)
+
+    def data(sid: int, seq: int) -> bytes:
+        return frame(h2.DATA, 0, sid, h2.grpc_message(event(0, seq, b"x", 0)))
+
+    peer.feed(
+        SERVER_SETTINGS
+        + frame(h2.HEADERS, h2.FLAG_END_HEADERS, 1, head)
+        + frame(h2.HEADERS, h2.FLAG_END_HEADERS, 3, peer.block(OK_HEADERS))
+        + data(1, 1)
+        + data(1, 2)
+        + data(3, 1)
+        + data(1, 3)
+        + frame(h2.GOAWAY, 0, 0, (3).to_bytes(4, "big") + bytes(4))
+        + data(3, 2)
+        + frame(h2.HEADERS, 5, 3, peer.block(OK_TRAILERS))
+    )
+    assert order == [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("b", 2)]
+    assert done_b.result() == (grpc.StatusCode.OK, "")
+    assert done_c.result()[0] == grpc.StatusCode.UNAVAILABLE
+    assert not peer.done.done()
+    assert peer.proto.going_away
