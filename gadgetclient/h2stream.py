@@ -1,4 +1,4 @@
-"""The native receive path: one HTTP/2 connection per `RunGadget` call, with its own frame loop.
+"""The native receive path: `RunGadget` calls over our own HTTP/2 frame loop.
 
 Why: IG sends one gRPC message per traced event and never batches trace gadgets, so grpcio's
 fixed per-message cost (thread hand-offs between its poller, event engine and the asyncio loop:
@@ -16,6 +16,11 @@ for exactly one bidi stream and does the hot part itself:
   object): `(type, seq, payload, dataSourceID)` tuples go to `on_events` once per read;
 * WINDOW_UPDATEs for the connection and the stream are sent once per read for what was
   consumed, against large windows, so flow control never stalls the server.
+
+The calls of one endpoint share one connection (`H2Client`, one per `sessions.Connection`), as
+they share grpcio's channel: frames are handled in socket order, so events of different streams
+reach the session in the order the server wrote them, which ordered replay relies on. After a
+GOAWAY the calls the server took run to their end there and new calls open a new connection.
 
 Everything that is intricate but not hot comes from libraries or is a few lines: HPACK (dynamic
 table, Huffman) is the `hpack` package; SETTINGS and their ACKs, PING ACKs, CONTINUATION,

@@ -9,7 +9,12 @@ Data flow per event: `GadgetEvent` -> by type:
 * `>= 1<<16` log -> severity `type >> 16`, logged with it; "lost N samples" counted as loss;
 * `1`-`3` are never sent by image-based gadgets and are ignored; anything else is counted.
 
-The request stream is an async generator that sends the run request and then *stays open* (a
+Two transports carry the stream (`GadgetClientSettings.transport`): `native` (`h2stream`, the
+default: events come in batches, read straight from the wire) and `grpcio` (protobuf messages
+from grpcio's asyncio client). Both feed the same dispatch, and their failures carry the same
+gRPC status codes and texts, so everything below behaves the same on either.
+
+The grpcio request stream is an async generator that sends the run request and then *stays open* (a
 half-close makes IG cancel the gadget and lose its final flush); `stop()` makes it send IG's stop
 request, after which the caller keeps reading until IG ends the stream, which is when
 flush-on-stop data (advise_seccomp) arrives. No event can raise out of the loop: bad payloads
