@@ -14,9 +14,9 @@ default: events come in batches, read straight from the wire) and `grpcio` (prot
 from grpcio's asyncio client). Both feed the same dispatch, and their failures carry the same
 gRPC status codes and texts, so everything below behaves the same on either.
 
-The grpcio request stream is an async generator that sends the run request and then *stays open* (a
-half-close makes IG cancel the gadget and lose its final flush); `stop()` makes it send IG's stop
-request, after which the caller keeps reading until IG ends the stream, which is when
+The grpcio request stream is an async generator that sends the run request and then *stays
+open* (a half-close makes IG cancel the gadget and lose its final flush); `stop()` makes it send
+IG's stop request, after which the caller keeps reading until IG ends the stream, which is when
 flush-on-stop data (advise_seccomp) arrives. No event can raise out of the loop: bad payloads
 are counted in `StreamStats` by reason and logged (rate-limited by the log configuration).
 """
