@@ -334,6 +334,8 @@ class _Protocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, _Stream] = {}
         self.closed = False
+        #: Why the connection ended (for calls started after that).
+        self.close_reason = "connection closed"
         #: Set by GOAWAY: no new streams here (the client opens another connection).
         self.going_away = False
         self._next_id = 1
@@ -412,6 +414,7 @@ class _Protocol(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        ours = self.closed  # we closed it, after recording why (`close_reason`)
         self.closed = True
         if self._resume is not None:
             self._resume.cancel()
@@ -421,6 +424,8 @@ class _Protocol(asyncio.BufferedProtocol):
             why = f" after GOAWAY (error code {code}{': ' + debug if debug else ''}){why}"
         elif not self._got_settings:
             why = f" before the HTTP/2 handshake{why}"
+        if ours and not self.streams:
+            return
         self._fail_all(grpc.StatusCode.UNAVAILABLE, f"connection closed{why}")
 
     def _resume_reading(self) -> None:
@@ -547,6 +552,7 @@ class _Protocol(asyncio.BufferedProtocol):
             stream.done.set_result((code, message))
 
     def _fail_all(self, code: grpc.StatusCode, message: str) -> None:
+        self.close_reason = message
         self._deliver()
         for stream in list(self.streams.values()):
             self._finish(stream, code, message)
@@ -964,7 +970,7 @@ class H2Client:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[grpc.StatusCode, str]] = loop.create_future()
         if conn.closed:
-            raise RpcStatusError(grpc.StatusCode.UNAVAILABLE, "connection closed")
+            raise RpcStatusError(grpc.StatusCode.UNAVAILABLE, conn.close_reason)
         stream = conn.open_stream(self.target, path, first, on_events, done)
         stopping = asyncio.ensure_future(stop.wait())
         try:
