@@ -364,9 +364,9 @@ def feeder_check(work: Path, capture: Path, events: int) -> float:
         )
 
     try:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         asyncio.run(receive())
-        elapsed = time.perf_counter() - t
+        elapsed, client_cpu = time.perf_counter() - t, time.process_time() - c
         feeder_cpu = proc_cpu_s(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -374,7 +374,8 @@ def feeder_check(work: Path, capture: Path, events: int) -> float:
     print(
         f"feeder check: {got} events in {elapsed:.1f} s; the feeder's CPU "
         f"{feeder_cpu / max(got, 1) * 1e6:.1f} µs/event (one core: "
-        f"{got / max(feeder_cpu, 1e-9):.0f} events/s)",
+        f"{got / max(feeder_cpu, 1e-9):.0f} events/s); the receive-only native client's "
+        f"{client_cpu / max(got, 1) * 1e6:.1f} µs/event",
         flush=True,
     )
     return got / elapsed
