@@ -26,12 +26,20 @@ lookup (see `detector.matching`).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
-from detector.alerting import build_alert, kubernetes_info, labels_of, limit_alert, runtime_info
+from detector.alerting import (
+    build_alert,
+    fingerprint,
+    kubernetes_info,
+    labels_of,
+    limit_alert,
+    runtime_info,
+)
 from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
 from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
@@ -188,8 +196,12 @@ class Detector:
         namespace_labels: NamespaceLabels | None = None,
         workload_key: WorkloadKeyFn | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        cluster_name: str = "",
+        report_repeats: bool = False,
     ) -> None:
         self.settings = settings
+        #: Stamped on every alert (the root setting `clusterName`).
+        self.cluster_name = cluster_name
         self.stats = stats
         self.catalogue = catalogue or default_catalogue()
         self._profiles = profiles
@@ -217,6 +229,12 @@ class Detector:
         )
         self._sources: dict[str, RuleSet] = {}
         self._plans: dict[str, _Plan] = {}
+        #: Occurrences suppressed (cooldown, rate limit) since `take_repeats`, by dedup key:
+        #: the AlertManager exporter keeps their alerts firing while they repeat. Only kept with
+        #: `report_repeats` (a consumer that calls `take_repeats` after every batch, so at most
+        #: one batch's distinct keys are held).
+        self._report_repeats = report_repeats
+        self._repeats: Counter[tuple[WorkloadKey, str, Any]] = Counter()
         self._resolver = self._new_resolver()
         if rules is not None:
             self.update_rules("initial", rules)
@@ -226,11 +244,31 @@ class Detector:
     def update_rules(self, source: str, ruleset: RuleSet) -> None:
         """Replace the bindings and exceptions of one source ("file", "cluster", ...).
 
+        A new set that holds errors and no valid binding, from a source whose last set had one,
+        is refused (`rulesets_rejected`): the last good set stays in force.
+
         The effective set is the union of all sources. New problems are logged here and
         counted by source (a problem the source already reported is not repeated); every
         plan is recompiled lazily.
         """
-        known = set(self._sources[source].problems) if source in self._sources else set()
+        previous = self._sources.get(source)
+        if (
+            previous is not None
+            and ruleset.errors
+            and any(b.rules for b in previous.bindings)
+            and not any(b.rules for b in ruleset.bindings)
+        ):
+            # Every binding broke at once (a bad edit, a bad apply): applying that would turn
+            # all detection off. Keep the last good set and say so; a later valid set wins.
+            self.stats.rulesets_rejected[source] += 1
+            log.error(
+                "rule set has no valid binding, keeping the last good set",
+                source=source,
+                errors=len(ruleset.errors),
+                first_error=str(ruleset.errors[0]),
+            )
+            return
+        known = set(previous.problems) if previous is not None else set()
         for problem in ruleset.problems:
             if problem in known:
                 continue  # reported when this source first delivered it
@@ -365,8 +403,12 @@ class Detector:
         info = self._dedup.admit((plan.workload, rule_id, finding.key), rule_id, event.timestamp_ns)
         for announcement in self._dedup.take_announcements():
             self.stats.alerts["GW0001"] += 1
-            alerts.append(limit_alert(announcement, window_s=self._window_s))
+            alerts.append(
+                limit_alert(announcement, window_s=self._window_s, cluster=self.cluster_name)
+            )
         if info is None:
+            if self._report_repeats:
+                self._repeats[(plan.workload, rule_id, finding.key)] += 1
             return
         self.stats.alerts[rule_id] += 1
         alerts.append(
@@ -380,8 +422,19 @@ class Detector:
                 runtime=plan.runtime,
                 profile=profile,
                 dedup=info,
+                cluster=self.cluster_name,
             )
         )
+
+    def take_repeats(self) -> dict[str, int]:
+        """Suppressed occurrences since the last call, by alert fingerprint."""
+        if not self._repeats:
+            return {}
+        out: Counter[str] = Counter()
+        for (workload, rule_id, key), n in self._repeats.items():
+            out[fingerprint(workload, rule_id, key)] += n
+        self._repeats.clear()
+        return dict(out)
 
     # -- plans ----------------------------------------------------------------------------
 

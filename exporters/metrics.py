@@ -46,6 +46,7 @@ from exporters.config import MetricsSettings
 from exporters.errors import ExporterError
 from exporters.stats import DeliveryStats
 from gadgetclient.stats import Histogram, StreamStats
+from gadgetclient.textsafety import redact_urls
 from profiler.stats import ProfilerStats
 
 log = structlog.get_logger(__name__)
@@ -85,7 +86,18 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("gadget_events_dropped", "counter", ("gadget", "reason"), "Events unusable."),
     MetricSpec("gadget_stream_reconnects", "counter", ("gadget",), "Stream reconnections."),
     MetricSpec("gadget_log_events", "counter", ("gadget", "severity"), "IG log events."),
-    MetricSpec("gadget_decode_duration_seconds", "histogram", (), "Per-event decode time."),
+    MetricSpec(
+        "gadget_params_unsupported", "counter", ("gadget", "param"), "Default params refused."
+    ),
+    MetricSpec(
+        "gadget_fields_unresolved", "counter", ("gadget", "field"), "Events missing a field."
+    ),
+    MetricSpec(
+        "gadget_decode_duration_seconds",
+        "histogram",
+        (),
+        "Per-event decode time (1 payload in 64).",
+    ),
     MetricSpec("profiler_events_merged", "counter", ("kind",), "Events merged into profiles."),
     MetricSpec("profiler_events_skipped", "counter", ("kind", "reason"), "Events not merged."),
     MetricSpec("profiler_writes", "counter", ("store", "result"), "Profile writes by result."),
@@ -98,6 +110,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "detector_alerts_suppressed", "counter", ("rule_id", "reason"), "Alerts suppressed."
     ),
     MetricSpec("detector_load_errors", "counter", ("source",), "Rule/binding load errors."),
+    MetricSpec(
+        "detector_rulesets_rejected",
+        "counter",
+        ("source",),
+        "Rule sets with no valid binding, refused (the last good set stays).",
+    ),
     MetricSpec("detector_evaluation_duration_seconds", "histogram", (), "Per-event eval time."),
     MetricSpec("exporter_alerts_sent", "counter", ("exporter",), "Alerts delivered."),
     MetricSpec("exporter_send_failures", "counter", ("exporter", "reason"), "Failed attempts."),
@@ -106,6 +124,9 @@ METRICS: tuple[MetricSpec, ...] = (
         "exporter_queue_alerts", "gauge", ("exporter",), "Alerts queued or in flight per exporter."
     ),
     MetricSpec("exporter_up", "gauge", ("exporter",), "1 if the last attempt succeeded."),
+    MetricSpec(
+        "exporter_alerts_resent", "counter", ("exporter",), "Firing alerts re-sent on repeats."
+    ),
     MetricSpec("pipeline_events_dropped", "counter", ("stage", "reason"), "Events dropped."),
     MetricSpec("pipeline_events_processed", "counter", (), "Events processed."),
     MetricSpec("pipeline_queue_batches", "gauge", (), "Batches in the processing queue."),
@@ -179,6 +200,8 @@ class StatsCollector(Collector):
             yield _labelled("gadget_events_dropped", s.dropped)
             yield _labelled("gadget_stream_reconnects", s.reconnects)
             yield _labelled("gadget_log_events", s.log_events)
+            yield _labelled("gadget_params_unsupported", s.params_unsupported)
+            yield _labelled("gadget_fields_unresolved", s.unresolved)
             yield _histogram("gadget_decode_duration_seconds", s.decode_seconds)
         if (p := self.profiler) is not None:
             yield _labelled("profiler_events_merged", p.merged)
@@ -192,6 +215,7 @@ class StatsCollector(Collector):
             yield _labelled("detector_alerts", d.alerts)
             yield _labelled("detector_alerts_suppressed", d.suppressed)
             yield _labelled("detector_load_errors", d.load_errors)
+            yield _labelled("detector_rulesets_rejected", d.rulesets_rejected)
             yield _histogram("detector_evaluation_duration_seconds", d.eval_seconds)
         if (x := self.delivery) is not None:
             yield _labelled("exporter_alerts_sent", x.sent)
@@ -199,6 +223,7 @@ class StatsCollector(Collector):
             yield _labelled("exporter_alerts_dropped", x.dropped)
             yield _labelled("exporter_queue_alerts", x.queue_depth)
             yield _labelled("exporter_up", x.up)
+            yield _labelled("exporter_alerts_resent", x.resent)
         if (q := self.pipeline) is not None:
             yield _labelled("pipeline_events_dropped", q.dropped)
             yield _single("pipeline_events_processed", q.processed)
@@ -258,7 +283,10 @@ class MetricsServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, details = self.readiness()
-        body = orjson.dumps({"ready": ready, "checks": details}, default=str)
+        text = orjson.dumps({"ready": ready, "checks": details}, default=str).decode()
+        # The endpoint listens on every interface: whatever a check reports (an error quoting
+        # a URL), credentials in URLs never leave through it.
+        body = redact_urls(text).encode()
         return web.Response(
             body=body, status=200 if ready else 503, content_type="application/json"
         )

@@ -46,6 +46,7 @@ from gadgetclient.config import GadgetClientSettings
 from gadgetclient.decoding import DataSourceDecoder, Record
 from gadgetclient.errors import GadgetClientError, SessionError, StreamError, TargetError
 from gadgetclient.events import Event
+from gadgetclient.gadget_params import ParamPlan, plan_params
 from gadgetclient.mapping import RecordMapper
 from gadgetclient.processes import ProcessTable
 from gadgetclient.sessions import (
@@ -53,7 +54,6 @@ from gadgetclient.sessions import (
     check_params,
     declared_keys,
     gadget_name,
-    params_for,
     pin_image,
 )
 from gadgetclient.slot_mapping import SlotMapper
@@ -84,6 +84,11 @@ OnBatch = Callable[[Sequence[Event]], None]
 OnRaw = Callable[[RawRecord], None]
 
 
+def _stream_key(stream: GadgetStream) -> str:
+    """Readiness key of a stream: the gadget and the endpoint it runs on."""
+    return f"{stream.gadget}@{stream.connection.where}"
+
+
 class GadgetSource:
     """All gadget streams of one target. One instance runs once."""
 
@@ -110,7 +115,7 @@ class GadgetSource:
         self._wall_clock_ns = wall_clock_ns
         #: A `kubernetes.client.ApiClient` for `k8s://` targets (default: in-cluster/kubeconfig).
         self._k8s_api_client = k8s_api_client
-        self._mapper = RecordMapper()
+        self._mapper = RecordMapper(stats=self.stats)
         self._slot_mapper = SlotMapper(self._mapper)
         self._processes = (
             ProcessTable(settings.process_table_size) if settings.process_table_size else None
@@ -122,10 +127,18 @@ class GadgetSource:
         self._on_raw: OnRaw | None = None
         self._latest_ns = 0
         self._first_ns = 0
+        #: What each gadget is run with (`gadget_params.py`), by short gadget name; filled when
+        #: the first endpoint is settled.
+        self.param_plans: dict[str, ParamPlan] = {}
         #: Set when every stream has GadgetInfo (all gadgets are tracing) on every endpoint.
         self.ready = asyncio.Event()
         self._ready_count = 0
         self._expected_ready = 0
+        #: Streams tracing now, and since when (monotonic) each other stream has been down.
+        self._up: dict[str, int] = {}
+        self._down_since: dict[str, float] = {}
+        #: Clock of the readiness grace period (tests drive it).
+        self.monotonic: Callable[[], float] = time.monotonic
 
     # -- public ------------------------------------------------------------------------------
 
@@ -157,6 +170,19 @@ class GadgetSource:
                     await flusher
                 self._flush()
 
+    def degraded_params(self) -> dict[str, dict[str, list[str]]]:
+        """Per gadget run without a param gadgetwatch relies on: what is lost (for /readyz)."""
+        return {
+            name: {
+                "unsupported": [p.key for p in plan.unsupported],
+                "overridden": [p.key for p in plan.overridden],
+                "emptyFields": list(plan.missing_fields),
+                "degradedRules": list(plan.degraded_rules),
+            }
+            for name, plan in sorted(self.param_plans.items())
+            if plan.unsupported or plan.overridden
+        }
+
     async def stop(self) -> None:
         """Graceful stop: stop requests to every stream; `run()` returns after the flushes."""
         self._stopping.set()
@@ -174,10 +200,12 @@ class GadgetSource:
             for conn in connections:
                 await self._settle(conn, declared, first=conn is connections[0])
             check_params(self.settings.params, declared)
+            for gadget in self.gadgets:
+                self._plan(gadget, declared.get(gadget))
             async with asyncio.TaskGroup() as tg:
                 for conn in connections:
                     for gadget in self.gadgets:
-                        params = params_for(gadget, self.settings.params, declared.get(gadget))
+                        params = self.param_plans[gadget_name(gadget)].sent
                         tg.create_task(
                             self._gadget_loop(conn, gadget, params),
                             name=f"gadget-{gadget}-{conn.where}",
@@ -187,6 +215,22 @@ class GadgetSource:
         finally:
             for conn in connections:
                 await conn.close()
+
+    def _plan(self, gadget: str, declared: list[str] | None) -> None:
+        """Decide a gadget's params; say once what an older server cannot give."""
+        name = gadget_name(gadget)
+        plan = self.param_plans[name] = plan_params(name, self.settings.params, declared)
+        for default in plan.unsupported:
+            self.stats.params_unsupported[(name, default.key)] += 1
+        if plan.unsupported or plan.overridden:
+            log.warning(
+                "gadget runs without params gadgetwatch relies on",
+                gadget=name,
+                unsupported=[p.key for p in plan.unsupported],
+                overridden=[p.key for p in plan.overridden],
+                empty_fields=list(plan.missing_fields),
+                degraded_rules=list(plan.degraded_rules),
+            )
 
     async def _settle(
         self, conn: Connection, declared: dict[str, list[str] | None], *, first: bool
@@ -285,15 +329,59 @@ class GadgetSource:
                 with contextlib.suppress(asyncio.CancelledError, GadgetClientError):
                     await run
             self._streams.discard(stream)
+            if not self._stopping.is_set():
+                self._mark_down(stream)
 
     def _stop_timeout(self) -> float:
         return self.settings.stop_timeout.total_seconds()
 
     async def _mark_ready(self, stream: GadgetStream) -> None:
         await stream.started.wait()
+        key = _stream_key(stream)
+        self._up[key] = self._up.get(key, 0) + 1
+        self._down_since.pop(key, None)
         self._ready_count += 1
         if self._ready_count >= self._expected_ready:
             self.ready.set()
+
+    def _mark_down(self, stream: GadgetStream) -> None:
+        if not stream.started.is_set():
+            # Never traced (a reconnect attempt that failed): down since the last time it was
+            # up, or since now if it never was.
+            self._down_since.setdefault(_stream_key(stream), self.monotonic())
+            return
+        key = _stream_key(stream)
+        left = self._up.get(key, 0) - 1
+        if left > 0:
+            self._up[key] = left  # an overlapping advise_seccomp window still traces
+            return
+        self._up.pop(key, None)
+        self._down_since.setdefault(key, self.monotonic())
+
+    @property
+    def readiness_grace_s(self) -> float:
+        """How long a stream may be down before readiness fails: one reconnect at the longest
+        back-off plus its connection attempt, so a normal reconnect never flaps readiness."""
+        return (self.settings.reconnect_max + self.settings.connect_timeout).total_seconds()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every expected stream started once and none has been down for longer
+        than the grace period; the details name the streams that are down and for how long."""
+        now = self.monotonic()
+        down = {key: round(now - since, 3) for key, since in sorted(self._down_since.items())}
+        grace = self.readiness_grace_s
+        details: dict[str, Any] = {
+            "streamsUp": len(self._up),
+            "streamsExpected": self._expected_ready,
+            "down": down,
+            "graceSeconds": grace,
+        }
+        if not self.ready.is_set():
+            return False, {**details, "reason": "waiting for every gadget to start tracing"}
+        stale = [key for key, seconds in down.items() if seconds > grace]
+        if stale:
+            return False, {**details, "reason": f"down longer than the grace: {', '.join(stale)}"}
+        return True, details
 
     # -- advise_seccomp windows --------------------------------------------------------------
 
