@@ -197,9 +197,13 @@ def parse_event(buf: Any, p: int, end: int) -> WireEvent:
         wt = key & 7
         fn = key >> 3
         if wt == 0:
+            # One- and two-byte varints inline: seq and small ids (py-spy showed the call).
             if p < end and buf[p] < 0x80:
                 v = buf[p]
                 p += 1
+            elif p + 1 < end and buf[p + 1] < 0x80:
+                v = (buf[p] & 0x7F) | (buf[p + 1] << 7)
+                p += 2
             else:
                 v, p = _varint(buf, p, end)
             if fn == 1:
@@ -212,6 +216,9 @@ def parse_event(buf: Any, p: int, end: int) -> WireEvent:
             if p < end and buf[p] < 0x80:
                 n = buf[p]
                 p += 1
+            elif p + 1 < end and buf[p + 1] < 0x80:  # payloads up to 16 KiB
+                n = (buf[p] & 0x7F) | (buf[p + 1] << 7)
+                p += 2
             else:
                 n, p = _varint(buf, p, end)
             q = p + n

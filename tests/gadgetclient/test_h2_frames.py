@@ -500,3 +500,24 @@ async def test_streams_share_a_connection_and_keep_the_wire_order() -> None:
     assert done_c.result()[0] == grpc.StatusCode.UNAVAILABLE
     assert not peer.done.done()
     assert peer.proto.going_away
+
+
+@given(
+    t=st.integers(0, 2**32 - 1),
+    seq=st.integers(0, 2**32 - 1),
+    payload=st.binary(max_size=20_000),
+    ds=st.integers(0, 2**32 - 1),
+    extra=st.binary(max_size=8),
+)
+@settings(max_examples=300, deadline=None)
+def test_parse_event_matches_protobuf(
+    t: int, seq: int, payload: bytes, ds: int, extra: bytes
+) -> None:
+    """The wire read agrees with protobuf on every field value (varints of 1 to 5 bytes)."""
+    from protos import gadget_service_pb2 as pb
+
+    wire = pb.GadgetEvent(type=t, seq=seq, payload=payload, dataSourceID=ds).SerializeToString()
+    assert h2.parse_event(wire, 0, len(wire)) == (t, seq, payload, ds)
+    # Inside a larger buffer, bounded by `end`: trailing bytes are never read.
+    buf = bytearray(b"\xff" + wire + extra)
+    assert h2.parse_event(buf, 1, 1 + len(wire)) == (t, seq, payload, ds)
