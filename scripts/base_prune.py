@@ -1,9 +1,9 @@
 """Print the installed Debian packages a Python-only runtime image does not need.
 
-Run inside the base root filesystem (``chroot ROOT python3 - < scripts/base_prune.py``) by
-scripts/build-image.sh, which purges what this prints. What is kept: the dependency closure
-(Depends and Pre-Depends, every installed alternative, virtual packages through Provides) of
-``python3`` and of the few packages the image's own bookkeeping needs (``dpkg`` and its status
+Run inside the base root filesystem (``chroot ROOT python3 - PACKAGE... < scripts/base_prune.py``)
+by scripts/build-image.sh, which purges what this prints. What is kept: the dependency closure
+(Depends and Pre-Depends, every installed alternative, virtual packages through Provides) of the
+PACKAGEs given (``python3`` and the C++ runtime grpcio's extension links against) and of the few packages the image's own bookkeeping needs (``dpkg`` and its status
 database, which the SBOM reads; ``dash``, the ``/bin/sh`` that the purge's maintainer scripts
 run; ``base-files`` and ``base-passwd``). Everything else of Debian's essential set (coreutils, bash, perl-base,
 util-linux, login, ...) is only there to administer a system, and the agent's image is never
@@ -64,7 +64,7 @@ def closure(packages: dict[str, dict[str, str]], roots: tuple[str, ...]) -> set[
 
 def main() -> None:
     packages = parse(Path("/var/lib/dpkg/status").read_text(encoding="utf-8"))
-    keep = closure(packages, KEEP_ROOTS)
+    keep = closure(packages, (*KEEP_ROOTS, *sys.argv[1:]))
     sys.stdout.write("".join(f"{name}\n" for name in sorted(set(packages) - keep)))
 
 

@@ -19,10 +19,14 @@
 # Prints "image: <tag> size=<bytes> build_seconds=<s>" on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# python3: the interpreter; libstdc++6: grpcio's extension module links against it. Nothing
+# else at run time (certifi's CA bundle replaces ca-certificates). python3-venv only in the
+# build base.
+runtime_pkgs="python3 libstdc++6"
 if [[ "${1:-}" == "--prune-base" ]]; then
     # mmdebstrap customize hook (see below): $2 is the root filesystem being built.
     root=$2
-    mapfile -t unneeded < <(chroot "$root" python3 - <scripts/base_prune.py)
+    mapfile -t unneeded < <(chroot "$root" python3 - $runtime_pkgs <scripts/base_prune.py)
     # Their removal scripts would need the very tools being removed (rm, sed, perl): the
     # packages go without them; what they would tidy (alternatives, shells) goes with /usr.
     # Likewise debianutils' /etc/shells trigger, which the removal of bash would run.
@@ -44,9 +48,6 @@ mkdir -p "$cache"
 
 # ---- 1. base images ------------------------------------------------------------------------
 suite=bookworm
-# python3: the interpreter; nothing else at run time (certifi's CA bundle replaces
-# ca-certificates). python3-venv only in the build base.
-runtime_pkgs=python3
 build_pkgs=python3-venv
 # Not needed in an image and large: documentation, manual pages, translations.
 dpkg_opts=(
@@ -71,7 +72,7 @@ if [[ ! -f $base_tar || ! -f $build_tar ]]; then
     # and everything outside python3's dependency closure (scripts/base_prune.py) for the
     # runtime base, which mmdebstrap then writes.
     log=$cache/mmdebstrap.log
-    if ! mmdebstrap --quiet --format=tar --variant=essential --include="$runtime_pkgs,$build_pkgs" \
+    if ! mmdebstrap --quiet --format=tar --variant=essential --include="${runtime_pkgs// /,},$build_pkgs" \
         --hook-dir="$hooks" "${dpkg_opts[@]}" \
         --customize-hook="tar -C \"\$1\" --one-file-system --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -cf \"$tmp_build\" ." \
         --customize-hook="chroot \"\$1\" dpkg --purge python3-venv python3.11-venv python3-pip-whl python3-setuptools-whl >/dev/null" \
