@@ -1,13 +1,17 @@
 """Print the installed Debian packages a Python-only runtime image does not need.
 
-Run inside the base root filesystem (``chroot ROOT python3 - PACKAGE... < scripts/base_prune.py``)
-by scripts/build-image.sh, which purges what this prints. What is kept: the dependency closure
-(Depends and Pre-Depends, every installed alternative, virtual packages through Provides) of the
-PACKAGEs given (``python3`` and the C++ runtime grpcio's extension links against) and of the few packages the image's own bookkeeping needs (``dpkg`` and its status
-database, which the SBOM reads; ``dash``, the ``/bin/sh`` that the purge's maintainer scripts
-run; ``base-files`` and ``base-passwd``). Everything else of Debian's essential set (coreutils, bash, perl-base,
-util-linux, login, ...) is only there to administer a system, and the agent's image is never
-administered from inside: it runs one program, without a shell.
+Run inside the base root filesystem by scripts/build-image.sh, which purges what this prints:
+
+    chroot ROOT python3 - PACKAGE... < scripts/base_prune.py
+
+What is kept: the dependency closure (Depends and Pre-Depends, every installed alternative,
+virtual packages through Provides) of the PACKAGEs given (``python3``, and the C++ runtime
+grpcio's extension links against) and of the few packages the image's own bookkeeping needs
+(``dpkg`` and its status database, which the SBOM reads; ``dash``, the ``/bin/sh`` that the
+purge's maintainer scripts run; ``base-files`` and ``base-passwd``). Everything else of
+Debian's essential set (coreutils, bash, perl-base, util-linux, login, ...) is only there to
+administer a system, and the agent's image is never administered from inside: it runs one
+program, without a shell.
 """
 
 from __future__ import annotations

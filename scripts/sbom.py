@@ -116,7 +116,9 @@ def main() -> None:
     counts = {"deb": 0, "pypi": 0}
     for component in document["components"]:
         counts[str(component["purl"]).split(":")[1].split("/")[0]] += 1
-    sys.stderr.write(f"sbom: {counts['deb']} Debian packages, {counts['pypi']} Python distributions\n")
+    sys.stderr.write(
+        f"sbom: {counts['deb']} Debian packages, {counts['pypi']} Python distributions\n"
+    )
 
 
 if __name__ == "__main__":

@@ -140,13 +140,26 @@ def test_sbom_lists_the_image_contents(image: str) -> None:
 def test_every_runtime_dependency_imports(image: str) -> None:
     # Compiled extensions need their shared libraries in the base (grpcio: libstdc++).
     modules = [
-        "grpc", "google.protobuf", "kubernetes.client", "aiohttp", "pydantic", "orjson", "yaml",
-        "structlog", "prometheus_client", "asyncio_throttle", "gadgetwatch.cli", "ssl", "sqlite3",
+        "grpc",
+        "google.protobuf",
+        "kubernetes.client",
+        "aiohttp",
+        "pydantic",
+        "orjson",
+        "yaml",
+        "structlog",
+        "prometheus_client",
+        "asyncio_throttle",
+        "gadgetwatch.cli",
+        "ssl",
+        "sqlite3",
     ]
     code = f"import importlib; [importlib.import_module(m) for m in {modules!r}]; print('ok')"
     out = subprocess.run(
         [*RUN, "--entrypoint", "python3", image, "-c", code],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.strip() == "ok"
@@ -198,7 +211,7 @@ def shared_socket_dir(tmp_path: Path) -> Iterator[Path]:
     directory = tmp_path / "ig"
     directory.mkdir()
     os.chown(directory, 65532, 65532)
-    yield directory
+    return directory
 
 
 def test_probe_against_a_replay_server_on_a_shared_unix_socket(
@@ -207,8 +220,18 @@ def test_probe_against_a_replay_server_on_a_shared_unix_socket(
     name = f"gadgetwatch-test-ig-{os.getpid()}"
     volume = ["-v", f"{shared_socket_dir}:/run/ig"]
     server = subprocess.run(
-        [*RUN, "-d", "--name", name, *volume, image, "replay-server", CAPTURE_IN_IMAGE,
-         "--listen", "unix:///run/ig/ig.socket"],
+        [
+            *RUN,
+            "-d",
+            "--name",
+            name,
+            *volume,
+            image,
+            "replay-server",
+            CAPTURE_IN_IMAGE,
+            "--listen",
+            "unix:///run/ig/ig.socket",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
