@@ -50,7 +50,10 @@ if [[ $dev == 1 ]]; then
     # The container image test (scripts/build-image.sh): a Debian base root filesystem from
     # packages, imported and built on with podman; runc because crun refuses hosts with a
     # hybrid cgroup v1/v2 layout (deploy/image/README.md).
-    for pkg in mmdebstrap podman buildah runc; do
+    # The chart renderer of tests/deploy (tests/deploy/helmrender: Go's text/template + sprig,
+    # what Helm is built on; no helm binary is reachable).
+    for pkg in mmdebstrap podman buildah runc golang-go golang-github-masterminds-sprig-dev \
+               golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if (( ${#missing[@]} )); then

@@ -255,6 +255,6 @@ def test_probe_against_a_replay_server_on_a_shared_unix_socket(
     assert probe.returncode == 0, probe.stdout + probe.stderr[-4000:]
     rows = json.loads(probe.stdout)
     results = {(row["area"], row["check"].split(" @ ")[0]): row["result"] for row in rows}
-    assert results[("ig", "unix:///run/ig/ig.socket")] == "OK"
+    assert results[("ig", "unix:///run/ig/ig.socket")] == "ok"
     for gadget in ("trace_exec", "trace_open", "trace_tcp", "trace_dns", "trace_capabilities"):
-        assert results[("gadget", gadget)] == "OK"
+        assert results[("gadget", gadget)] == "ok"

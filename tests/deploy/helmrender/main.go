@@ -47,13 +47,18 @@ func readYaml(path string) (map[string]interface{}, error) {
 	return out, nil
 }
 
-// merge overlays b on a: maps merge recursively, everything else replaces (Helm's coalescing).
+// merge overlays b on a: maps merge recursively, null deletes the key, everything else
+// replaces (Helm's coalescing of user values over the chart's).
 func merge(a, b map[string]interface{}) map[string]interface{} {
 	out := map[string]interface{}{}
 	for k, v := range a {
 		out[k] = v
 	}
 	for k, v := range b {
+		if v == nil {
+			delete(out, k)
+			continue
+		}
 		if bm, ok := v.(map[string]interface{}); ok {
 			if am, ok := out[k].(map[string]interface{}); ok {
 				out[k] = merge(am, bm)
