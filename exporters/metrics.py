@@ -85,6 +85,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("gadget_events_dropped", "counter", ("gadget", "reason"), "Events unusable."),
     MetricSpec("gadget_stream_reconnects", "counter", ("gadget",), "Stream reconnections."),
     MetricSpec("gadget_log_events", "counter", ("gadget", "severity"), "IG log events."),
+    MetricSpec(
+        "gadget_params_unsupported", "counter", ("gadget", "param"), "Default params refused."
+    ),
+    MetricSpec(
+        "gadget_fields_unresolved", "counter", ("gadget", "field"), "Events missing a field."
+    ),
     MetricSpec("gadget_decode_duration_seconds", "histogram", (), "Per-event decode time."),
     MetricSpec("profiler_events_merged", "counter", ("kind",), "Events merged into profiles."),
     MetricSpec("profiler_events_skipped", "counter", ("kind", "reason"), "Events not merged."),
@@ -106,6 +112,9 @@ METRICS: tuple[MetricSpec, ...] = (
         "exporter_queue_alerts", "gauge", ("exporter",), "Alerts queued or in flight per exporter."
     ),
     MetricSpec("exporter_up", "gauge", ("exporter",), "1 if the last attempt succeeded."),
+    MetricSpec(
+        "exporter_alerts_resent", "counter", ("exporter",), "Firing alerts re-sent on repeats."
+    ),
     MetricSpec("pipeline_events_dropped", "counter", ("stage", "reason"), "Events dropped."),
     MetricSpec("pipeline_events_processed", "counter", (), "Events processed."),
     MetricSpec("pipeline_queue_batches", "gauge", (), "Batches in the processing queue."),
@@ -179,6 +188,8 @@ class StatsCollector(Collector):
             yield _labelled("gadget_events_dropped", s.dropped)
             yield _labelled("gadget_stream_reconnects", s.reconnects)
             yield _labelled("gadget_log_events", s.log_events)
+            yield _labelled("gadget_params_unsupported", s.params_unsupported)
+            yield _labelled("gadget_fields_unresolved", s.unresolved)
             yield _histogram("gadget_decode_duration_seconds", s.decode_seconds)
         if (p := self.profiler) is not None:
             yield _labelled("profiler_events_merged", p.merged)
@@ -199,6 +210,7 @@ class StatsCollector(Collector):
             yield _labelled("exporter_alerts_dropped", x.dropped)
             yield _labelled("exporter_queue_alerts", x.queue_depth)
             yield _labelled("exporter_up", x.up)
+            yield _labelled("exporter_alerts_resent", x.resent)
         if (q := self.pipeline) is not None:
             yield _labelled("pipeline_events_dropped", q.dropped)
             yield _single("pipeline_events_processed", q.processed)
