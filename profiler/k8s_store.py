@@ -36,10 +36,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asyncio_throttle import Throttler
-
 import structlog
 import urllib3
+from asyncio_throttle.throttler import Throttler
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch

@@ -23,7 +23,6 @@ import subprocess
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +205,7 @@ def test_demo_replay_in_the_container_matches_the_host(image: str, tmp_path: Pat
 
 
 @pytest.fixture
-def shared_socket_dir(tmp_path: Path) -> Iterator[Path]:
+def shared_socket_dir(tmp_path: Path) -> Path:
     # Both containers run as the image's user (65532): it must own the shared directory.
     directory = tmp_path / "ig"
     directory.mkdir()
