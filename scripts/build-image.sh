@@ -84,6 +84,14 @@ if [[ ! -f $base_tar || ! -f $build_tar ]]; then
     fi
     mv "$tmp_build" "$build_tar"
     mv "$base_tar.part" "$base_tar"
+    # Bases of older recipes are never used again: free their space (files and images).
+    for stale in "$cache"/base-*.tar "$cache"/build-base-*.tar; do
+        [[ $stale == "$base_tar" || $stale == "$build_tar" ]] || rm -f "$stale"
+    done
+    for image in $(podman images --format '{{.Repository}}:{{.Tag}}' \
+                   | grep -E '^localhost/gadgetwatch-(build-)?base:' | grep -v ":$key\$" || true); do
+        podman rmi "$image" >/dev/null 2>&1 || true
+    done
 fi
 base_image=localhost/gadgetwatch-base:$key
 build_image=localhost/gadgetwatch-build-base:$key
