@@ -98,6 +98,8 @@ class Agent:
         self.learner: Learner | None = None
         self.cache: ProfileCache | None = None
         self.metrics: MetricsServer | None = None
+        #: capture lines of the replayed gadgets (progress of a replay), once it is read
+        self.replay_total: int | None = None
         self._stop = asyncio.Event()
         self._started = time.monotonic()
 
@@ -164,11 +166,12 @@ class Agent:
         if self.replay is not None:
             capture = read_capture(self.replay)
             tmpdir = tempfile.TemporaryDirectory(prefix="gadgetwatch-replay-")
-            replay_server = ReplayServer(
-                capture, listen=f"unix://{tmpdir.name}/ig.socket", rate=self.replay_rate
-            )
-            address = await replay_server.start()
+            address = f"unix://{tmpdir.name}/ig.socket"
+            # Started inside the supervised block below, so a failure while assembling the
+            # other stages (a bad bindings file, a busy metrics port) leaves nothing running.
+            replay_server = ReplayServer(capture, listen=address, rate=self.replay_rate)
             gadgets = tuple(g for g in gc_settings.gadgets if g in replay_server.gadgets)
+            self.replay_total = sum(1 for line in capture.lines if line.gadget in gadgets)
             gc_settings = gc_settings.model_copy(update={"target": address, "gadgets": gadgets})
             log.info("replaying capture", capture=str(self.replay), gadgets=list(gadgets))
 
@@ -232,7 +235,16 @@ class Agent:
             if kube is not None:
                 pods = kube.pods
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
-            await self.metrics.start()
+            try:
+                await self.metrics.start()
+            except OSError as exc:
+                if kube is not None:
+                    await kube.client.aclose()
+                raise AgentError(
+                    f"cannot serve metrics on {s.metrics.address}: {exc.strerror or exc}; "
+                    "choose another address with --metrics-address HOST:PORT "
+                    "(metrics.address) or turn metrics off with --no-metrics"
+                ) from exc
 
         if kube is not None and s.detector.watch_cluster:
             from detector.k8s_source import ClusterRulesSource
@@ -263,6 +275,8 @@ class Agent:
         exit_code = 0
         failure = ""
         try:
+            if replay_server is not None:
+                await replay_server.start()
             # Existing profiles (an imported production profile, other nodes' learning), the
             # cluster's bindings and exceptions, and the node's pods must be known before the
             # first event is judged or merged. Each wait is bounded: a slow API server delays

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 
 from detector.config import DetectorSettings
 from exporters.config import ExportersSettings, MetricsSettings
@@ -133,6 +133,9 @@ def dump_settings(settings: Settings) -> dict[str, Any]:
             return [conv(v) for v in value]
         if isinstance(value, timedelta):
             return format_duration(value)
+        if isinstance(value, SecretStr):
+            # Printed masked, like pydantic's own repr: `config show` never reveals a secret.
+            return str(value)
         return value
 
     return dict(conv(settings.model_dump(mode="python", by_alias=True)))

@@ -52,6 +52,11 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"not a UTF-8 text file (undecodable byte at offset {exc.start}); expected YAML"],
+            source=str(path),
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

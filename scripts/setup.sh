@@ -41,6 +41,9 @@ if [[ $dev == 1 ]]; then
     [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
     # kubectl 1.20 (Debian kubernetes-client) renders the kustomize base in tests/deploy.
     command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+    # The shells whose completion scripts (`gadgetwatch completion zsh|fish`) the tests run.
+    command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+    command -v fish >/dev/null 2>&1 || missing+=(fish)
     if (( ${#missing[@]} )); then
         SUDO=""
         [[ $(id -u) == 0 ]] || SUDO=sudo
