@@ -37,6 +37,7 @@ from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
 from exporters.delivery import Delivery
+from exporters.errors import ExporterError
 from exporters.metrics import MetricsServer, StatsCollector, build_registry
 from exporters.stats import DeliveryStats
 from gadgetclient.capture import read_capture
@@ -237,11 +238,13 @@ class Agent:
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
             try:
                 await self.metrics.start()
-            except OSError as exc:
+            except (OSError, ExporterError) as exc:
                 if kube is not None:
                     await kube.client.aclose()
+                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                reason = cause.strerror if isinstance(cause, OSError) else None
                 raise AgentError(
-                    f"cannot serve metrics on {s.metrics.address}: {exc.strerror or exc}; "
+                    f"cannot serve metrics on {s.metrics.address}: {reason or cause}; "
                     "choose another address with --metrics-address HOST:PORT "
                     "(metrics.address) or turn metrics off with --no-metrics"
                 ) from exc

@@ -16,6 +16,10 @@ if [[ ! -x .venv/bin/python ]]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.gadgetwatch-installed$suffix
+# A --dev install includes the plain one.
+if [[ $dev == 0 && -f ${stamp}-dev && ! pyproject.toml -nt ${stamp}-dev ]]; then
+    stamp=${stamp}-dev
+fi
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     # pip's and setuptools' chatter goes to a log, shown only when the install fails.
     log=.venv/setup.log
