@@ -17,7 +17,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gadgetwatch import __version__
-from gadgetwatch.clikit import ERROR_TYPES, HelpFormatter, Parser, add_quiet_flag, set_examples
+from gadgetwatch.clikit import (
+    ERROR_TYPES,
+    HelpFormatter,
+    Parser,
+    UserError,
+    add_quiet_flag,
+    set_examples,
+)
+from gadgetwatch.settings_loading import ConfigError
 from gadgetwatch.logs import configure_logging
 
 #: Subcommand modules, in the order `--help` lists them.
@@ -104,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except ERROR_TYPES as exc:
         print(f"{prog}: {_one_line(str(exc))}", file=sys.stderr)
-        return 1
+        # 2 for a mistake in what was asked (as argparse does), 1 for a failure doing it.
+        return 2 if isinstance(exc, UserError | ConfigError) else 1
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"{prog}: {where}{exc.strerror or exc}", file=sys.stderr)
