@@ -60,7 +60,7 @@ class Capture:
         return sorted({line.gadget for line in self.lines})
 
 
-def _values(text: str) -> Iterator[tuple[int, Any]]:
+def _values(text: str, name: str) -> Iterator[tuple[int, Any]]:
     """Top-level JSON values of a JSON-lines or concatenated pretty-JSON text, with line numbers."""
     decoder = json.JSONDecoder()
     i, n = 0, len(text)
@@ -75,7 +75,7 @@ def _values(text: str) -> Iterator[tuple[int, Any]]:
         try:
             value, i = decoder.raw_decode(text, i)
         except json.JSONDecodeError as exc:
-            raise CaptureError(f"not JSON: {exc.msg}", where=f"line {line}") from exc
+            raise CaptureError(f"not JSON: {exc.msg}", where=f"{name}:{line}") from exc
         yield line, value
 
 
@@ -83,7 +83,7 @@ def parse_capture(text: str, *, gadget: str | None = None, name: str = "capture"
     """Parse capture text (or plain `ig run -o json` output when `gadget` is given)."""
     header: dict[str, Any] = {}
     lines: list[CaptureLine] = []
-    for lineno, value in _values(text):
+    for lineno, value in _values(text, name):
         where = f"{name}:{lineno}"
         if isinstance(value, dict) and HEADER_KEY in value:
             if lines or header:

@@ -210,7 +210,10 @@ def _store(args: argparse.Namespace) -> ProfileStore:
         from profiler.k8s_store import KubernetesStore, api_client_from
 
         return KubernetesStore(api_client_from(kubeconfig=args.kubeconfig), threads=2)
-    return DirectoryStore(args.profiles_dir)
+    directory = Path(args.profiles_dir).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--profiles-dir {args.profiles_dir}: not a directory")
+    return DirectoryStore(directory)
 
 
 def _run(
@@ -322,6 +325,9 @@ async def _list(args: argparse.Namespace, store: ProfileStore) -> int:
         return render_table(headers, rows)
 
     print_data(args.output, data, table)
+    if not profiles and not errors and args.output == "table":
+        where = f"namespace {args.namespace}" if args.namespace else "this store"
+        print(f"no profiles in {where} ({store.name})", file=sys.stderr)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     return 1 if errors else 0

@@ -25,6 +25,7 @@ from gadgetclient.capture import CaptureWriter
 from gadgetclient.config import GadgetClientSettings, TlsSettings
 from gadgetclient.errors import GadgetClientError
 from gadgetclient.source import GadgetSource, RawRecord
+from gadgetclient.targets import parse_target
 from gadgetwatch.clikit import Progress, add_command, add_quiet_flag, duration_arg
 
 #: Seconds between progress-line refreshes on a terminal.
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         params = _params(args.param)
         duration: float | None = args.duration
+        parse_target(args.target)  # before the output file is created
         gadgets = tuple(g.strip() for g in args.gadget.split(",") if g.strip())
         if not gadgets:
             raise ValueError("--gadget: name at least one gadget")
@@ -106,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
                 server_name=args.tls_server_name,
             ),
         )
-    except ValueError as exc:
+    except (ValueError, GadgetClientError) as exc:
         print(f"gadgetwatch record: {exc}", file=sys.stderr)
         return 2
     try:

@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     settings = replay_metrics(settings, args)
     try:
-        check_files(settings)
+        check_files(settings, replay=args.replay is not None)
     except UserError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -206,8 +206,22 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def check_files(settings: Any) -> None:
-    """Files named by the configuration exist and are readable before anything starts."""
+def check_files(settings: Any, *, replay: bool = False) -> None:
+    """What the configuration names exists and has the right form before anything starts."""
+    from gadgetclient.errors import TargetError
+    from gadgetclient.targets import parse_target
+
+    if not replay:
+        try:
+            parse_target(settings.gadgetclient.target)
+        except TargetError as exc:
+            raise UserError(f"gadgetclient.target (--target): {exc}") from exc
+    ps = settings.profiler
+    if ps.store.value == "directory" and Path(ps.directory).exists():
+        if not Path(ps.directory).is_dir():
+            raise UserError(
+                f"profiler.directory (--profiles-dir): not a directory: {ps.directory}"
+            )
     for setting, value in (
         ("detector.bindingsFile (--bindings)", settings.detector.bindings_file),
         ("detector.exceptionsFile (--exceptions)", settings.detector.exceptions_file),

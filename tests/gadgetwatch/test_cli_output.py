@@ -7,6 +7,7 @@ notes go to stderr) with the field names of the files and alerts; the table has 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -115,12 +116,14 @@ def test_output_formats(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     argv, code, header, check = CASES[case]
-    for name in [n for n in __import__("os").environ if n.startswith("GADGETWATCH_")]:
+    for name in [n for n in os.environ if n.startswith("GADGETWATCH_")]:
         monkeypatch.delenv(name)
     if argv[0] == "profile":
         argv = [*argv, "--profiles-dir", str(pdir)]  # after the verb, as people type it
     if argv[0] == "probe":
         argv = [*argv, "--target", f"unix://{tmp_path}/nothing.sock", "--quiet"]
+        monkeypatch.setenv("GADGETWATCH_KUBERNETES__MODE", "off")  # host mode: no cluster here
+        monkeypatch.setenv("GADGETWATCH_GADGETCLIENT__CONNECT_TIMEOUT", "300ms")  # nothing there
     assert main(["--log-level", "error", *argv, "-o", fmt]) == code
     out, err = capsys.readouterr()
     if fmt == "table":
