@@ -238,16 +238,16 @@ class Agent:
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
             try:
                 await self.metrics.start()
-            except (OSError, ExporterError) as exc:
+            except (OSError, ExporterError) as listen_error:
                 if kube is not None:
                     await kube.client.aclose()
-                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                cause = listen_error.__cause__ or listen_error
                 reason = cause.strerror if isinstance(cause, OSError) else None
                 raise AgentError(
                     f"cannot serve metrics on {s.metrics.address}: {reason or cause}; "
                     "choose another address with --metrics-address HOST:PORT "
                     "(metrics.address) or turn metrics off with --no-metrics"
-                ) from exc
+                ) from listen_error
 
         if kube is not None and s.detector.watch_cluster:
             from detector.k8s_source import ClusterRulesSource

@@ -15,18 +15,12 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gadgetwatch import __version__
-from gadgetwatch.clikit import (
-    ERROR_TYPES,
-    HelpFormatter,
-    Parser,
-    UserError,
-    add_quiet_flag,
-    set_examples,
-)
-from gadgetwatch.settings_loading import ConfigError
-from gadgetwatch.logs import configure_logging
+
+if TYPE_CHECKING:
+    from gadgetwatch.clikit import Parser
 
 #: Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -52,6 +46,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def build_parser() -> Parser:
+    from gadgetwatch.clikit import HelpFormatter, Parser, add_quiet_flag, set_examples
+
     parser = Parser(
         prog="gadgetwatch",
         description="Runtime security for Kubernetes by learned behaviour, on Inspektor Gadget.",
@@ -91,9 +87,14 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == [COMPLETE_COMMAND]:
+        # Before the parser and logging are imported: a TAB should not wait for them.
         from gadgetwatch.commands.completion import complete_words
 
         return complete_words(args_list[1:])
+    from gadgetwatch.clikit import ERROR_TYPES, UserError
+    from gadgetwatch.logs import configure_logging
+    from gadgetwatch.settings_loading import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(args_list)
     handler: Handler | None = getattr(args, "handler", None)

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gadgetwatch.clikit import add_command
-
 SHELLS = ("bash", "zsh", "fish")
 #: Positional arguments (by command path and dest) whose values are profile references.
 PROFILE_ARGS = frozenset({"ref", "refs", "before", "after"})
 
 
 def register(sub: Any) -> None:
+    from gadgetwatch.clikit import add_command
+
     p = add_command(
         sub,
         "completion",
@@ -139,9 +139,9 @@ def complete_words(argv: list[str]) -> int:
     if argv[:1] != ["profiles"]:
         return 0
     words = argv[1:]
-    from gadgetwatch.commands.run import DEFAULT_PROFILES_DIR
+    from profiler.config import ProfilerSettings
 
-    directory = DEFAULT_PROFILES_DIR
+    directory = ProfilerSettings().directory
     for i, word in enumerate(words):
         if word == "--profiles-dir" and i + 1 < len(words):
             directory = words[i + 1]

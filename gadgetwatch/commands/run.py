@@ -217,11 +217,9 @@ def check_files(settings: Any, *, replay: bool = False) -> None:
         except TargetError as exc:
             raise UserError(f"gadgetclient.target (--target): {exc}") from exc
     ps = settings.profiler
-    if ps.store.value == "directory" and Path(ps.directory).exists():
-        if not Path(ps.directory).is_dir():
-            raise UserError(
-                f"profiler.directory (--profiles-dir): not a directory: {ps.directory}"
-            )
+    directory = Path(ps.directory)
+    if ps.store.value == "directory" and directory.exists() and not directory.is_dir():
+        raise UserError(f"profiler.directory (--profiles-dir): not a directory: {directory}")
     for setting, value in (
         ("detector.bindingsFile (--bindings)", settings.detector.bindings_file),
         ("detector.exceptionsFile (--exceptions)", settings.detector.exceptions_file),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import pty
 import select
@@ -69,24 +70,12 @@ def command_path(argv: list[str]) -> str:
 def parse(argv: list[str]) -> argparse.Namespace:
     """Parse like `gadgetwatch` does; a usage error becomes an AssertionError with the text."""
     parser = build_parser()
-    err = _Capture()
-    with contextlib.redirect_stderr(err):  # type: ignore[type-var]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
         try:
             return parser.parse_args(argv)
         except SystemExit as exc:
-            raise AssertionError(f"{shlex.join(argv)}: {err.text.strip()} ({exc.code})") from None
-
-
-class _Capture:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, s: str) -> int:
-        self.text += s
-        return len(s)
-
-    def flush(self) -> None:
-        return None
+            raise AssertionError(f"{shlex.join(argv)}: {err.getvalue().strip()} ({exc.code})") from None
 
 
 @dataclass

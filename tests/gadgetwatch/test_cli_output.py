@@ -60,8 +60,11 @@ def _check_show(data: Any) -> None:
 
 
 def _check_diff(data: Any) -> None:
-    assert data["before"] == REF and data["after"] == "prod/deployment-web-nginx"
-    assert data["added"]["execs"] == [{"path": "/bin/sh", "args": ["/bin/sh", "-c", "id; echo 'hi there'"]}]
+    assert data["before"] == REF
+    assert data["after"] == "prod/deployment-web-nginx"
+    assert data["added"]["execs"] == [
+        {"path": "/bin/sh", "args": ["/bin/sh", "-c", "id; echo 'hi there'"]}
+    ]
     assert data["removed"]["execs"] == []
     assert {c["field"] for c in data["changed"]} == {"workload"}
 
@@ -73,7 +76,8 @@ def _check_advise(data: Any) -> None:
 
 def _check_rules(data: Any) -> None:
     ids = [r["id"] for r in data]
-    assert "R0001" in ids and "R1000" in ids
+    assert "R0001" in ids
+    assert "R1000" in ids
     assert {"id", "name", "severity", "profileDependency", "eventKinds"} <= set(data[0])
 
 
@@ -83,7 +87,8 @@ def _check_config(data: Any) -> None:
 
 
 def _check_probe(data: Any) -> None:
-    assert data[0]["area"] == "ig" and data[0]["result"] == "fail"
+    assert data[0]["area"] == "ig"
+    assert data[0]["result"] == "fail"
     assert {"area", "check", "result", "detail"} == set(data[0])
 
 
@@ -183,7 +188,8 @@ def test_probe_json_against_a_live_target_has_nothing_else_on_stdout(
     out, err = capsys.readouterr()
     rows = json.loads(out)
     assert code == 0, err
-    assert rows[0]["check"] == address and rows[0]["result"] == "ok"
+    assert rows[0]["check"] == address
+    assert rows[0]["result"] == "ok"
     assert {r["check"].split(" @ ")[0] for r in rows if r["area"] == "gadget"} >= {"trace_exec"}
     assert err.strip().splitlines()[-1].startswith("READY:")
     assert CAPTURE.is_file()
