@@ -75,7 +75,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         try:
             return parser.parse_args(argv)
         except SystemExit as exc:
-            raise AssertionError(f"{shlex.join(argv)}: {err.getvalue().strip()} ({exc.code})") from None
+            message = err.getvalue().strip()
+            raise AssertionError(f"{shlex.join(argv)}: {message} ({exc.code})") from None
 
 
 @dataclass
