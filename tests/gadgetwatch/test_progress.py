@@ -29,8 +29,15 @@ def _record(tmp_path: Path, *, tty: bool, quiet: bool = False) -> tuple[str, Pat
     with replay_server(tmp_path) as address:
         result = run_process(
             [
-                "--log-level", "warning", "record", "--target", address,
-                "--gadget", "trace_exec,trace_dns", "-o", str(out),
+                "--log-level",
+                "warning",
+                "record",
+                "--target",
+                address,
+                "--gadget",
+                "trace_exec,trace_dns",
+                "-o",
+                str(out),
                 *(["--quiet"] if quiet else []),
             ],  # fmt: skip
             tty=tty,
@@ -102,8 +109,15 @@ def test_probe_without_a_terminal_or_quiet_has_only_the_verdict(tmp_path: Path) 
 def _replay(tmp_path: Path, *, tty: bool, quiet: bool = False) -> tuple[str, str]:
     result = run_process(
         [
-            "--log-level", "warning", "run", "--replay", str(CAPTURE),
-            "--profiles-dir", str(tmp_path / "profiles"), "--learning-period", "10m",
+            "--log-level",
+            "warning",
+            "run",
+            "--replay",
+            str(CAPTURE),
+            "--profiles-dir",
+            str(tmp_path / "profiles"),
+            "--learning-period",
+            "10m",
             *(["--quiet"] if quiet else []),
         ],  # fmt: skip
         tty=tty,
