@@ -208,11 +208,12 @@ async def probe_exporters(settings: Settings, report: Report = _ignore) -> list[
             async with asyncio.timeout(EXPORTER_TIMEOUT_S):
                 await exporter.healthcheck()
             checks.append(Check("exporter", exporter.name, Verdict.OK, "reachable"))
+            report(checks[-1])
         except (ExporterError, TimeoutError, OSError) as exc:
             detail = str(exc) or f"no answer in {EXPORTER_TIMEOUT_S}s"
             checks.append(Check("exporter", exporter.name, Verdict.FAIL, detail))
-        finally:
             report(checks[-1])
+        finally:
             with contextlib.suppress(Exception):
                 await exporter.aclose()
     if not exporters:

@@ -32,6 +32,7 @@ SWEEP: dict[str, tuple[list[str], str]] = {
     "run: binary config": (["run", "--config", "{tmp}/binary.yaml"], "not a UTF-8 text file"),
     "run: bad YAML config": (["run", "--config", "{tmp}/bad.yaml"], "invalid YAML at line"),
     "run: unknown config key": (["run", "--config", "{tmp}/typo.yaml"], "did you mean"),
+    "run: bad duration in config": (["run", "--config", "{tmp}/duration.yaml"], "24h, 10m, 90s"),
     "run: bad target": (["run", "--target", "http://x", "--check-config"], "(--target)"),
     "run: missing replay": (["run", "--replay", "{tmp}/nope.jsonl"], "--replay: no such file"),
     "run: bad capture": (["run", "--replay", "{tmp}/bad.jsonl"], "bad.jsonl:1: not JSON"),
@@ -132,6 +133,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe" * 20)
     (tmp_path / "bad.yaml").write_text("key: [unclosed\n")
     (tmp_path / "typo.yaml").write_text("profiler:\n  learningPerod: 1h\n")
+    (tmp_path / "duration.yaml").write_text("profiler:\n  learningPeriod: one day\n")
     (tmp_path / "bad.jsonl").write_text("this is not a capture\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
