@@ -27,7 +27,8 @@ built-in defaults < the YAML file given with `--config` < environment variables
 `GADGETWATCH_<SECTION>__<KEY>` (e.g. `GADGETWATCH_PROFILER__LEARNING_PERIOD=1h`) < command-line
 flags. Unknown keys are an error that names the key and the closest valid one.
 `gadgetwatch run --check-config` validates and exits; `gadgetwatch config show` prints the
-effective configuration; `gadgetwatch config default` prints the defaults as YAML.
+effective configuration (secrets masked) and `gadgetwatch config default` the defaults, as a
+KEY/VALUE table or, with `-o yaml` (a file to start from) or `-o json`, in this file's keys.
 
 Durations are written like `500ms`, `60s`, `10m`, `24h`.
 """
