@@ -39,7 +39,7 @@ def _record(tmp_path: Path, *, tty: bool, quiet: bool = False) -> tuple[str, Pat
                 "-o",
                 str(out),
                 *(["--quiet"] if quiet else []),
-            ],  # fmt: skip
+            ],
             tty=tty,
         )
     assert result.code == 0, result.stderr
@@ -119,7 +119,7 @@ def _replay(tmp_path: Path, *, tty: bool, quiet: bool = False) -> tuple[str, str
             "--learning-period",
             "10m",
             *(["--quiet"] if quiet else []),
-        ],  # fmt: skip
+        ],
         tty=tty,
     )
     assert result.code == 0, result.stderr
