@@ -244,7 +244,9 @@ class Progress:
     def update(self, text: str) -> None:
         if not self.enabled:
             return
-        self.stream.write(f"\r{text}\x1b[K")
+        # The cursor goes back to the line's start, so a log line written meanwhile (JSON
+        # logs share stderr) overwrites the status instead of being glued to its end.
+        self.stream.write(f"\r{text}\x1b[K\r")
         self.stream.flush()
         self._shown = True
 
