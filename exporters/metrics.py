@@ -85,6 +85,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("gadget_events_dropped", "counter", ("gadget", "reason"), "Events unusable."),
     MetricSpec("gadget_stream_reconnects", "counter", ("gadget",), "Stream reconnections."),
     MetricSpec("gadget_log_events", "counter", ("gadget", "severity"), "IG log events."),
+    MetricSpec(
+        "gadget_params_unsupported", "counter", ("gadget", "param"), "Default params refused."
+    ),
+    MetricSpec(
+        "gadget_fields_unresolved", "counter", ("gadget", "field"), "Events missing a field."
+    ),
     MetricSpec("gadget_decode_duration_seconds", "histogram", (), "Per-event decode time."),
     MetricSpec("profiler_events_merged", "counter", ("kind",), "Events merged into profiles."),
     MetricSpec("profiler_events_skipped", "counter", ("kind", "reason"), "Events not merged."),
@@ -179,6 +185,8 @@ class StatsCollector(Collector):
             yield _labelled("gadget_events_dropped", s.dropped)
             yield _labelled("gadget_stream_reconnects", s.reconnects)
             yield _labelled("gadget_log_events", s.log_events)
+            yield _labelled("gadget_params_unsupported", s.params_unsupported)
+            yield _labelled("gadget_fields_unresolved", s.unresolved)
             yield _histogram("gadget_decode_duration_seconds", s.decode_seconds)
         if (p := self.profiler) is not None:
             yield _labelled("profiler_events_merged", p.merged)

@@ -87,7 +87,8 @@ class ExecEvent:
     timestamp_ns: int
     container: Container
     process: Process
-    #: The executed file (IG ``exepath`` with --paths, else ``args[0]``).
+    #: The executed file (IG ``exepath``, which needs trace_exec's ``paths`` param); without
+    #: it ``unresolved:<argv[0]>`` (`gadget_params.UNRESOLVED_PREFIX`), never a bare argv[0].
     path: str
     args: tuple[str, ...]
     cwd: str = ""

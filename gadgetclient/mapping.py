@@ -12,6 +12,12 @@ field names and encodings change between gadget versions:
 * `k8s.podLabels` as IG's "k=v,k2=v2" string (or a mapping);
 * a missing `timestamp_raw` (then `timestamp` when it is a number, else 0).
 
+An exec without IG's `exepath` (IG runs trace_exec without `paths`, an older IG, a user override)
+does not fall back to `argv[0]`: the caller chooses `argv[0]`, so it is no evidence of the file
+that ran. Its path becomes `unresolved:<argv[0]>` (`gadget_params.UNRESOLVED_PREFIX`), which no
+absolute path pattern, exception or learned entry matches; the first one is logged with the rules
+it weakens, and each is counted (`gadgetwatch_gadget_fields_unresolved_total`).
+
 `Container` values are interned: events of one container share one frozen object, which saves an
 allocation per event and makes the router's per-container keys cheap.
 """
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import structlog
 
 from gadgetclient.events import (
     CapabilityEvent,
@@ -35,7 +43,11 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.gadget_params import UNRESOLVED_PREFIX, defaults_for
+from gadgetclient.stats import StreamStats
 from gadgetclient.syscall_names import syscall_name
+
+log = structlog.get_logger(__name__)
 
 Record = Mapping[str, Any]
 _EMPTY: Mapping[str, Any] = {}
@@ -114,7 +126,9 @@ def timestamp_ns(record: Record) -> int:
 class RecordMapper:
     """Maps records of one source; holds the container intern table."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stats: StreamStats | None = None) -> None:
+        self._stats = stats
+        self._warned_unresolved = False
         self._containers: dict[tuple[Any, ...], Container] = {}
         self._by_ds: dict[str, Callable[[Record, str], Event | None]] = {
             "exec": self.exec_event,
@@ -206,11 +220,25 @@ class RecordMapper:
 
     # -- per gadget --------------------------------------------------------------------------
 
+    def unresolved_exec(self, args: tuple[str, ...], comm: str) -> str:
+        """The path of an exec IG sent without `exepath` (see the module docstring)."""
+        if self._stats is not None:
+            self._stats.unresolved[("trace_exec", "exepath")] += 1
+        if not self._warned_unresolved:
+            self._warned_unresolved = True
+            log.warning(
+                "exec events arrive without exepath; executables are recorded as unresolved",
+                gadget="trace_exec",
+                degraded_rules=sorted({r for p in defaults_for("trace_exec") for r in p.rules}),
+                hint="run trace_exec with operator.oci.ebpf.paths=true (IG >= v0.29 declares it)",
+            )
+        return UNRESOLVED_PREFIX + (args[0] if args else comm)
+
     def exec_event(self, record: Record, node: str) -> ExecEvent:
         args = split_args(_str(record.get("args")))
-        exe = _str(record.get("exepath")) or (args[0] if args else "")
-        if not exe:
-            exe = _str(_obj(record, "proc").get("comm") or record.get("comm"))
+        exe = _str(record.get("exepath")) or self.unresolved_exec(
+            args, _str(_obj(record, "proc").get("comm") or record.get("comm"))
+        )
         return ExecEvent(
             timestamp_ns=timestamp_ns(record),
             container=self.container(record, node),

@@ -23,6 +23,12 @@ stop (advise_seccomp, an Array source with `ebpf.map.flush-on-stop`) are sent at
 position, which records when IG delivered each flush (a client that ran rolling windows), and
 are consumed once. See `timeline.py`.
 
+Params: a run gets what IG would send with its `paramValues` (`replay_params.py`): without
+`paths=true` the path fields are empty, `ignore-failed`, `failed`, the trace_tcp filters and
+trace_capabilities' `unique`/`audit-only`/`collect-kstack` filter or empty what IG would. Each
+distinct param set is compiled once; a run with the recording's own params uses the packets as
+they are. `run_params` keeps every run's params for tests.
+
 Unordered mode: each run replays its gadget as fast as it can (or at `rate` payloads per second
 per run), independently of the others; flush-on-stop data is sent at the end of the run — when
 the capture is exhausted, at the timeout, or at a stop request. In both modes `hold_flush=True`
@@ -38,8 +44,8 @@ import bisect
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +64,7 @@ from gadgetclient.layouts import (
     GadgetInfoSpec,
     ParamSpec,
 )
+from gadgetclient.replay_params import effective, recorded, shaping, unavailable
 from gadgetclient.sessions import gadget_name
 from gadgetclient.timeline import DEFAULT_START_WAIT, DONE, ReplayTimeline
 from gadgetclient.wire import encode_array, encode_single, gadget_info_to_proto
@@ -89,6 +96,7 @@ COMMON_PARAMS: tuple[str, ...] = (
 GADGET_PARAMS: dict[str, tuple[str, ...]] = {
     "trace_exec": ("operator.oci.ebpf.paths", "operator.oci.ebpf.ignore-failed"),
     "trace_open": ("operator.oci.ebpf.paths", "operator.oci.ebpf.failed"),
+    "trace_dns": ("operator.oci.ebpf.paths",),
     "trace_tcp": (
         "operator.oci.ebpf.connect-only",
         "operator.oci.ebpf.accept-only",
@@ -131,10 +139,13 @@ def compile_gadget(
     *,
     version: str,
     positions: Sequence[int] | None = None,
+    declared: Sequence[str] | None = None,
 ) -> ReplayGadget:
     """Lay out and pre-encode every captured payload of one gadget.
 
     `positions` are the lines' capture positions (ascending; default: their indexes in `lines`).
+    `declared` are the gadget's own params (default: `GADGET_PARAMS`, IG v0.55's), which the
+    GadgetInfo lists after the common operators' ones.
     """
     if positions is None:
         positions = range(len(lines))
@@ -188,7 +199,8 @@ def compile_gadget(
         if flush:
             flush_packets.append(len(packets))
         packets.append(_Packet(ds_id, payload, flush, position))
-    params = tuple(ParamSpec(key=k) for k in COMMON_PARAMS + GADGET_PARAMS.get(name, ()))
+    own = tuple(declared) if declared is not None else GADGET_PARAMS.get(name, ())
+    params = tuple(ParamSpec(key=k) for k in COMMON_PARAMS + own)
     info = GadgetInfoSpec(
         name=name,
         image_name=f"ghcr.io/inspektor-gadget/gadget/{name}:v{version}",
@@ -246,13 +258,15 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
             await context.abort(
                 grpc.StatusCode.UNKNOWN, f"expected version to be 1, got {run.version}"
             )
-        gadget = server.gadget_for(run.imageName)
-        if gadget is None:
+        base = server.gadget_for(run.imageName)
+        if base is None:
             await context.abort(
                 grpc.StatusCode.UNKNOWN,
                 f"instantiating gadget: {run.imageName}: image not found in capture",
             )
-        assert gadget is not None
+        assert base is not None
+        server.run_params.append((base.name, dict(run.paramValues)))
+        gadget = server.shaped(base, run.paramValues)
         stop = asyncio.Event()
         timeline = server.timeline
         token = object()  # this run, in the timeline
@@ -423,23 +437,41 @@ class ReplayServer:
         tls: ServerTls | None = None,
         ordered: bool = True,
         start_wait: float = DEFAULT_START_WAIT,
+        gadget_params: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """`gadget_params` replaces the params some gadgets declare (`GADGET_PARAMS`), to play
+        an older IG whose gadgets lack some."""
         self.listen = listen
         self.rate = rate if rate and rate > 0 else None
         self.server_version = server_version
         self.hold_flush = hold_flush
         self.tls = tls
         self.runs = 0
+        #: Every run request's (gadget, paramValues), in arrival order (for tests and tooling).
+        self.run_params: list[tuple[str, dict[str, str]]] = []
         self._runs_changed: asyncio.Condition | None = None
         by_gadget: dict[str, list[CaptureLine]] = defaultdict(list)
         positions: dict[str, list[int]] = defaultdict(list)
         for position, line in enumerate(capture.lines):
             by_gadget[line.gadget].append(line)
             positions[line.gadget].append(position)
+        self._declared = dict(gadget_params or {})
         self.gadgets = {
-            g: compile_gadget(g, lines, version=server_version.lstrip("v"), positions=positions[g])
+            g: compile_gadget(
+                g,
+                lines,
+                version=server_version.lstrip("v"),
+                positions=positions[g],
+                declared=self._declared.get(g),
+            )
             for g, lines in by_gadget.items()
         }
+        self._lines = dict(by_gadget)
+        self._positions = dict(positions)
+        self._header = capture.header
+        #: Gadgets compiled for a run's params (`replay_params.py`), by (gadget, params).
+        self._shaped: dict[tuple[str, tuple[tuple[str, str], ...]], ReplayGadget] = {}
+        self._warned: set[tuple[str, tuple[str, ...]]] = set()
         #: The shared clock of ordered mode (None: every run replays on its own).
         self.timeline = (
             ReplayTimeline(self.gadgets, start_wait=start_wait, rate=self.rate) if ordered else None
@@ -463,6 +495,65 @@ class ReplayServer:
 
     def gadget_for(self, image: str) -> ReplayGadget | None:
         return self.gadgets.get(gadget_name(image))
+
+    def shaped(self, gadget: ReplayGadget, param_values: Mapping[str, str]) -> ReplayGadget:
+        """`gadget` as a run with these params gets it from IG (`replay_params.py`).
+
+        Runs with the recording's own params share the pre-encoded packets; other param sets
+        are compiled once and cached. When nothing in the capture changes (no failed exec to
+        filter, no path to empty) the recording's packets are used as they are.
+        """
+        name = gadget.name
+        want = effective(name, param_values)
+        have = recorded(name, self._header)
+        missing = tuple(unavailable(name, want, have))
+        if missing and (name, missing) not in self._warned:
+            self._warned.add((name, missing))
+            log.warning(
+                "replay params differ from the recording",
+                gadget=name,
+                params=[f"operator.oci.ebpf.{k}={want[k]}" for k in missing],
+                recorded=[f"operator.oci.ebpf.{k}={have[k]}" for k in missing],
+                consequence="the capture lacks that data; replaying what it has",
+            )
+        shape = shaping(name, want, have)
+        if shape.identity:
+            return gadget
+        key = (name, tuple(sorted(want.items())))
+        found = self._shaped.get(key)
+        if found is not None:
+            return found
+        lines: list[CaptureLine] = []
+        positions: list[int] = []
+        changed = False
+        for line, position in zip(self._lines[name], self._positions[name], strict=True):
+            if line.is_array:
+                data: Any = [d for d in map(shape.apply, line.data) if d is not None]
+            else:
+                data = shape.apply(line.data)
+            if data is None or (line.is_array and not data):
+                changed = True
+                continue
+            if line.is_array:
+                changed = changed or any(a is not b for a, b in zip(data, line.data, strict=False))
+                changed = changed or len(data) != len(line.data)
+            else:
+                changed = changed or data is not line.data
+            lines.append(line if data is line.data else replace(line, data=data))
+            positions.append(position)
+        found = (
+            compile_gadget(
+                name,
+                lines,
+                version=self.server_version.lstrip("v"),
+                positions=positions,
+                declared=self._declared.get(name),
+            )
+            if changed
+            else gadget
+        )
+        self._shaped[key] = found
+        return found
 
     @property
     def unrepresentable(self) -> int:

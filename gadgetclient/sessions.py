@@ -155,16 +155,6 @@ class Connection:
         await self.channel.close(grace=None)
 
 
-def params_for(
-    gadget: str, params: Mapping[str, str], declared: Iterable[str] | None
-) -> dict[str, str]:
-    """The user params that apply to one gadget: all of them when it declares none."""
-    if declared is None:
-        return dict(params)
-    keys = set(declared)
-    return {k: v for k, v in params.items() if k in keys}
-
-
 def check_params(params: Mapping[str, str], declared: Mapping[str, Iterable[str] | None]) -> None:
     """Every user key must be declared by at least one gadget that reports its params."""
     reported = {g: set(keys) for g, keys in declared.items() if keys is not None}

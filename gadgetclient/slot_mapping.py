@@ -314,9 +314,7 @@ class _Layout:
             _N_COMMON + 1 :
         ]
         args = split_args(as_str(args_v))
-        exe = as_str(exepath) or (args[0] if args else "")
-        if not exe:
-            exe = as_str(v[5] or comm_flat)
+        exe = as_str(exepath) or self.mapper.unresolved_exec(args, as_str(v[5] or comm_flat))
         return _make_exec(
             _timestamp(v[1], v[2]),  # timestamp_ns
             self.container(slots, node, v[0]),  # container

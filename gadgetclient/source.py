@@ -46,6 +46,7 @@ from gadgetclient.config import GadgetClientSettings
 from gadgetclient.decoding import DataSourceDecoder, Record
 from gadgetclient.errors import GadgetClientError, SessionError, StreamError, TargetError
 from gadgetclient.events import Event
+from gadgetclient.gadget_params import ParamPlan, plan_params
 from gadgetclient.mapping import RecordMapper
 from gadgetclient.processes import ProcessTable
 from gadgetclient.sessions import (
@@ -53,7 +54,6 @@ from gadgetclient.sessions import (
     check_params,
     declared_keys,
     gadget_name,
-    params_for,
     pin_image,
 )
 from gadgetclient.slot_mapping import SlotMapper
@@ -110,7 +110,7 @@ class GadgetSource:
         self._wall_clock_ns = wall_clock_ns
         #: A `kubernetes.client.ApiClient` for `k8s://` targets (default: in-cluster/kubeconfig).
         self._k8s_api_client = k8s_api_client
-        self._mapper = RecordMapper()
+        self._mapper = RecordMapper(stats=self.stats)
         self._slot_mapper = SlotMapper(self._mapper)
         self._processes = (
             ProcessTable(settings.process_table_size) if settings.process_table_size else None
@@ -122,6 +122,9 @@ class GadgetSource:
         self._on_raw: OnRaw | None = None
         self._latest_ns = 0
         self._first_ns = 0
+        #: What each gadget is run with (`gadget_params.py`), by short gadget name; filled when
+        #: the first endpoint is settled.
+        self.param_plans: dict[str, ParamPlan] = {}
         #: Set when every stream has GadgetInfo (all gadgets are tracing) on every endpoint.
         self.ready = asyncio.Event()
         self._ready_count = 0
@@ -157,6 +160,19 @@ class GadgetSource:
                     await flusher
                 self._flush()
 
+    def degraded_params(self) -> dict[str, dict[str, list[str]]]:
+        """Per gadget run without a param gadgetwatch relies on: what is lost (for /readyz)."""
+        return {
+            name: {
+                "unsupported": [p.key for p in plan.unsupported],
+                "overridden": [p.key for p in plan.overridden],
+                "emptyFields": list(plan.missing_fields),
+                "degradedRules": list(plan.degraded_rules),
+            }
+            for name, plan in sorted(self.param_plans.items())
+            if plan.unsupported or plan.overridden
+        }
+
     async def stop(self) -> None:
         """Graceful stop: stop requests to every stream; `run()` returns after the flushes."""
         self._stopping.set()
@@ -174,10 +190,12 @@ class GadgetSource:
             for conn in connections:
                 await self._settle(conn, declared, first=conn is connections[0])
             check_params(self.settings.params, declared)
+            for gadget in self.gadgets:
+                self._plan(gadget, declared.get(gadget))
             async with asyncio.TaskGroup() as tg:
                 for conn in connections:
                     for gadget in self.gadgets:
-                        params = params_for(gadget, self.settings.params, declared.get(gadget))
+                        params = self.param_plans[gadget_name(gadget)].sent
                         tg.create_task(
                             self._gadget_loop(conn, gadget, params),
                             name=f"gadget-{gadget}-{conn.where}",
@@ -187,6 +205,22 @@ class GadgetSource:
         finally:
             for conn in connections:
                 await conn.close()
+
+    def _plan(self, gadget: str, declared: list[str] | None) -> None:
+        """Decide a gadget's params; say once what an older server cannot give."""
+        name = gadget_name(gadget)
+        plan = self.param_plans[name] = plan_params(name, self.settings.params, declared)
+        for default in plan.unsupported:
+            self.stats.params_unsupported[(name, default.key)] += 1
+        if plan.unsupported or plan.overridden:
+            log.warning(
+                "gadget runs without params gadgetwatch relies on",
+                gadget=name,
+                unsupported=[p.key for p in plan.unsupported],
+                overridden=[p.key for p in plan.overridden],
+                empty_fields=list(plan.missing_fields),
+                degraded_rules=list(plan.degraded_rules),
+            )
 
     async def _settle(
         self, conn: Connection, declared: dict[str, list[str] | None], *, first: bool

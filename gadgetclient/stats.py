@@ -103,5 +103,11 @@ class StreamStats:
     #: payload elements decoded with missing slots or short containers (read as zero values, as
     #: IG's own formatter does), by (gadget, data source name)
     repaired: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: gadgetwatch's default params a server's gadget does not declare (older IG), counted
+    #: once per source run, by (gadget, param key); see `gadget_params.py`
+    params_unsupported: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: events that arrived without a field gadgetwatch asks IG to fill (an exec without
+    #: `exepath`), by (gadget, field)
+    unresolved: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: per-event decode time (seconds), all gadgets
     decode_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))

@@ -228,7 +228,10 @@ class Agent:
                 pipeline=stats.pipeline,
             )
             self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
-            self.metrics.add_readiness_check("gadgets", lambda: (source.ready.is_set(), {}))
+            self.metrics.add_readiness_check(
+                "gadgets",
+                lambda: (source.ready.is_set(), _params_details(source.degraded_params())),
+            )
             self.metrics.add_readiness_check("profiles", lambda: (cache_synced.is_set(), {}))
             # Exporter health is reported, not gating: a dead destination must not make
             # Kubernetes restart a pod whose detection works (its alerts are counted as lost).
@@ -497,3 +500,8 @@ def summary_lines(agent: Agent) -> list[str]:
     dropped = sum(st.delivery.dropped.values())
     lines.append(f"  delivered: {delivered} alert(s) to exporters, {dropped} dropped")
     return lines
+
+
+def _params_details(degraded: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
+    """Readiness details of the gadgets check: gadgets running without params we rely on."""
+    return {"paramsDegraded": degraded} if degraded else {}

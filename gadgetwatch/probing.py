@@ -3,8 +3,11 @@
 Like `karmor probe`, it checks what the agent needs and prints one row per check:
 
 * the IG target: reachable, server version (refused below 0.29), and for each configured gadget
-  whether it actually starts (a short RunGadget that waits for the gadget's GadgetInfo, then
-  stops it gracefully) — per node for `k8s://` targets;
+  the params the agent will send (`gadgetclient/gadget_params.py`) with whether the server's
+  gadget declares each (`warn` when a default is not declared or the user switched it off,
+  naming the fields that stay empty and the rules that degrade), and whether the gadget actually
+  starts with those params (a short RunGadget that waits for the gadget's GadgetInfo, then stops
+  it gracefully) — per node for `k8s://` targets;
 * Kubernetes (when configured): API access, each RBAC permission the agent needs
   (SelfSubjectAccessReview) and the CRDs;
 * each configured exporter's reachability (its own health check).
@@ -27,7 +30,8 @@ from exporters.errors import ExporterError
 from exporters.stats import DeliveryStats
 from gadgetclient.config import GadgetClientSettings
 from gadgetclient.errors import GadgetClientError
-from gadgetclient.sessions import Connection, gadget_name, pin_image
+from gadgetclient.gadget_params import ParamPlan, plan_params
+from gadgetclient.sessions import Connection, declared_keys, gadget_name, pin_image
 from gadgetclient.stats import StreamStats
 from gadgetclient.streaming import GadgetStream
 from gadgetclient.targets import Endpoint, parse_target, static_endpoints
@@ -118,18 +122,49 @@ async def _probe_endpoint(endpoint: Endpoint, gc: GadgetClientSettings, add: Rep
             return
         add(Check("ig", where, Verdict.OK, f"reachable, IG v{info.version}"))
         for gadget in gc.gadgets:
-            add(await _probe_gadget(conn, gadget, info.version, where))
+            params: dict[str, str] = {}
+            try:
+                ginfo = await conn.gadget_info(pin_image(gadget, info.version), gc.params)
+            except GadgetClientError:
+                pass  # the start check below reports the refusal
+            else:
+                plan = plan_params(gadget_name(gadget), gc.params, declared_keys(ginfo))
+                add(params_check(plan, where))
+                params = plan.sent
+            add(await _probe_gadget(conn, gadget, info.version, where, params))
     finally:
         await conn.close()
 
 
-async def _probe_gadget(conn: Connection, gadget: str, version: str, where: str) -> Check:
+def params_check(plan: ParamPlan, where: str) -> Check:
+    """One row: every param that will be sent, and whether the server declares it."""
+
+    def declared(key: str) -> str:
+        known = plan.is_declared(key)
+        return "" if known is None else (" (declared)" if known else " (NOT declared)")
+
+    short = {k: k.removeprefix("operator.oci.ebpf.") for k in plan.sent}
+    parts = [f"{short[k]}={v}{declared(k)}" for k, v in plan.sent.items()]
+    parts += [f"{p.key.removeprefix('operator.oci.ebpf.')}: NOT declared" for p in plan.unsupported]
+    parts += [f"{p.key.removeprefix('operator.oci.ebpf.')}: overridden" for p in plan.overridden]
+    detail = ", ".join(parts) or "none"
+    name = f"{plan.gadget} params @ {where}"
+    if plan.unsupported or plan.overridden:
+        lost = f"; empty: {', '.join(plan.missing_fields)}" if plan.missing_fields else ""
+        rules = f"; degraded rules: {', '.join(plan.degraded_rules)}" if plan.degraded_rules else ""
+        return Check("gadget", name, Verdict.WARN, detail + lost + rules)
+    return Check("gadget", name, Verdict.OK, detail)
+
+
+async def _probe_gadget(
+    conn: Connection, gadget: str, version: str, where: str, params: dict[str, str]
+) -> Check:
     name = gadget_name(gadget)
     stream = GadgetStream(
         conn,
         gadget=name,
         image=pin_image(gadget, version),
-        params={},
+        params=params,
         stats=StreamStats(),
         on_records=lambda *a: None,
     )

@@ -127,18 +127,27 @@ def _run(args: argparse.Namespace) -> int:
 async def _record(
     settings: GadgetClientSettings, out: IO[bytes], duration: float | None, quiet: bool
 ) -> int:
-    header = {
-        "target": settings.target,
-        "gadgets": list(settings.gadgets),
-        "params": settings.params,
-        "startedAt": datetime.datetime.now(datetime.UTC).isoformat(),
-    }
-    writer = CaptureWriter(out, header=header)
+    started = datetime.datetime.now(datetime.UTC).isoformat()
     source = GadgetSource(settings)
     counts: dict[str, int] = {}
+    writers: list[CaptureWriter] = []
+
+    def writer() -> CaptureWriter:
+        # The header carries the params every gadget really ran with (gadgetwatch's defaults
+        # and the user's), known once the source has settled with the server: before the
+        # first record, or at the end when none came.
+        if not writers:
+            header = {
+                "target": settings.target,
+                "gadgets": list(settings.gadgets),
+                "params": {g: dict(p.sent) for g, p in sorted(source.param_plans.items())},
+                "startedAt": started,
+            }
+            writers.append(CaptureWriter(out, header=header))
+        return writers[0]
 
     def on_raw(rec: RawRecord) -> None:
-        writer.write(rec.gadget, rec.datasource, rec.node, rec.data)
+        writer().write(rec.gadget, rec.datasource, rec.node, rec.data)
         counts[rec.gadget] = counts.get(rec.gadget, 0) + 1
 
     loop = asyncio.get_running_loop()
@@ -166,6 +175,7 @@ async def _record(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         progress.close()
+        writer()
         out.flush()
     if not quiet:
         print(f"{_line(counts, progress.elapsed())}", file=sys.stderr)

@@ -340,3 +340,58 @@ async def test_example_capture_reports_the_intrusion(tmp_path: Path, env: dict[s
         assert a["kubernetes"]["workloadKind"] == "Deployment"
     early = [(a["time"], a["rule"]["id"]) for a in alerts if a["time"] < INTRUSION_START]
     assert early == []
+    # The agent asks trace_exec for `paths` (the replay server, like IG, leaves exepath empty
+    # otherwise): every learned executable is the absolute path of the file that ran.
+    execs = _learned_exec_paths(tmp_path / "profiles")
+    assert execs
+    assert all(p.startswith("/") for p in execs), sorted(execs)
+    assert "/usr/sbin/nginx" in execs
+
+
+def _learned_exec_paths(directory: Path) -> set[str]:
+    return {
+        e["path"]
+        for f in directory.rglob("*.yaml")
+        for c in yaml.safe_load(f.read_text())["spec"]["containers"]
+        for e in c.get("execs", [])
+    }
+
+
+async def test_without_exec_paths_nothing_is_learned_from_argv0(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A user override `paths=false` (or an IG without it): IG sends no exepath, so profiles
+    record unresolved executables instead of trusting argv[0], and the agent says which rules
+    degrade."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"gadgetclient": {"params": {"operator.oci.ebpf.paths": "false"}}})
+    )
+    proc = await Proc.start(
+        "agent",
+        [
+            GADGETWATCH,
+            "run",
+            "--config",
+            str(config),
+            "--no-metrics",
+            "--replay",
+            str(EXAMPLE_CAPTURE),
+            "--learning-period",
+            "10m",
+            "--profiles-dir",
+            str(tmp_path / "profiles"),
+        ],
+        env=env,
+    )
+    try:
+        assert await proc.wait_exit() == 0, proc.tail()
+    finally:
+        await proc.stop()
+    execs = _learned_exec_paths(tmp_path / "profiles")
+    assert execs
+    assert all(p.startswith("unresolved:") for p in execs), sorted(execs)
+    warnings = proc.log_events("gadget runs without params gadgetwatch relies on")
+    assert [w["overridden"] for w in warnings if w["gadget"] == "trace_exec"] == [
+        ["operator.oci.ebpf.paths"]
+    ]

@@ -16,13 +16,25 @@ from tests.gadgetclient.conftest import sample_lines, settings_for
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
 
 
+#: Params under which IG sends everything the samples hold: failed execs (gadgetwatch's default
+#: `ignore-failed=true` filters them), kernel stacks and repeated capabilities (its defaults
+#: `collect-kstack=false`, `unique=true` drop them). A byte-exact round trip asks for all of it.
+EVERYTHING = {
+    "operator.oci.ebpf.ignore-failed": "false",
+    "operator.oci.ebpf.collect-kstack": "true",
+    "operator.oci.ebpf.unique": "false",
+}
+
+
 def _key(gadget: str, datasource: str, data: Any) -> tuple[str, str, str]:
     # json.dumps without sort_keys keeps the decoder's key order: order is compared too.
     return (gadget, datasource, json.dumps(data, ensure_ascii=False))
 
 
-async def _record_all(address: str, gadgets: tuple[str, ...]) -> tuple[list[RawRecord], list[Any]]:
-    source = GadgetSource(settings_for(address, gadgets))
+async def _record_all(
+    address: str, gadgets: tuple[str, ...], params: dict[str, str] | None = None
+) -> tuple[list[RawRecord], list[Any]]:
+    source = GadgetSource(settings_for(address, gadgets, params=params or {}))
     raws: list[RawRecord] = []
     events: list[Any] = []
     await source.run(on_batch=events.extend, on_raw=raws.append)
@@ -48,7 +60,7 @@ async def test_samples_round_trip_over_unix_socket(replay_factory: Any, sock_pat
     capture = Capture(tuple(lines))
     server, address = await replay_factory(capture, listen=f"unix://{sock_path}")
     assert server.unrepresentable == 0
-    raws, events = await _record_all(address, tuple(capture.gadgets()))
+    raws, events = await _record_all(address, tuple(capture.gadgets()), EVERYTHING)
     got = sorted(_key(r.gadget, r.datasource, r.data) for r in raws)
     assert got == _sorted_lines(lines)
     kinds = {type(e) for e in events}
@@ -93,7 +105,9 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
             gadgets = ",".join(sorted({line.gadget for line in lines}))
             out = tmp_path / "out.jsonl"
             rc = await asyncio.to_thread(
-                main, ["record", "--target", address, "--gadget", gadgets, "-o", str(out)]
+                main,
+                ["record", "--target", address, "--gadget", gadgets, "-o", str(out)]
+                + [f"--param={k}={v}" for k, v in EVERYTHING.items()],
             )
         finally:
             await server.stop(None)
@@ -102,6 +116,12 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
     assert asyncio.run(scenario()) == 0
     recorded = read_capture(tmp_path / "out.jsonl")
     assert recorded.header["gadgetwatchCapture"] == 1
+    # The header says what each gadget ran with: gadgetwatch's defaults and the user's params.
+    ran = recorded.header["params"]
+    assert ran["trace_exec"]["operator.oci.ebpf.paths"] == "true"
+    assert ran["trace_exec"]["operator.oci.ebpf.ignore-failed"] == "false"
+    assert ran["trace_open"]["operator.oci.ebpf.paths"] == "true"
+    assert ran["trace_dns"] == {"operator.oci.ebpf.paths": "true"}
     assert _sorted_lines(recorded.lines) == _sorted_lines(lines)
     # Lines are written with the decoder's byte-wise sorted keys, like `ig run -o json`.
     for line in recorded.lines:
@@ -114,7 +134,7 @@ async def test_example_capture_round_trips_and_maps(replay_factory: Any, sock_pa
     assert server.unrepresentable == 0
     # One data source per gadget: the example uses IG's real, uniform layouts.
     assert all(len(g.info.data_sources) == 1 for g in server.gadgets.values())
-    raws, events = await _record_all(address, tuple(capture.gadgets()))
+    raws, events = await _record_all(address, tuple(capture.gadgets()), EVERYTHING)
     assert sorted(_key(r.gadget, r.datasource, r.data) for r in raws) == _sorted_lines(
         capture.lines
     )

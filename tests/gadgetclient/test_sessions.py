@@ -66,10 +66,12 @@ async def test_unknown_param_is_an_error_listing_valid_keys(
 
 async def test_known_params_are_accepted(replay_factory: Any, sock_path: Path) -> None:
     _, address = await replay_factory(_capture(), listen=f"unix://{sock_path}")
-    settings = settings_for(address, ("trace_exec",), params={"operator.oci.ebpf.paths": "true"})
+    # The second sample is a failed exec (ENOEXEC): IG sends it only with ignore-failed=false.
+    params = {"operator.oci.ebpf.paths": "true", "operator.oci.ebpf.ignore-failed": "false"}
+    settings = settings_for(address, ("trace_exec",), params=params)
     events: list[Any] = []
     await GadgetSource(settings).run(on_batch=events.extend)
-    assert len(events) == 2
+    assert [e.error for e in events] == ["", "ENOEXEC"]
 
 
 async def test_ig_rejecting_a_gadget_is_one_clear_line(

@@ -98,3 +98,53 @@ async def test_kubernetes_probe_lists_each_missing_permission(ig: str, kube_api:
     crds = [c for c in checks if c.area == "crd"]
     assert crds
     assert all(c.verdict is Verdict.OK for c in crds)
+
+
+async def test_probe_shows_the_params_each_gadget_gets_and_whether_ig_declares_them(
+    ig: str,
+) -> None:
+    settings = load_settings(
+        overrides={
+            "gadgetclient": {"target": ig, "gadgets": ["trace_exec", "trace_capabilities"]},
+            "kubernetes": {"mode": "off"},
+        }
+    )
+    by = _by_name(await probe(settings))
+    detail, verdict = by[f"gadget:trace_exec params @ {ig}"]
+    assert verdict is Verdict.OK
+    assert detail == "paths=true (declared), ignore-failed=true (declared)"
+    detail, verdict = by[f"gadget:trace_capabilities params @ {ig}"]
+    assert (detail, verdict) == (
+        "collect-kstack=false (declared), unique=true (declared)",
+        Verdict.OK,
+    )
+    # The start check runs the gadget with those params.
+    assert by[f"gadget:trace_exec @ {ig}"][1] is Verdict.OK
+
+
+async def test_probe_warns_when_an_older_ig_lacks_a_param_and_names_the_rules(
+    tmp_path: Path,
+) -> None:
+    server = ReplayServer(
+        read_capture(CAPTURE),
+        listen=f"unix://{tmp_path}/old.sock",
+        ordered=False,
+        gadget_params={"trace_exec": ("operator.oci.ebpf.ignore-failed",)},
+    )
+    address = await server.start()
+    try:
+        settings = load_settings(
+            overrides={
+                "gadgetclient": {"target": address, "gadgets": ["trace_exec"]},
+                "kubernetes": {"mode": "off"},
+            }
+        )
+        by = _by_name(await probe(settings))
+    finally:
+        await server.stop(0)
+    detail, verdict = by[f"gadget:trace_exec params @ {address}"]
+    assert verdict is Verdict.WARN
+    assert "paths: NOT declared" in detail
+    assert "empty: cwd, exepath, parent_exepath" in detail
+    assert "degraded rules: R0001, R1000, R1004, R1005" in detail
+    assert server.run_params[-1] == ("trace_exec", {"operator.oci.ebpf.ignore-failed": "true"})
