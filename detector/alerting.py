@@ -34,7 +34,7 @@ from detector.alerts import (
     safe_text,
 )
 from detector.dedup import GLOBAL, LimitReached
-from detector.exceptions import API_VERSION, KIND
+from detector.exceptions import API_VERSION, KIND, WORKLOAD_KINDS
 from detector.rules import AllowKind, Finding, ProfileDependency, Rule, Subject
 from gadgetclient.events import (
     CapabilityEvent,
@@ -197,6 +197,7 @@ def build_alert(
     runtime: RuntimeInfo,
     profile: ProfileView | None,
     dedup: DedupInfo,
+    cluster: str = "",
 ) -> Alert:
     fields = event_fields(event)
     fields.update(finding.fields)
@@ -219,14 +220,18 @@ def build_alert(
         profile=None if profile is None else ProfileInfo(profile.name, profile.status.value),
         dedup=dedup,
         fingerprint=fingerprint(workload, rule.id, finding.key),
+        cluster=cluster,
     )
 
 
 def fix_suggestion(rule: Rule, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
+    """A YAML document ready for `kubectl apply -f -`: signature rules' advice comes first, as
+    YAML comments, so the whole suggestion still parses and applies as it is."""
     snippet = exception_snippet(rule=rule, subjects=subjects, workload=workload)
     if rule.profile is ProfileDependency.REQUIRED:
         return snippet
-    return f"{rule.fix}\nIf this is expected behaviour, apply:\n{snippet}"
+    advice = "".join(f"# {line}".rstrip() + "\n" for line in rule.fix.splitlines())
+    return advice + snippet
 
 
 def _snippet_value(subject: Subject) -> Any:
@@ -238,16 +243,39 @@ def _snippet_value(subject: Subject) -> Any:
     return value
 
 
+def snippet_name(rule_id: str, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
+    """`allow-<owner>-<rule>-<hash>`: the hash covers the workload container and exactly what
+    is allowed, so two suggestions for one rule and workload (`/bin/dash`, then `/bin/cat`)
+    have different names and applying the second adds an allowance instead of replacing the
+    first; the same finding always gets the same name, so applying it twice changes nothing.
+    A DNS-1123 subdomain of at most 64 characters (owner part cut to 40)."""
+    owner = _SLUG.sub("-", workload.owner_name.lower()).strip("-")[:40].strip("-") or "workload"
+    what = repr(
+        (
+            workload.namespace,
+            workload.owner_kind,
+            workload.owner_name,
+            workload.container,
+            rule_id,
+            sorted((s.kind.value, s.value, s.port) for s in subjects),
+        )
+    )
+    digest = hashlib.blake2b(what.encode("utf-8", "backslashreplace"), digest_size=4).hexdigest()
+    return f"allow-{owner}-{rule_id.lower()}-{digest}"
+
+
 def exception_snippet(*, rule: Rule, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
     """A `RuntimeAlertException` for this workload container and rule, allowing `subjects`."""
     allow: dict[str, list[Any]] = {}
     for subject in subjects:
         allow.setdefault(subject.kind.value, []).append(_snippet_value(subject))
-    owner = _SLUG.sub("-", workload.owner_name.lower()).strip("-")[:40] or "workload"
-    metadata: dict[str, Any] = {"name": f"allow-{owner}-{rule.id.lower()}"}
+    metadata: dict[str, Any] = {"name": snippet_name(rule.id, subjects, workload)}
     if workload.namespace:
         metadata["namespace"] = workload.namespace
-    workload_ref: dict[str, Any] = {"kind": workload.owner_kind, "name": workload.owner_name}
+    workload_ref: dict[str, Any] = {"name": workload.owner_name}
+    if workload.owner_kind in WORKLOAD_KINDS:
+        # A custom controller's kind is not in the CRD's enum: the name alone matches it.
+        workload_ref = {"kind": workload.owner_kind, **workload_ref}
     if workload.container:
         workload_ref["containers"] = [workload.container]
     doc = {
@@ -277,7 +305,7 @@ LIMIT_RULE = RuleInfo(
 )
 
 
-def limit_alert(announcement: LimitReached, *, window_s: float) -> Alert:
+def limit_alert(announcement: LimitReached, *, window_s: float, cluster: str = "") -> Alert:
     scope = announcement.scope
     what = "all rules" if scope == GLOBAL else f"rule {scope}"
     setting = "globalRateLimit" if scope == GLOBAL else "perRuleRateLimit"
@@ -300,6 +328,7 @@ def limit_alert(announcement: LimitReached, *, window_s: float) -> Alert:
         fingerprint=fingerprint(
             WorkloadKey("", "", "", ""), "GW0001", (scope, announcement.window_start_ns)
         ),
+        cluster=cluster,
     )
 
 

@@ -14,7 +14,9 @@ applies it when it builds an alert; exporters may rely on it.
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType
@@ -156,12 +158,46 @@ class Alert:
     #: Stable id of the (workload container, rule, dedup key) this alert stands for: repeated
     #: alerts of one key share it, so receivers can update instead of duplicating.
     fingerprint: str = ""
+    #: The configured `clusterName` ("" when not set), so one receiver can tell clusters apart.
+    cluster: str = ""
+
+    @property
+    def id(self) -> str:
+        """This alert's own id: the same for every delivery attempt of this alert (retries, HA
+        members, every exporter), different for every other alert, even of the same
+        fingerprint. A UUID (version 8, RFC 9562: vendor-defined) hashed from what makes one
+        alert unique: the fingerprint, the agent-side identity (node, pod, container id, kind,
+        rule) and the alert's event time and occurrence count. Deterministic, so a replay of
+        one capture yields the same ids; receivers deduplicate on it (delivery is at least
+        once, docs/exporters.md)."""
+        text = repr(
+            (
+                self.fingerprint,
+                self.kind.value,
+                self.rule.id,
+                self.cluster,
+                self.kubernetes.node,
+                self.kubernetes.pod,
+                self.runtime.container_id,
+                self.time_ns,
+                self.dedup.count,
+                self.dedup.first_seen_ns,
+            )
+        )
+        digest = bytearray(
+            hashlib.blake2b(text.encode("utf-8", "backslashreplace"), digest_size=16).digest()
+        )
+        digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
+        return str(uuid.UUID(bytes=bytes(digest)))
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON form (docs/alert.schema.json). Times are RFC 3339 strings."""
         return {
+            "id": self.id,
             "kind": self.kind.value,
             "fingerprint": self.fingerprint,
+            "cluster": self.cluster,
             "time": format_time(self.time_ns),
             "rule": {
                 "id": self.rule.id,

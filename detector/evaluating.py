@@ -26,12 +26,20 @@ lookup (see `detector.matching`).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
-from detector.alerting import build_alert, kubernetes_info, labels_of, limit_alert, runtime_info
+from detector.alerting import (
+    build_alert,
+    fingerprint,
+    kubernetes_info,
+    labels_of,
+    limit_alert,
+    runtime_info,
+)
 from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
 from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
@@ -188,8 +196,12 @@ class Detector:
         namespace_labels: NamespaceLabels | None = None,
         workload_key: WorkloadKeyFn | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        cluster_name: str = "",
+        report_repeats: bool = False,
     ) -> None:
         self.settings = settings
+        #: Stamped on every alert (the root setting `clusterName`).
+        self.cluster_name = cluster_name
         self.stats = stats
         self.catalogue = catalogue or default_catalogue()
         self._profiles = profiles
@@ -217,6 +229,12 @@ class Detector:
         )
         self._sources: dict[str, RuleSet] = {}
         self._plans: dict[str, _Plan] = {}
+        #: Occurrences suppressed (cooldown, rate limit) since `take_repeats`, by dedup key:
+        #: the AlertManager exporter keeps their alerts firing while they repeat. Only kept with
+        #: `report_repeats` (a consumer that calls `take_repeats` after every batch, so at most
+        #: one batch's distinct keys are held).
+        self._report_repeats = report_repeats
+        self._repeats: Counter[tuple[WorkloadKey, str, Any]] = Counter()
         self._resolver = self._new_resolver()
         if rules is not None:
             self.update_rules("initial", rules)
@@ -365,8 +383,12 @@ class Detector:
         info = self._dedup.admit((plan.workload, rule_id, finding.key), rule_id, event.timestamp_ns)
         for announcement in self._dedup.take_announcements():
             self.stats.alerts["GW0001"] += 1
-            alerts.append(limit_alert(announcement, window_s=self._window_s))
+            alerts.append(
+                limit_alert(announcement, window_s=self._window_s, cluster=self.cluster_name)
+            )
         if info is None:
+            if self._report_repeats:
+                self._repeats[(plan.workload, rule_id, finding.key)] += 1
             return
         self.stats.alerts[rule_id] += 1
         alerts.append(
@@ -380,8 +402,19 @@ class Detector:
                 runtime=plan.runtime,
                 profile=profile,
                 dedup=info,
+                cluster=self.cluster_name,
             )
         )
+
+    def take_repeats(self) -> dict[str, int]:
+        """Suppressed occurrences since the last call, by alert fingerprint."""
+        if not self._repeats:
+            return {}
+        out: Counter[str] = Counter()
+        for (workload, rule_id, key), n in self._repeats.items():
+            out[fingerprint(workload, rule_id, key)] += n
+        self._repeats.clear()
+        return dict(out)
 
     # -- plans ----------------------------------------------------------------------------
 

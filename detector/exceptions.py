@@ -49,6 +49,23 @@ from profiler.identity import WorkloadKey
 API_VERSION = "gadgetwatch.io/v1"
 KIND = "RuntimeAlertException"
 
+#: The workload kinds an exception's `spec.workloads[].kind` may name: the top-level owners
+#: `profiler.identity.workload_key` produces for built-in controllers, and `Host` for plain
+#: containers. The CRD's enum (deploy/crds/runtimealertexceptions.gadgetwatch.io.yaml) must list
+#: exactly these, in this order; a test holds them together. A pod owned by a custom controller
+#: is matched by name with `kind` left out.
+WORKLOAD_KINDS: tuple[str, ...] = (
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+    "Pod",
+    "Host",
+)
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -282,7 +299,19 @@ def _parse_workloads(raw: Any, *, ctx: DocContext, path: Path) -> tuple[Workload
         if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
             ctx.error((*path, i, "containers"), "must be a list of container names")
             return None
-        out.append(WorkloadRef(name, str(item.get("kind") or ""), frozenset(containers)))
+        kind = item.get("kind")
+        if kind is not None and kind not in WORKLOAD_KINDS:
+            # Never ignored: a reference that matches nothing would silently allow nothing,
+            # and dropping it would widen the scope.
+            hint = [k for k in WORKLOAD_KINDS if k.casefold() == str(kind).casefold()]
+            ctx.error(
+                (*path, i, "kind"),
+                f"unknown workload kind {kind!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; valid: {', '.join(WORKLOAD_KINDS)} (leave it out to match any kind)",
+            )
+            return None
+        out.append(WorkloadRef(name, str(kind or ""), frozenset(containers)))
     return tuple(out)
 
 

@@ -29,8 +29,9 @@ Delivery
    counted as `dropped{reason="permanent_error"}`. An unexpected exception from an exporter MUST
    be treated the same way (`reason="exporter_error"`), so that a bug cannot wedge a queue.
 7. Delivery is at-least-once: a batch whose outcome is unknown (a timeout after the peer
-   received it) MAY be delivered twice. Receivers SHOULD deduplicate by `fingerprint`
-   (AlertManager does so by labels).
+   received it) MAY be delivered twice. Receivers SHOULD deduplicate by the alert's `id`
+   (the same on every attempt; `fingerprint` is shared by the repeats of one finding), and
+   AlertManager does so by labels.
 
 Counting (`exporters.stats.DeliveryStats`, exported by `metrics`)
 8. Every alert submitted MUST end up in exactly one of `sent{exporter}` or

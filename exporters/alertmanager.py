@@ -3,27 +3,33 @@
 AlertManager identifies an alert by its label set: identical labels update one alert (its
 annotations and `endsAt`), different labels make a new alert, and notifications are grouped by
 the labels the route's `group_by` names. The predecessors put pid, comm, uid and the process
-tree depth into labels, so one incident became dozens of alerts that never grouped. Here:
+tree depth into labels, so one incident became dozens of alerts that never grouped; labels of
+rule + workload only (this agent's first design) made distinct findings overwrite each other.
+Here (docs/exporters.md, "AlertManager"):
 
-- labels (identity and grouping, all bounded by the cluster's own objects):
-  `alertname` (the rule name in CamelCase, e.g. `UnexpectedProcessLaunched`), `rule_id`,
-  `severity`, `namespace`, `workload_kind`, `workload_name`, `pod`, `container`, `node`, plus
-  the configured `extraLabels`. Empty values are left out (AlertManager treats empty as absent).
-  Never per-process values: a repeat of the same rule in the same container updates one alert;
+- labels (identity and grouping): `alertname` (the rule name in CamelCase, e.g.
+  `UnexpectedProcessLaunched`), `rule_id`, `severity`, `namespace`, `workload_kind`,
+  `workload_name`, `container`, `finding` (the fingerprint of the distinct finding, or
+  `overflow`), `cluster` (the configured `clusterName`), `node` only for alerts without a
+  namespace (host workloads and system alerts, where the node is the identity), plus the
+  configured `extraLabels`. Empty values are left out (AlertManager treats empty as absent).
+  Never per-process or per-pod values: a repeat of one finding, from any process or replica,
+  updates one alert;
 - annotations (free text, may change between repeats): `summary`, `description` (the alert
-  message), `fix_suggestion`, `process` (comm, pid, exe, arguments), `count` (occurrences this
-  alert stands for), `fingerprint`, `first_seen`, `last_seen`, `container_id`, `image`,
-  `mitre_technique`, `profile`;
-- `startsAt` = first occurrence, `endsAt` = last occurrence + `resolveAfter` (the alert resolves
-  by itself when the behaviour stops); `generatorURL` from the configured template.
+  message), `fix_suggestion`, `process` (comm, pid, exe, arguments), `count` (occurrences while
+  firing), `fingerprint`, `alert_id`, `first_seen`, `last_seen`, `pod`, `node`, `container_id`,
+  `image`, `mitre_technique`, `profile`; the overflow alert adds `findings`;
+- `startsAt` = first occurrence (event time), `endsAt` = time of sending + `resolveAfter`, and
+  a firing alert whose behaviour repeats is re-sent before it expires (`exporters.firing`);
+  `generatorURL` from the configured template.
 
 Label and annotation values go through `safe_text` (control characters escaped, bounded), and
 label names are fixed identifiers, so no alert content can violate AlertManager's label rules.
 
 One exporter instance per configured URL (`build_exporters`): each member of an HA pair gets
-every alert through its own queue, so a dead member delays nothing for the other. Auth: basic
-(`username` + `password`/`passwordFile`) or bearer (`bearerToken`/`bearerTokenFile`); TLS with a
-CA bundle. Health: `GET /-/healthy`.
+every alert through its own queue and keeps its own firing table, so a dead member delays
+nothing for the other. Auth: basic (`username` + `password`/`passwordFile`) or bearer
+(`bearerToken`/`bearerTokenFile`); TLS with a CA bundle. Health: `GET /-/healthy`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from __future__ import annotations
 import base64
 import re
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +48,7 @@ from detector.alerts import Alert, format_time, safe_text
 from exporters.config import AlertManagerSettings
 from exporters.encoding import clean_text, dumps
 from exporters.errors import ExporterError, SendError
+from exporters.firing import AlertKey, FiringTable, Group
 from exporters.transport import SecretFile, classify, client_ssl, make_session
 
 #: Longest label value. Kubernetes names are at most 253 characters; rule names are short.
@@ -67,17 +75,20 @@ def _annotation_value(value: str) -> str:
 
 
 def alert_labels(alert: Alert, *, extra: dict[str, str]) -> dict[str, str]:
+    """The labels of the (rule, workload container) group, without `finding`."""
     k = alert.kubernetes
     candidates = {
         "alertname": alertname(alert),
         "rule_id": alert.rule.id,
         "severity": alert.rule.severity.label,
+        "cluster": alert.cluster,
         "namespace": k.namespace,
         "workload_kind": k.workload_kind,
         "workload_name": k.workload_name,
-        "pod": k.pod,
         "container": k.container,
-        "node": k.node,
+        # In Kubernetes the workload is the identity, wherever its pods run; without a
+        # namespace (host workloads, system alerts) the node is.
+        "node": "" if k.namespace else k.node,
     }
     out = {name: _label_value(v) for name, v in extra.items() if v}
     out.update({name: _label_value(v) for name, v in candidates.items() if v})
@@ -106,8 +117,11 @@ def alert_annotations(alert: Alert) -> dict[str, str]:
         "process": process.strip(),
         "count": str(alert.dedup.count),
         "fingerprint": alert.fingerprint,
+        "alert_id": alert.id,
         "first_seen": format_time(alert.dedup.first_seen_ns or alert.time_ns),
         "last_seen": format_time(alert.dedup.last_seen_ns or alert.time_ns),
+        "pod": k.pod,
+        "node": k.node,
         "container_id": alert.runtime.container_id,
         "image": alert.runtime.image,
         "mitre_technique": alert.rule.mitre_technique,
@@ -116,38 +130,83 @@ def alert_annotations(alert: Alert) -> dict[str, str]:
     return {name: _annotation_value(v) for name, v in candidates.items() if v}
 
 
-def payload(alert: Alert, *, settings: AlertManagerSettings) -> dict[str, Any]:
-    """One element of the `POST /api/v2/alerts` array."""
-    first_ns = alert.dedup.first_seen_ns or alert.time_ns
-    last_ns = alert.dedup.last_seen_ns or alert.time_ns
-    ends_ns = last_ns + int(settings.resolve_after.total_seconds() * 1e9)
-    item: dict[str, Any] = {
-        "labels": alert_labels(alert, extra=settings.extra_labels),
-        "annotations": alert_annotations(alert),
-        "startsAt": format_time(first_ns),
-        "endsAt": format_time(ends_ns),
+def generator_url(alert: Alert, template: str) -> str:
+    if not template:
+        return ""
+    k = alert.kubernetes
+    fields = {
+        "rule_id": alert.rule.id,
+        "namespace": k.namespace,
+        "workload_name": k.workload_name,
+        "pod": k.pod,
+        "container": k.container,
+        "fingerprint": alert.fingerprint,
     }
-    if settings.generator_url:
-        k = alert.kubernetes
-        fields = {
-            "rule_id": alert.rule.id,
-            "namespace": k.namespace,
-            "workload_name": k.workload_name,
-            "pod": k.pod,
-            "container": k.container,
-            "fingerprint": alert.fingerprint,
-        }
-        quoted = {key: quote(clean_text(v), safe="") for key, v in fields.items()}
-        try:
-            item["generatorURL"] = settings.generator_url.format_map(quoted)
-        except (KeyError, ValueError, IndexError):
-            item["generatorURL"] = settings.generator_url
+    quoted = {key: quote(clean_text(v), safe="") for key, v in fields.items()}
+    try:
+        return template.format_map(quoted)
+    except (KeyError, ValueError, IndexError):
+        return template
+
+
+def _group(labels: Mapping[str, str]) -> Group:
+    return tuple(sorted(labels.items()))
+
+
+def record(
+    table: FiringTable, alert: Alert, *, settings: AlertManagerSettings, now_ns: int
+) -> AlertKey:
+    """Enter `alert` into the firing table; returns the AlertManager alert it updates."""
+    labels = alert_labels(alert, extra=settings.extra_labels)
+    return table.record(
+        fingerprint=_label_value(alert.fingerprint or alert.id),
+        group=_group(labels),
+        first_ns=alert.dedup.first_seen_ns or alert.time_ns,
+        count=alert.dedup.count,
+        text=_annotation_value(alert.message),
+        annotations=alert_annotations(alert),
+        generator_url=generator_url(alert, settings.generator_url),
+        now_ns=now_ns,
+    )
+
+
+def render(table: FiringTable, key: AlertKey, *, now_ns: int) -> dict[str, Any]:
+    """One element of the `POST /api/v2/alerts` array (with `_version` for the table)."""
+    return table.item(key, now_ns=now_ns, labels=dict(key[0]))
+
+
+def payload(alert: Alert, *, settings: AlertManagerSettings, now_ns: int) -> dict[str, Any]:
+    """The element one alert on its own becomes (a fresh table): for tests and docs."""
+    table = new_table(settings)
+    item = render(table, record(table, alert, settings=settings, now_ns=now_ns), now_ns=now_ns)
+    item.pop("_version")
     return item
 
 
+def new_table(settings: AlertManagerSettings) -> FiringTable:
+    return FiringTable(
+        resolve_after_ns=int(settings.resolve_after.total_seconds() * 1e9),
+        resend_interval_ns=int(settings.resend_interval.total_seconds() * 1e9),
+        max_findings=settings.max_finding_alerts,
+    )
+
+
 class AlertManagerExporter:
-    def __init__(self, settings: AlertManagerSettings, *, url: str, name: str) -> None:
+    def __init__(
+        self,
+        settings: AlertManagerSettings,
+        *,
+        url: str,
+        name: str,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self._name = name
+        #: Wall clock for `startsAt`/`endsAt` and re-sends; injectable so tests drive time.
+        self._clock_ns = clock_ns
+        self.table = new_table(settings)
+        #: The last batch's alert ids and the alerts they updated (see `send`).
+        self._last_ids: tuple[str, ...] = ()
+        self._last_keys: list[AlertKey] = []
         self._settings = settings
         self._base = url.rstrip("/")
         self._url = self._base + "/api/v2/alerts"
@@ -208,10 +267,47 @@ class AlertManagerExporter:
             )
         return self._session
 
+    @property
+    def refresh_interval_s(self) -> float:
+        """How often `Delivery` calls `refresh`: a tenth of the re-send interval, so a due
+        re-send waits at most 10 % longer than configured."""
+        return self.table.resend_ns / 1e9 / 10
+
     async def send(self, batch: Sequence[Alert]) -> None:
         if self._closed:
             raise SendError("exporter is closed", exporter=self._name, permanent=True)
-        body = dumps([payload(a, settings=self._settings) for a in batch])
+        now = self._clock_ns()
+        ids = tuple(a.id for a in batch)
+        if ids != self._last_ids:
+            # A retry of the same batch (Delivery retries it as it is) is recorded once, so
+            # counts are not inflated by failed attempts.
+            self._last_keys = sorted(
+                {record(self.table, a, settings=self._settings, now_ns=now) for a in batch}
+            )
+            self._last_ids = ids
+        await self._post(self._last_keys, now)
+
+    def note_repeats(self, repeats: Mapping[str, int]) -> int:
+        """Occurrences the detector counted but did not alert (by fingerprint): their alerts
+        keep firing. Returns how many were alerts firing here. Never does I/O."""
+        now = self._clock_ns()
+        return sum(self.table.repeat(fp, n, now_ns=now) for fp, n in repeats.items())
+
+    async def refresh(self, *, force: bool = False) -> int:
+        """Re-send the firing alerts whose behaviour repeated, when due (all with `force`).
+        Returns how many alerts were re-sent; raises `SendError` like `send`."""
+        if self._closed:
+            return 0
+        now = self._clock_ns()
+        keys = self.table.due(now, force=force)
+        for i in range(0, len(keys), self._settings.batch_max_alerts):
+            await self._post(keys[i : i + self._settings.batch_max_alerts], now)
+        return len(keys)
+
+    async def _post(self, keys: list[AlertKey], now: int) -> None:
+        items = [render(self.table, key, now_ns=now) for key in keys]
+        versions = [item.pop("_version") for item in items]
+        body = dumps(items)
         headers = {"Content-Type": "application/json", **self._auth_headers()}
         try:
             async with self._get_session().post(self._url, data=body, headers=headers) as resp:
@@ -222,6 +318,11 @@ class AlertManagerExporter:
         except aiohttp.ClientError as exc:
             raise SendError(f"cannot reach {self._url}: {exc}", exporter=self._name) from exc
         error = classify(status, exporter=self._name, target=self._url, body=text)
+        if error is not None and not error.permanent:
+            raise error
+        # Delivered, or rejected for good (retrying the same content cannot help): either way
+        # these alerts are no longer waiting for a re-send.
+        self.table.mark_sent(keys, versions, now)
         if error is not None:
             raise error
 

@@ -211,9 +211,20 @@ class AlertManagerSettings(ChannelSettings):
     so a dead member of an HA pair never delays the other."""
 
     resolve_after: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
-    """`endsAt` = last occurrence + this. A repeat within the window keeps the alert firing; an
-    alert not seen again resolves by itself. 1 h matches the detector's default cooldown, so a
-    behaviour that keeps happening keeps its alert open."""
+    """How long an alert stays firing after its behaviour was last seen. `endsAt` is computed
+    from the time of sending (`now + resolveAfter`, as Prometheus does), never from event time,
+    so replayed or clock-skewed alerts are still shown; repeats re-send the alert before it
+    expires. 1 h matches the detector's default cooldown."""
+
+    resend_interval: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    """A firing alert whose behaviour repeated is re-sent (new `endsAt` and count) at most this
+    often, and at least twice per `resolveAfter`. 1 min is Prometheus' own resend delay."""
+
+    max_finding_alerts: int = Field(default=10, ge=1, le=1000)
+    """Distinct findings of one rule in one workload container that get an AlertManager alert
+    of their own at a time (label `finding`); further ones share one `finding="overflow"`
+    alert listing them with their counts. 10 shows every finding of a real incident while
+    bounding a misbehaving workload to 11 alerts per rule (docs/exporters.md)."""
 
     generator_url: str = ""
     """`generatorURL` of each alert. `{rule_id}`, `{namespace}`, `{workload_name}`, `{pod}`,

@@ -40,7 +40,7 @@ import contextlib
 import enum
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,7 @@ import structlog
 from detector.alerts import Alert
 from exporters.config import ExportersSettings
 from exporters.errors import ExporterError, SendError
-from exporters.exporter import Exporter
+from exporters.exporter import Exporter, Refreshing
 from exporters.limiting import Admission, RateLimiter, limit_reached_alert
 from exporters.stats import DeliveryStats
 
@@ -133,6 +133,9 @@ class _Channel:
         self.dropping = False
         self.task: asyncio.Task[None] | None = None
         self.probe_task: asyncio.Task[None] | None = None
+        #: Exporters whose destination must hear again about firing alerts (AlertManager).
+        self.refreshing: Refreshing | None = exporter if isinstance(exporter, Refreshing) else None
+        self.next_refresh = 0.0
         stats.queue_depth[self.name] = 0
         stats.up[self.name] = 0
 
@@ -187,10 +190,53 @@ class _Channel:
     # -- consumer side ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self._run()
+        if self.refreshing is not None and self.closing.is_set():
+            # The queue is drained: tell the destination about the last repeats, so the
+            # alerts end exactly `resolveAfter` after their behaviour stopped.
+            await self._refresh(force=True)
+
+    async def _next(self) -> Alert | _Stop | None:
+        """The next queued item; None when it is time to refresh (refreshing exporters)."""
+        if self.refreshing is None:
+            return await self.queue.get()
+        if self.clock() >= self.next_refresh:
+            await self._refresh()
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        try:
+            async with asyncio.timeout(max(0.0, self.next_refresh - self.clock())):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+    async def _refresh(self, *, force: bool = False) -> None:
+        """Re-send what the exporter says is due; a failure waits for the next interval."""
+        assert self.refreshing is not None
+        self.next_refresh = self.clock() + self.refreshing.refresh_interval_s
+        timeout_s = self.settings.send_timeout.total_seconds()
+        try:
+            async with asyncio.timeout(timeout_s):
+                resent = await self.refreshing.refresh(force=force)
+        except SendError as exc:
+            self._failed("permanent" if exc.permanent else "transient", str(exc))
+        except TimeoutError:
+            self._failed("transient", f"re-send timed out after {timeout_s:g} s")
+        except Exception as exc:
+            self._failed("error", f"{type(exc).__name__}: {exc}")
+            log.error("exporter re-send failed unexpectedly", exporter=self.name, exc_info=True)
+        else:
+            if resent:
+                self.stats.resent[self.name] += resent
+                self._succeeded()
+
+    async def _run(self) -> None:
         while True:
             if self.closing.is_set() and self.queue.empty():
                 return
-            first = await self.queue.get()
+            first = await self._next()
+            if first is None:
+                continue
             if first is _STOP:
                 return
             batch = [first]
@@ -438,6 +484,20 @@ class Delivery:
                 # detection never sees an exception from delivery.
                 self.stats.dropped[(ch.name, "exporter_error")] += 1
                 log.error("alert could not be queued", exporter=ch.name, exc_info=True)
+
+    def note_repeats(self, repeats: Mapping[str, int]) -> None:
+        """Occurrences the detector counted without alerting, by fingerprint: exporters whose
+        destination forgets alerts (AlertManager) keep those alerts firing. Never blocks, never
+        raises, does no I/O."""
+        if self._closed or not repeats:
+            return
+        for ch in self._channels:
+            if ch.refreshing is None:
+                continue
+            try:
+                ch.refreshing.note_repeats(repeats)
+            except Exception:
+                log.error("repeats could not be noted", exporter=ch.name, exc_info=True)
 
     async def aclose(self, deadline_s: float) -> None:
         """Drain the queues for at most `deadline_s`, count the rest as dropped, close exporters."""

@@ -8,8 +8,8 @@ Keeping the protocol this small is what lets one compliance test cover every des
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from detector.alerts import Alert
 from exporters.config import ChannelSettings
@@ -43,3 +43,20 @@ class Exporter(Protocol):
     async def aclose(self) -> None:
         """Release connections. Idempotent; `send` is not called afterwards."""
         ...
+
+
+@runtime_checkable
+class Refreshing(Protocol):
+    """An exporter whose destination forgets alerts unless they are re-sent (AlertManager).
+
+    `Delivery` hands it the repeats the detector counted without alerting (`note_repeats`, no
+    I/O) and, from the exporter's own task, so never concurrently with `send`, calls `refresh`
+    every `refresh_interval_s` and once more on shutdown (`force=True`).
+    """
+
+    @property
+    def refresh_interval_s(self) -> float: ...
+
+    def note_repeats(self, repeats: Mapping[str, int]) -> int: ...
+
+    async def refresh(self, *, force: bool = False) -> int: ...

@@ -14,6 +14,7 @@ protects a receiver in real time, while dedup and cooldowns (detector) run on ev
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -22,11 +23,13 @@ from detector.alerts import Alert, AlertKind, KubernetesInfo, RuleId, RuleInfo, 
 #: The fixed window. One minute is the unit users configure (`maxAlertsPerMinute`).
 WINDOW_S = 60.0
 
+#: Rule identity of the exporters' "limit reached" announcement: a system rule id (`GW…`) like
+#: the detector's `GW0001`, so it validates against docs/alert.schema.json like every alert.
 LIMIT_RULE = RuleInfo(
-    id=RuleId("limit_reached"),
-    name="Alert limit reached",
+    id=RuleId("GW0002"),
+    name="Exporter alert limit reached",
     severity=Severity.HIGH,
-    tags=("gadgetwatch", "delivery"),
+    tags=("system", "delivery", "rate_limit"),
 )
 
 
@@ -83,6 +86,18 @@ def limit_reached_alert(
         ),
         time_ns=time_ns,
         kubernetes=KubernetesInfo(node=trigger.kubernetes.node),
+        event={
+            "type": "limit",
+            "scope": f"exporter:{exporter}",
+            "limit": per_minute,
+            "windowSeconds": WINDOW_S,
+            "windowRemainingSeconds": round(remaining_s, 3),
+        },
         kind=AlertKind.SYSTEM,
-        fingerprint=f"limit_reached:{exporter}",
+        # One fingerprint per exporter (its announcements stand for one recurring condition),
+        # in the same 16-hex-digit form as the detector's fingerprints.
+        fingerprint=hashlib.blake2b(
+            f"GW0002\0{exporter}".encode("utf-8", "backslashreplace"), digest_size=8
+        ).hexdigest(),
+        cluster=trigger.cluster,
     )

@@ -112,6 +112,9 @@ METRICS: tuple[MetricSpec, ...] = (
         "exporter_queue_alerts", "gauge", ("exporter",), "Alerts queued or in flight per exporter."
     ),
     MetricSpec("exporter_up", "gauge", ("exporter",), "1 if the last attempt succeeded."),
+    MetricSpec(
+        "exporter_alerts_resent", "counter", ("exporter",), "Firing alerts re-sent on repeats."
+    ),
     MetricSpec("pipeline_events_dropped", "counter", ("stage", "reason"), "Events dropped."),
     MetricSpec("pipeline_events_processed", "counter", (), "Events processed."),
     MetricSpec("pipeline_queue_batches", "gauge", (), "Batches in the processing queue."),
@@ -207,6 +210,7 @@ class StatsCollector(Collector):
             yield _labelled("exporter_alerts_dropped", x.dropped)
             yield _labelled("exporter_queue_alerts", x.queue_depth)
             yield _labelled("exporter_up", x.up)
+            yield _labelled("exporter_alerts_resent", x.resent)
         if (q := self.pipeline) is not None:
             yield _labelled("pipeline_events_dropped", q.dropped)
             yield _single("pipeline_events_processed", q.processed)

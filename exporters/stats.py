@@ -20,3 +20,5 @@ class DeliveryStats:
     queue_depth: Counter[str] = field(default_factory=Counter)
     #: whether the last attempt of each exporter succeeded (1) or not (0) (a gauge)
     up: Counter[str] = field(default_factory=Counter)
+    #: firing alerts re-sent because their behaviour repeated (AlertManager), by exporter
+    resent: Counter[str] = field(default_factory=Counter)

@@ -12,10 +12,10 @@ Mapping (documented in docs/exporters.md):
 - HOSTNAME = the configured name, else the alert's node, else this host's name;
 - APP-NAME = configured (`gadgetwatch`); PROCID = the agent's pid (the *sender*, as RFC 5424
   means it; the offending process's pid is in structured data); MSGID = the rule id;
-- structured data: `[alert@PEN ...]` (rule, severity, fingerprint, count, kind), `[k8s@PEN ...]`
-  (node, namespace, workload, pod, container, container id, image), `[proc@PEN ...]` (pid, comm,
-  exe, args as a JSON array, cwd, uid, gid, ppid, pcomm) and `[event@PEN ...]` (the triggering
-  event's fields); MSG = the alert message, after a UTF-8 BOM.
+- structured data: `[alert@PEN ...]` (alert id, cluster name, rule, severity, fingerprint,
+  count, kind), `[k8s@PEN ...]` (node, namespace, workload, pod, container, container id,
+  image), `[proc@PEN ...]` (pid, comm, exe, args as a JSON array, cwd, uid, gid, ppid, pcomm)
+  and `[event@PEN ...]` (the triggering event's fields); MSG = the alert message, after a UTF-8 BOM.
 
 Hostile text: every value first goes through `safe_text` (control characters escaped, length
 bounded), then PARAM-VALUE escaping (`"`, `\\` and `]` get a backslash), header fields are
@@ -64,6 +64,9 @@ NILVALUE = "-"
 #: `maxMessageBytes`: first unbounded, then short enough that ~40 parameters fit in 8 KiB,
 #: then a stub that keeps every parameter's beginning.
 _VALUE_CAPS: tuple[int | None, ...] = (None, 256, 64, 16)
+#: Parameters never shortened, however small the limit: the ids a receiver deduplicates and
+#: correlates on (fixed, short: a 36-character UUID, 16 hex digits, a rule id).
+_UNCUT = frozenset({"id", "fingerprint", "ruleId"})
 
 
 def _ascii_field(value: str, *, limit: int) -> str:
@@ -105,6 +108,8 @@ def _elements(alert: Alert) -> list[tuple[str, list[tuple[str, str]]]]:
         (
             "alert",
             [
+                ("id", alert.id),
+                ("cluster", alert.cluster),
                 ("ruleId", alert.rule.id),
                 ("rule", alert.rule.name),
                 ("severity", alert.rule.severity.label),
@@ -160,7 +165,8 @@ def _render_sd(
     for sd_id, params in elements:
         rendered = []
         for name, value in params:
-            text = safe_text(clean_text(value), limit=MAX_TEXT if cap is None else cap)
+            limit = MAX_TEXT if cap is None or name in _UNCUT else cap
+            text = safe_text(clean_text(value), limit=limit)
             rendered.append(f'{name}="{escape_param_value(text)}"')
         parts.append(f"[{sd_id}@{enterprise_id} {' '.join(rendered)}]")
     return "".join(parts) or NILVALUE

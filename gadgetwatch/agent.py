@@ -196,6 +196,8 @@ class Agent:
             profiles=cache,
             pod_metadata=pod_metadata,
             stats=stats.detector,
+            cluster_name=s.cluster_name,
+            report_repeats=True,
         )
         files = configured_files(s.detector)
         if files:
@@ -213,6 +215,8 @@ class Agent:
             profiler=learner,
             detector=detector,
             sink=delivery.submit,
+            repeats=detector.take_repeats,
+            repeat_sink=delivery.note_repeats,
             stats=stats.pipeline,
             queue_batches=s.pipeline.queue_batches,
             batch_size=s.pipeline.batch_size,

@@ -75,8 +75,21 @@ class PipelineSettings(BaseModel):
     exporters. Kubernetes' default grace period is 30 s; 20 s leaves room for the rest."""
 
 
+#: Longest cluster name: a DNS subdomain (253), which every naming scheme for clusters fits.
+CLUSTER_NAME_MAX = 253
+
+
 class Settings(BaseModel):
     model_config = SETTINGS_CONFIG
+
+    cluster_name: str = Field(
+        default="", max_length=CLUSTER_NAME_MAX, pattern=r"^[^\x00-\x1f\x7f]*$"
+    )
+    """Name of this cluster, carried by every alert: `cluster` in JSON alerts and webhook
+    bodies, `cluster` in the syslog `alert@PEN` structured data, the `cluster` label in
+    AlertManager. Empty by default (the field is then empty and the label absent): set it when
+    one receiver serves several clusters. Helm: the value `config.clusterName`. Not read from
+    the environment (only sections are)."""
 
     gadgetclient: GadgetClientSettings = GadgetClientSettings()
     """Where Inspektor Gadget runs, which gadgets to subscribe to and how."""

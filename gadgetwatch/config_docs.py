@@ -36,6 +36,18 @@ Durations are written like `500ms`, `60s`, `10m`, `24h`.
 
 def render(model: type[BaseModel]) -> str:
     out = [HEADER]
+    top = [
+        f"| `{info.alias or name}` | {_type_text(info.annotation)} | {_default_text(info)} | "
+        + (info.description or "").replace("\n", " ").replace("|", "\\|")
+        + " |"
+        for name, info in model.model_fields.items()
+        if _unwrap_model(info.annotation) is None
+    ]
+    if top:
+        out.append("\n## Top level\n")
+        out.append("| key | type | default | description |")
+        out.append("|---|---|---|---|")
+        out.extend(top)
     for name, info in model.model_fields.items():
         sub = _unwrap_model(info.annotation)
         if sub is None:

@@ -4,6 +4,7 @@
                                                                    profiler.observe(batch)
                                                                    detector.evaluate(batch)
                                                                    sink(alert) per alert
+                                                                   repeat_sink(repeats)
 
 Why one processing stage and not a profiler task beside a detector task: both are pure CPU on
 the same core, so two tasks add no parallelism, and running them in sequence on the same batch
@@ -28,7 +29,7 @@ import asyncio
 import enum
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -97,10 +98,16 @@ class Pipeline:
         batch_size: int,
         batch_delay_s: float,
         clock: Callable[[], float] = time.perf_counter,
+        repeats: Callable[[], Mapping[str, int]] | None = None,
+        repeat_sink: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
         self._profiler = profiler
         self._detector = detector
         self._sink = sink
+        #: Occurrences the detector suppressed (by fingerprint), handed on after each batch so
+        #: that AlertManager alerts stay firing while their behaviour repeats.
+        self._repeats = repeats
+        self._repeat_sink = repeat_sink
         self.stats = stats
         self._queue: asyncio.Queue[_Batch | _EndOfStream] = asyncio.Queue(maxsize=queue_batches)
         self._batch_size = batch_size
@@ -188,6 +195,10 @@ class Pipeline:
                 self._sink(alert)
                 self.stats.alert_latency_seconds.observe(latency)
             self.stats.alerts += len(alerts)
+        if self._repeats is not None and self._repeat_sink is not None:
+            repeats = self._repeats()
+            if repeats:
+                self._repeat_sink(repeats)
 
     async def close(self) -> None:
         """Stop accepting, hand on the partial batch, and let `run` finish after the backlog.

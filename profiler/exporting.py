@@ -5,7 +5,9 @@ metadata), one per profile, or a ``kind: List`` for several, so the file can be 
 versioned and applied elsewhere.
 
 `imported` turns an exported document into what production needs: the namespace remapped
-(``--namespace``), status ``completed`` and ownership ``user``. A user-owned profile is
+(``--namespace``: the profile's own, and every peer identity and in-cluster DNS name that
+pointed at the source namespace, so `profile netpol` of the import allows the new namespace),
+status ``completed`` and ownership ``user``. A user-owned profile is
 authoritative: learning never writes it (`store.write_merged` keeps it as is), and anomaly
 detection uses it from the first event in the new cluster, with no learning period.
 `import_into` creates it, or replaces whatever the target store holds for that workload (an
@@ -15,12 +17,14 @@ import is an explicit decision of a person).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from gadgetclient.events import PeerIdentity
 from profiler.documents import from_document, load_yaml, to_document
 from profiler.errors import ConflictError, InvalidProfileError
 from profiler.identity import WorkloadKey
-from profiler.profiles import ManagedBy, Profile
+from profiler.profiles import Entries, ManagedBy, Profile
 from profiler.readmodel import ProfileStatus
 from profiler.store import ProfileStore
 
@@ -64,11 +68,35 @@ def imported(profile: Profile, *, namespace: str | None = None) -> Profile:
         out.key = WorkloadKey(
             namespace, profile.key.owner_kind, profile.key.owner_name, profile.key.container
         )
+        if profile.key.namespace and namespace != profile.key.namespace:
+            remap_namespace(out.entries, source=profile.key.namespace, target=namespace)
     out.meta.managed_by = ManagedBy.USER
     out.meta.status = ProfileStatus.COMPLETED
     out.meta.reason = f"imported from {origin}/{profile.name} ({profile.meta.status.value})"
     out.resource_version = ""
     return out
+
+
+def remap_namespace(entries: Entries, *, source: str, target: str) -> None:
+    """Point every in-namespace reference of `entries` at `target`: the peers' identities
+    (pods and services of the source namespace, which NetworkPolicies turn into selectors) and
+    in-cluster DNS names of the source namespace (``db.<source>.svc[.cluster.local]``). Peers in
+    other namespaces (``kube-system`` DNS, a shared database) keep theirs: they are the same
+    objects in the new cluster."""
+
+    def peer(p: PeerIdentity) -> PeerIdentity:
+        return replace(p, namespace=target) if p.namespace == source else p
+
+    entries.ingress = {(port, proto, addr, peer(p)) for port, proto, addr, p in entries.ingress}
+    entries.egress = {(addr, port, proto, peer(p)) for addr, port, proto, p in entries.egress}
+    dns: dict[str, frozenset[str]] = {}
+    for name, addresses in entries.dns.items():
+        labels = name.split(".")
+        # <service>.<namespace>.svc[...] and <pod-ip>.<namespace>.pod[...]
+        if len(labels) >= 3 and labels[1] == source and labels[2] in ("svc", "pod"):
+            name = ".".join([labels[0], target, *labels[2:]])
+        dns[name] = dns[name] | addresses if name in dns else addresses
+    entries.dns = dns
 
 
 async def import_into(store: ProfileStore, profile: Profile) -> Profile:

@@ -170,3 +170,16 @@ def test_values_config_passes_check_config(example: Path | None, tmp_path: Path)
     path.write_text(yaml.safe_dump(values["config"]))
     result = check_config(path)
     assert result.returncode == 0, result.stderr
+
+
+def test_cluster_name_value_reaches_the_agent_settings(tmp_path: Path) -> None:
+    """`config.clusterName` is a chart value (empty by default) that the agent reads as its
+    root `clusterName` setting; the schema bounds it like the setting does."""
+    assert DEFAULTS["config"]["clusterName"] == ""
+    values = _broken("config.clusterName", "shop-eu-1")
+    assert _errors(values) == []
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values["config"]))
+    assert load_settings(config_file=path).cluster_name == "shop-eu-1"
+    assert _errors(_broken("config.clusterName", "x" * 254)) != []
+    assert _errors(_broken("config.clusterName", 42)) != []

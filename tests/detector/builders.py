@@ -173,6 +173,7 @@ def make_detector(
     profiles: MemoryProfiles | None = None,
     pod_meta: PodMeta | None = None,
     stats: DetectorStats | None = None,
+    cluster_name: str = "",
     **settings: Any,
 ) -> Detector:
     return Detector(
@@ -181,6 +182,7 @@ def make_detector(
         pod_metadata=pod_meta or PodMeta(),
         stats=stats or DetectorStats(),
         rules=None if rules_yaml is None else ruleset(rules_yaml),
+        cluster_name=cluster_name,
     )
 
 

@@ -41,6 +41,7 @@ pytestmark = [pytest.mark.rsyslog, pytest.mark.alertmanager]
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy" / "crds" / "applicationprofiles.kubescape.io.yaml"
 SD_ID = "32473"  # the documentation enterprise number, the syslog exporter's default
+CLUSTER = "shop-eu-1"
 
 
 def profile_schema() -> dict[str, Any]:
@@ -49,14 +50,18 @@ def profile_schema() -> dict[str, Any]:
     return dict(version["schema"]["openAPIV3Schema"])
 
 
-def write_config(path: Path, *, alertmanager: dict[str, str] | None = None) -> Path:
-    """Settings the flags do not cover. resolveAfter: the capture's event time is in the past,
-    and Alertmanager hides alerts whose endsAt has passed; ten years keeps them active."""
+def write_config(
+    path: Path, *, alertmanager: dict[str, str] | None = None, cluster_name: str = ""
+) -> Path:
+    """Settings the flags do not cover. AlertManager keeps its default `resolveAfter`: the
+    capture's event times are in the past, and alerts must fire all the same."""
     config = {
         "gadgetclient": {"seccompWindow": "10m"},  # one advise_seccomp window per test
-        "exporters": {"alertmanager": {"resolveAfter": "87600h", **(alertmanager or {})}},
+        "exporters": {"alertmanager": dict(alertmanager or {})},
         "kubernetes": {"mode": "off"},
     }
+    if cluster_name:
+        config["clusterName"] = cluster_name
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -97,6 +102,8 @@ def syslog_matches(line: str, alert: dict[str, Any]) -> bool:
         and m.app_name == "gadgetwatch"
         and m.msg == alert["message"]
         and sd_alert["ruleId"] == alert["rule"]["id"]
+        and sd_alert["id"] == alert["id"]
+        and sd_alert["cluster"] == alert["cluster"]
         and sd_alert["severity"] == alert["rule"]["severity"]
         and sd_alert["fingerprint"] == alert["fingerprint"]
         and all(
@@ -126,7 +133,7 @@ async def test_all_exporters_receive_exactly_the_expected_alerts(
     try:
         agent = await Agent.start(
             [
-                "--config", str(write_config(tmp_path / "gadgetwatch.yaml")),
+                "--config", str(write_config(tmp_path / "gadgetwatch.yaml", cluster_name=CLUSTER)),
                 "--target", f"unix://{socket}",
                 "--learning-period", LEARNING_PERIOD,
                 "--profiles-dir", str(profiles),
@@ -158,22 +165,29 @@ async def test_all_exporters_receive_exactly_the_expected_alerts(
         assert {a["fingerprint"] for a in agent.stdout_alerts()} == {
             a["fingerprint"] for a in hooked
         }
+        # One id per alert, the same at every destination; the cluster name in every alert.
+        assert {a["id"] for a in agent.stdout_alerts()} == {a["id"] for a in hooked}
+        assert len({a["id"] for a in hooked}) == n
+        assert {a["cluster"] for a in hooked} == {CLUSTER}
         assert all(r.path == "/alerts" and r.method == "POST" for r in webhook.requests)
         lines = rsyslog.lines(app_name="gadgetwatch")
         assert len(lines) == n
         for alert in hooked:
             assert sum(syslog_matches(ln, alert) for ln in lines) == 1, alert["fingerprint"]
 
-        # AlertManager identifies an alert by its labels: the same rule in the same container
-        # is one alert there (three R0001 and two R0005 findings collapse).
-        def labels(e: Any) -> dict[str, str]:
+        # AlertManager identifies an alert by its labels: rule, workload container and the
+        # finding, so every distinct finding is its own alert (three R0001 findings in one
+        # container are three alerts), never per process or pod.
+        def labels(a: dict[str, Any]) -> dict[str, str]:
+            k = a["kubernetes"]
             return {
-                "rule_id": e.rule_id, "namespace": NAMESPACE, "workload_kind": e.workload_kind,
-                "workload_name": e.workload_name, "pod": e.pod, "container": e.container,
-                "node": "node-a",
+                "rule_id": a["rule"]["id"], "namespace": NAMESPACE,
+                "workload_kind": k["workloadKind"], "workload_name": k["workloadName"],
+                "container": k["container"], "finding": a["fingerprint"], "cluster": CLUSTER,
             }  # fmt: skip
 
-        want_am = {tuple(sorted(labels(e).items())) for e in EXPECTED}
+        want_am = {tuple(sorted(labels(a).items())) for a in hooked}
+        assert len(want_am) == n
         await eventually(lambda: len(am.alerts()) >= len(want_am), what="Alertmanager alerts")
         got_am = am.alerts()
         severity = {a["rule"]["id"]: a["rule"]["severity"] for a in hooked}
@@ -395,3 +409,49 @@ async def test_without_exec_paths_nothing_is_learned_from_argv0(
     assert [w["overridden"] for w in warnings if w["gadget"] == "trace_exec"] == [
         ["operator.oci.ebpf.paths"]
     ]
+
+
+async def test_replayed_capture_leaves_its_alerts_firing_in_alertmanager(
+    tmp_path: Path,
+    env: dict[str, str],
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    """`gadgetwatch run --replay CAPTURE --alertmanager URL` with the default settings: the
+    capture's event times are months in the past, yet every alert is firing in a real
+    AlertManager once the run is over, one per distinct finding (the five unexpected processes
+    of the intrusion are five alerts, each naming its process), `startsAt` at the event."""
+    am = alertmanager_factory()
+    proc = await Proc.start(
+        "agent",
+        [
+            GADGETWATCH, "run", "--no-metrics",
+            "--replay", str(EXAMPLE_CAPTURE),
+            "--learning-period", "10m",
+            "--profiles-dir", str(tmp_path / "profiles"),
+            "--stdout",
+            "--alertmanager", am.url,
+        ],
+        env=env,
+    )  # fmt: skip
+    try:
+        assert await proc.wait_exit() == 0, proc.tail()
+    finally:
+        await proc.stop()
+    alerts = [json.loads(line) for line in proc.stdout]
+    assert alerts
+    got = {a["labels"]["finding"]: a for a in am.alerts()}
+    assert set(got) == {a["fingerprint"] for a in alerts}
+    for alert in alerts:
+        fired = got[alert["fingerprint"]]
+        assert fired["status"]["state"] == "active"
+        assert fired["startsAt"][:19] == alert["dedup"]["firstSeen"][:19]
+        assert fired["labels"]["rule_id"] == alert["rule"]["id"]
+    processes = {
+        a["annotations"]["description"]
+        for a in got.values()
+        if a["labels"]["rule_id"] == "R0001"
+        and a["labels"].get("workload_name") == "webshop"
+        and a["labels"].get("container") == EXAMPLE_CONTAINER
+    }
+    for _, path in (x for x in EXAMPLE_INTRUSION if x[0] == "R0001"):
+        assert sum(path in d for d in processes) >= 1, (path, processes)

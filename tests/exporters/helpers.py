@@ -44,6 +44,7 @@ def make_alert(
     count: int = 1,
     time_ns: int | None = None,
     event: dict[str, object] | None = None,
+    cluster: str = "",
 ) -> Alert:
     n = next(_seq)
     now = time.time_ns() if time_ns is None else time_ns
@@ -74,6 +75,7 @@ def make_alert(
         event=event if event is not None else {"path": "/usr/bin/curl"},
         dedup=DedupInfo(count=count, first_seen_ns=now, last_seen_ns=now),
         fingerprint=fingerprint if fingerprint is not None else f"fp-{n}",
+        cluster=cluster,
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -38,11 +40,11 @@ async def test_labels_annotations_and_no_duplicates(
     am = alertmanager_factory()
     settings = _settings(
         am.url,
-        extra_labels={"cluster": "prod-eu"},
+        extra_labels={"team": "shop"},
         generator_url="https://console.example/alerts?rule={rule_id}&pod={pod}",
     )
     exporter = AlertManagerExporter(settings, url=am.url, name="alertmanager")
-    first = make_alert(pid=100, comm="curl", count=1)
+    first = make_alert(pid=100, comm="curl", count=1, cluster="prod-eu")
     await exporter.send([first])
     await wait_until(lambda: len(am.alerts()) == 1, what="the alert in Alertmanager")
     got = am.alerts()[0]
@@ -50,13 +52,13 @@ async def test_labels_annotations_and_no_duplicates(
         "alertname": "UnexpectedProcessLaunched",
         "rule_id": "R0001",
         "severity": "high",
+        "cluster": "prod-eu",
         "namespace": "prod",
         "workload_kind": "Deployment",
         "workload_name": "web",
-        "pod": "web-6d4b-x2",
         "container": "app",
-        "node": "node-1",
-        "cluster": "prod-eu",
+        "finding": first.fingerprint,
+        "team": "shop",
     }
     ann = got["annotations"]
     assert ann["summary"] == "Unexpected process launched in prod/web (container app)"
@@ -64,19 +66,172 @@ async def test_labels_annotations_and_no_duplicates(
     assert ann["fix_suggestion"] == first.fix_suggestion
     assert "curl (pid 100" in ann["process"]
     assert ann["count"] == "1"
+    assert (ann["pod"], ann["node"], ann["alert_id"]) == ("web-6d4b-x2", "node-1", first.id)
     assert got["generatorURL"] == ("https://console.example/alerts?rule=R0001&pod=web-6d4b-x2")
     assert got["status"]["state"] == "active"
 
-    # The same behaviour again, from another process: one alert, updated (no per-pid labels).
-    again = make_alert(pid=200, comm="curl", count=7, fingerprint=first.fingerprint)
+    # The same finding again, from another process in another replica: one alert, updated.
+    again = make_alert(
+        pid=200,
+        comm="curl",
+        count=7,
+        fingerprint=first.fingerprint,
+        pod="web-6d4b-y7",
+        cluster="prod-eu",
+    )
     await exporter.send([again])
     await wait_until(
-        lambda: am.alerts()[0]["annotations"]["count"] == "7", what="the count updated"
+        lambda: am.alerts()[0]["annotations"]["count"] == "8", what="the count updated"
     )
     alerts = am.alerts()
     assert len(alerts) == 1
     assert "pid 200" in alerts[0]["annotations"]["process"]
+    assert alerts[0]["annotations"]["pod"] == "web-6d4b-y7"
     await exporter.aclose()
+
+
+class FakeClock:
+    """Wall time in ns that only moves when the test says so."""
+
+    def __init__(self, start_ns: int) -> None:
+        self.now = start_ns
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += int(delta.total_seconds() * 1e9)
+
+
+def _ns(text: str) -> int:
+    """AlertManager's RFC 3339 time (ms precision) as ns."""
+    whole, _, frac = text.rstrip("Z").partition(".")
+    secs = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
+    return int(secs) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
+
+
+def _by_finding(am: Alertmanager) -> dict[str, dict[str, Any]]:
+    return {a["labels"]["finding"]: a for a in am.alerts()}
+
+
+async def test_replayed_alerts_fire_from_send_time_and_while_behaviour_repeats(
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    """Event times two days in the past (a replay) still give firing alerts: `startsAt` is
+    the first occurrence, `endsAt` the time of sending + resolveAfter. A repeated behaviour is
+    re-sent before it expires and stays firing; one that stopped resolves resolveAfter after
+    its last occurrence (AlertManager then no longer lists it)."""
+    am = alertmanager_factory()
+    resolve = timedelta(minutes=30)
+    # The agent's clock starts 50 minutes before AlertManager's: alerts sent then expire 20
+    # minutes ago in AlertManager's eyes unless a re-send extends them.
+    clock = FakeClock(time.time_ns() - int(timedelta(minutes=50).total_seconds() * 1e9))
+    settings = _settings(am.url, resolve_after=resolve, resend_interval=timedelta(minutes=1))
+    exporter = AlertManagerExporter(settings, url=am.url, name="alertmanager", clock_ns=clock)
+    event_ns = time.time_ns() - int(timedelta(days=2).total_seconds() * 1e9)
+    repeated = make_alert(fingerprint="a" * 16, time_ns=event_ns, comm="sh")
+    stopped = make_alert(fingerprint="b" * 16, time_ns=event_ns, comm="cat")
+    t0 = clock.now
+    await exporter.send([repeated, stopped])
+    resolve_ns = int(resolve.total_seconds() * 1e9)
+    for alert in (repeated, stopped):
+        item = payload(alert, settings=settings, now_ns=t0)
+        assert _ns(item["startsAt"]) == event_ns
+        assert _ns(item["endsAt"]) == t0 + resolve_ns
+
+    # Nothing repeated: nothing to re-send.
+    clock.advance(timedelta(minutes=5))
+    assert await exporter.refresh() == 0
+    # `repeated` keeps happening (the detector counts 3 repeats in its cooldown).
+    clock.advance(timedelta(minutes=20))
+    assert exporter.note_repeats({repeated.fingerprint: 3, "f" * 16: 9}) == 1
+    last_repeat = clock.now
+    assert await exporter.refresh() == 1
+    assert await exporter.refresh() == 0  # sent; nothing new
+
+    def state() -> dict[str, dict[str, Any]]:
+        return _by_finding(am)
+
+    await wait_until(lambda: set(state()) == {repeated.fingerprint}, what="only `repeated` firing")
+    got = state()[repeated.fingerprint]
+    assert got["status"]["state"] == "active"
+    assert got["annotations"]["count"] == "4"
+    assert abs(_ns(got["startsAt"]) - event_ns) < 1_000_000
+    # Fires exactly until the last occurrence + resolveAfter (AlertManager keeps ms).
+    assert abs(_ns(got["endsAt"]) - (last_repeat + resolve_ns)) < 1_000_000
+    await exporter.aclose()
+
+
+async def test_every_distinct_finding_visible_and_alerts_per_workload_bounded(
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    am = alertmanager_factory()
+    settings = _settings(am.url, max_finding_alerts=5)
+    exporter = AlertManagerExporter(settings, url=am.url, name="alertmanager")
+    # Five different unexpected processes in one container: five alerts, each showing its own.
+    procs = ["dash", "cat", "curl", "wget", "nc"]
+    five = [
+        make_alert(fingerprint=f"{i:016x}", comm=c, message=f"Unexpected process launched: {c}")
+        for i, c in enumerate(procs)
+    ]
+    await exporter.send(five)
+    await wait_until(lambda: len(am.alerts()) == 5, what="five alerts")
+    assert {a["annotations"]["description"] for a in am.alerts()} == {a.message for a in five}
+    # Repeats of one finding, from other pids and pods: still five alerts, the count grows.
+    for pid in (7, 8, 9):
+        await exporter.send([make_alert(fingerprint=five[1].fingerprint, pid=pid, pod="web-2")])
+    await wait_until(
+        lambda: _by_finding(am)[five[1].fingerprint]["annotations"]["count"] == "4",
+        what="the repeated finding's count",
+    )
+    assert len(am.alerts()) == 5
+    # A storm of 200 more distinct findings: one more alert, listing them with counts.
+    storm = [
+        make_alert(fingerprint=f"{100 + i:016x}", message=f"Unexpected process launched: x{i}")
+        for i in range(200)
+    ]
+    await exporter.send(storm)
+    await wait_until(lambda: "overflow" in _by_finding(am), what="the overflow alert")
+    alerts = am.alerts()
+    assert len(alerts) == 6
+    overflow = _by_finding(am)["overflow"]
+    lines = overflow["annotations"]["findings"].split("\n")
+    assert lines[0] == "1× Unexpected process launched: x199"  # most recent first
+    assert lines[-1] == "… and 180 more"
+    assert overflow["annotations"]["count"] == "200"
+    assert overflow["labels"]["workload_name"] == "web"
+    # Another workload has its own bound.
+    await exporter.send([make_alert(fingerprint="c" * 16, workload_name="db")])
+    await wait_until(lambda: len(am.alerts()) == 7, what="the other workload's alert")
+    await exporter.aclose()
+
+
+async def test_delivery_passes_repeats_and_resends_them_on_shutdown(
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    """Through `Delivery`: the repeats the detector counted reach the exporter, and the last
+    ones are re-sent when delivery drains at shutdown."""
+    am = alertmanager_factory()
+    clock = FakeClock(time.time_ns())
+    stats = DeliveryStats()
+    exporter = AlertManagerExporter(
+        _settings(am.url, resolve_after=timedelta(minutes=10)),
+        url=am.url,
+        name="alertmanager",
+        clock_ns=clock,
+    )
+    delivery = Delivery([exporter], stats=stats)
+    await delivery.start()
+    alert = make_alert(fingerprint="d" * 16)
+    delivery.submit(alert)
+    await wait_until(lambda: stats.sent["alertmanager"] == 1, what="the first send")
+    clock.advance(timedelta(minutes=3))
+    delivery.note_repeats({alert.fingerprint: 2})
+    await delivery.aclose(5)
+    assert stats.resent["alertmanager"] == 1
+    (got,) = am.alerts()
+    assert got["annotations"]["count"] == "3"
+    assert abs(_ns(got["endsAt"]) - (clock.now + 600 * 10**9)) < 1_000_000
 
 
 async def test_alerts_group_by_workload(alertmanager_factory: Callable[..., Alertmanager]) -> None:
@@ -197,8 +352,30 @@ async def test_auth_headers_and_permanent_rejection() -> None:
 
 def test_payload_times_and_per_process_values_stay_out_of_labels() -> None:
     alert = make_alert(time_ns=1_700_000_000_000_000_000)
-    item = payload(alert, settings=AlertManagerSettings(resolve_after=timedelta(minutes=30)))
-    assert item["startsAt"] == "2023-11-14T22:13:20.000000000Z"
-    assert item["endsAt"] == "2023-11-14T22:43:20.000000000Z"
-    assert not {"pid", "comm", "ppid", "uid", "args", "container_id"} & set(item["labels"])
+    sent_ns = 1_800_000_000_000_000_000
+    settings = AlertManagerSettings(resolve_after=timedelta(minutes=30))
+    item = payload(alert, settings=settings, now_ns=sent_ns)
+    assert item["startsAt"] == "2023-11-14T22:13:20.000000000Z"  # the event
+    assert item["endsAt"] == "2027-01-15T08:30:00.000000000Z"  # sending + 30 min
+    assert not {"pid", "comm", "ppid", "uid", "args", "container_id", "pod"} & set(item["labels"])
     assert "generatorURL" not in item
+    # A node clock running ahead cannot put startsAt after endsAt (a 400 from AlertManager).
+    ahead = make_alert(time_ns=sent_ns + 10**13)
+    item = payload(ahead, settings=settings, now_ns=sent_ns)
+    assert item["startsAt"] == "2027-01-15T08:00:00.000000000Z"
+
+
+async def test_a_retried_batch_is_counted_once() -> None:
+    receiver = await HttpReceiver(statuses=[503, 503, 200]).start()
+    try:
+        exporter = AlertManagerExporter(_settings(receiver.url), url=receiver.url, name="am")
+        stats = DeliveryStats()
+        delivery = Delivery([exporter], stats=stats)
+        await delivery.start()
+        delivery.submit(make_alert(count=3))
+        await wait_until(lambda: stats.sent["am"] == 1, what="delivered after two 503s")
+        await delivery.aclose(1)
+        counts = [r.json()[0]["annotations"]["count"] for r in receiver.requests]
+        assert counts == ["3", "3", "3"]
+    finally:
+        await receiver.stop()

@@ -184,7 +184,9 @@ class Harness:
         )
 
     async def _alertmanager(self, mode: str, name: str, opts: dict[str, Any]) -> Peer:
-        settings = AlertManagerSettings(**opts)
+        # Every alert here is a distinct finding of one rule and workload: a bound above their
+        # number keeps each its own AlertManager alert (the overflow has its own test).
+        settings = AlertManagerSettings(**{"max_finding_alerts": 1000, **opts})
         if mode == "dead":
             url = f"http://127.0.0.1:{free_port()}"
             return Peer(AlertManagerExporter(settings, url=url, name=name))

@@ -149,7 +149,7 @@ async def test_rate_limit_announced_once_per_window(receiver: HttpReceiver) -> N
     kinds = [a["kind"] for a in receiver.alerts()]
     assert kinds == ["rule"] * 5 + ["system"]
     notice = receiver.alerts()[5]
-    assert notice["rule"]["id"] == "limit_reached"
+    assert notice["rule"]["id"] == "GW0002"
     assert "5 alerts per minute" in notice["message"]
     assert stats.dropped[("http", "rate_limit")] == 4
     now[0] += 61  # next window: admitted again, and announced again once over the limit

@@ -49,6 +49,8 @@ def _check_roundtrip(line: str, alert: Alert, *, app: str) -> None:
     assert m.msgid == alert.rule.id
     assert m.msg == safe_text(alert.message)
     a = m.sd["alert@32473"]
+    assert a["id"] == alert.id
+    assert a["cluster"] == alert.cluster
     assert a["ruleId"] == alert.rule.id
     assert a["rule"] == alert.rule.name
     assert a["severity"] == alert.rule.severity.label
@@ -75,9 +77,10 @@ async def test_rsyslog_receives_parseable_rfc5424(
     app = f"gw-{transport}"
     exporter = SyslogExporter(_settings(daemon, transport, app))
     alerts = [
-        make_alert(severity=Severity.HIGH, count=3),
+        make_alert(severity=Severity.HIGH, count=3, cluster="prod-eu"),
         make_alert(
             severity=Severity.CRITICAL,
+            cluster="staging-us",
             message=HOSTILE_MESSAGE,
             comm='sh"]\\',
             args=("sh", "-c", 'echo ]"\\ \n done'),

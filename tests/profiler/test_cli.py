@@ -102,13 +102,73 @@ def test_export_import_with_namespace_remap(
     assert stored is not None
     assert stored.meta.managed_by is ManagedBy.USER
     assert stored.meta.status is ProfileStatus.COMPLETED
-    assert stored.entries == completed().entries
+    # Every reference to the source namespace now points at the target one.
+    want = completed().entries
+    db = PeerIdentity(kind="pod", name="db-0", namespace="production", labels=(("app", "db"),))
+    want.egress = {("10.1.0.7", 5432, "TCP", db)}
+    want.dns = {"db.production.svc.cluster.local": frozenset({"10.96.0.20"})}
+    assert stored.entries == want
     # Importing again replaces it (an explicit decision), keeping one object.
     code, _, _ = run(
         capsys, "profile", "--profiles-dir", str(prod), "import", str(exported), "-n", "production"
     )
     assert code == 0
     assert len(DirectoryStore(prod).files()) == 1
+
+
+def test_imported_profile_netpol_allows_the_new_namespace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`profile import -n shop-prod` of a staging profile, then `profile netpol`: the in-namespace
+    peers (pod and service) are allowed in shop-prod, never in the old namespace; peers of
+    other namespaces (cluster DNS, a shared database) are left as they were."""
+    staging = completed()
+    svc = PeerIdentity(kind="svc", name="cache", namespace="staging")
+    shared = PeerIdentity(kind="pod", name="pg-0", namespace="data", labels=(("app", "pg"),))
+    staging.entries.egress.update(
+        {("10.96.0.30", 6379, "TCP", svc), ("10.1.9.9", 5433, "TCP", shared)}
+    )
+    staging.entries.add_dns("cache.staging.svc", ("10.96.0.30",))
+    staging.entries.add_dns("kube-dns.kube-system.svc.cluster.local", ("10.96.0.10",))
+    source = tmp_path / "staging"
+    DirectoryStore(source).create_sync(staging)
+    exported = tmp_path / "web.yaml"
+    base = ("profile", "--profiles-dir")
+    code, _, err = run(capsys, *base, str(source), "export", "-f", str(exported))
+    assert code == 0, err
+    prod = tmp_path / "prod"
+    code, _, err = run(capsys, *base, str(prod), "import", str(exported), "-n", "shop-prod")
+    assert code == 0, err
+    code, out, err = run(capsys, *base, str(prod), "netpol", "shop-prod/deployment-web-nginx")
+    assert code == 0, err
+    policy = yaml.safe_load(out)
+    assert policy["metadata"]["namespace"] == "shop-prod"
+    assert "staging" not in out
+
+    def peers(port: int) -> list[dict[str, object]]:
+        (rule,) = [r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == port]
+        return list(rule["to"])
+
+    def in_namespace(ns: str) -> dict[str, object]:
+        return {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+
+    assert peers(5432) == [
+        {
+            "namespaceSelector": in_namespace("shop-prod"),
+            "podSelector": {"matchLabels": {"app": "db"}},
+        }
+    ]
+    assert peers(6379) == [{"namespaceSelector": in_namespace("shop-prod")}]
+    assert peers(5433) == [
+        {"namespaceSelector": in_namespace("data"), "podSelector": {"matchLabels": {"app": "pg"}}}
+    ]
+    imported = DirectoryStore(prod)._get(WorkloadKey("shop-prod", "Deployment", "web", "nginx"))
+    assert imported is not None
+    assert set(imported.entries.dns) == {
+        "db.shop-prod.svc.cluster.local",
+        "cache.shop-prod.svc",
+        "kube-dns.kube-system.svc.cluster.local",
+    }
 
 
 def test_diff_two_revisions(pdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
