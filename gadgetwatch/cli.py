@@ -15,8 +15,9 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
+from gadgetclient.textsafety import escape_control
 from gadgetwatch import __version__
 
 if TYPE_CHECKING:
@@ -38,6 +39,28 @@ COMMAND_MODULES: tuple[str, ...] = (
 COMPLETE_COMMAND = "__complete"
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class TerminalSafeStream:
+    """A text stream that escapes control and bidi characters (newline and tab pass).
+
+    Every human-readable line the CLI prints can quote file content or event fields (a rule
+    name from a bindings file, a path from a profile); one `\\x1b]…` or U+202E in them must not
+    rewrite the operator's terminal. Wrapping `sys.stdout` and `sys.stderr` once here covers
+    every command; binary output (`.buffer`: profiles, captures) is data and passes unchanged,
+    and a command that draws its own progress line writes through `.raw`.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self.raw = inner
+
+    def write(self, text: str) -> int:
+        self.raw.write(escape_control(text, keep="\n\t"))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
 
 # gRPC's C core logs informational lines (e.g. GOAWAY on a closing channel) straight to stderr,
 # outside our JSON log; keep it to errors unless the operator asked for more. Must be set
@@ -92,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return complete_words(args_list[1:])
     from gadgetwatch.clikit import ERROR_TYPES, UserError
-    from gadgetwatch.logs import configure_logging
+    from gadgetwatch.logs import configure_logging, flush_held_back
     from gadgetwatch.settings_loading import ConfigError
 
     parser = build_parser()
@@ -101,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, TerminalSafeStream(out))
+    sys.stderr = cast(TextIO, TerminalSafeStream(err))
     configure_logging(args.log_level)
     prog = f"gadgetwatch {args.command}"
     try:
@@ -119,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"{prog}: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+    finally:
+        flush_held_back()
+        sys.stdout, sys.stderr = out, err
 
 
 def _one_line(text: str) -> str:

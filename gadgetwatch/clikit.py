@@ -34,6 +34,7 @@ from detector.errors import DetectorError
 from exporters.errors import ExporterError
 from gadgetclient.durations import parse_duration
 from gadgetclient.errors import GadgetClientError
+from gadgetclient.textsafety import escape_control
 from gadgetwatch.settings_loading import ConfigError
 from profiler.errors import ProfilerError
 
@@ -233,7 +234,10 @@ class Progress:
     """
 
     def __init__(self, *, quiet: bool = False, stream: IO[str] | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+        stream = stream if stream is not None else sys.stderr
+        # Our own cursor control goes through the raw stream (the CLI's stderr escapes control
+        # characters); the text in it is escaped here instead, as it may quote server answers.
+        self.stream: IO[str] = getattr(stream, "raw", stream)
         self.enabled = not quiet and _isatty(self.stream)
         self.started = time.monotonic()
         self._shown = False
@@ -246,7 +250,7 @@ class Progress:
             return
         # The cursor goes back to the line's start, so a log line written meanwhile (JSON
         # logs share stderr) overwrites the status instead of being glued to its end.
-        self.stream.write(f"\r{text}\x1b[K\r")
+        self.stream.write(f"\r{escape_control(text)}\x1b[K\r")
         self.stream.flush()
         self._shown = True
 
@@ -254,7 +258,7 @@ class Progress:
         if not self.enabled:
             return
         prefix = "\r\x1b[K" if self._shown else ""
-        self.stream.write(f"{prefix}{text}\n")
+        self.stream.write(f"{prefix}{escape_control(text)}\n")
         self.stream.flush()
         self._shown = False
 

@@ -29,7 +29,7 @@ SWEEP: dict[str, tuple[list[str], str]] = {
     "unknown flag": (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     # -- run --------------------------------------------------------------------------------
     "run: missing config": (["run", "--config", "{tmp}/nope.yaml"], "cannot read"),
-    "run: binary config": (["run", "--config", "{tmp}/binary.yaml"], "not a UTF-8 text file"),
+    "run: binary config": (["run", "--config", "{tmp}/binary.yaml"], "not UTF-8 text"),
     "run: bad YAML config": (["run", "--config", "{tmp}/bad.yaml"], "invalid YAML at line"),
     "run: unknown config key": (["run", "--config", "{tmp}/typo.yaml"], "did you mean"),
     "run: bad duration in config": (["run", "--config", "{tmp}/duration.yaml"], "24h, 10m, 90s"),
@@ -113,7 +113,7 @@ SWEEP: dict[str, tuple[list[str], str]] = {
     "rules: bad output": (["rules", "list", "-o", "text"], "invalid choice: 'text'"),
     "probe: missing config": (["probe", "--config", "{tmp}/nope.yaml"], "cannot read"),
     "probe: bad output": (["probe", "-o", "wide"], "invalid choice: 'wide'"),
-    "config: binary": (["config", "show", "--config", "{tmp}/binary.yaml"], "not a UTF-8"),
+    "config: binary": (["config", "show", "--config", "{tmp}/binary.yaml"], "not UTF-8"),
     "config: docs unwritable": (["config", "docs", "-f", "{tmp}/no/dir/c.md"], "No such file"),
     "completion: bad shell": (["completion", "tcsh"], "invalid choice: 'tcsh'"),
 }
@@ -189,7 +189,7 @@ def test_startup_failures_as_processes(files: Path, busy_port: int) -> None:
     line = _one_line(["run", "--replay", str(CAPTURE), "--exceptions", "nope.yaml"], files)
     assert line == "detector.exceptionsFile (--exceptions): no such file: nope.yaml"
     line = _one_line(["run", "--config", "binary.yaml"], files)
-    assert line.startswith("binary.yaml: not a UTF-8 text file")
+    assert line.startswith("binary.yaml: not UTF-8 text")
     line = _one_line(
         ["run", "--replay", str(CAPTURE), "--metrics-address", f"127.0.0.1:{busy_port}"], files
     )
