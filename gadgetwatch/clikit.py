@@ -42,7 +42,7 @@ from profiler.errors import ProfilerError
 OUTPUT_FORMATS: tuple[str, ...] = ("table", "json", "yaml")
 
 #: The duration forms named in every duration error, so a person can copy one.
-DURATION_FORMS = "a number with a unit, e.g. 24h, 10m, 90s (also 500ms, 2d, 1h30m)"
+DURATION_FORMS = "a number with a unit, e.g. 24h, 10m, 90s (also 500ms, 2d, 1h30m, or seconds: 300)"
 
 
 class UserError(Exception):

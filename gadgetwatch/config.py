@@ -155,9 +155,6 @@ def dump_settings(settings: Settings) -> dict[str, Any]:
             return [conv(v) for v in value]
         if isinstance(value, timedelta):
             return format_duration(value)
-        if isinstance(value, SecretStr):
-            # Printed masked, like pydantic's own repr: `config show` never reveals a secret.
-            return str(value)
         return value
 
     return dict(conv(settings.model_dump(mode="python", by_alias=True)))

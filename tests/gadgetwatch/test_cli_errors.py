@@ -32,7 +32,10 @@ SWEEP: dict[str, tuple[list[str], str]] = {
     "run: binary config": (["run", "--config", "{tmp}/binary.yaml"], "not UTF-8 text"),
     "run: bad YAML config": (["run", "--config", "{tmp}/bad.yaml"], "invalid YAML at line"),
     "run: unknown config key": (["run", "--config", "{tmp}/typo.yaml"], "did you mean"),
-    "run: bad duration in config": (["run", "--config", "{tmp}/duration.yaml"], "24h, 10m, 90s"),
+    "run: bad duration in config": (
+        ["run", "--config", "{tmp}/duration.yaml"],
+        "invalid duration 'one day' (use e.g. 500ms, 30s, 5m",
+    ),
     "run: bad target": (["run", "--target", "http://x", "--check-config"], "(--target)"),
     "run: missing replay": (["run", "--replay", "{tmp}/nope.jsonl"], "--replay: no such file"),
     "run: bad capture": (["run", "--replay", "{tmp}/bad.jsonl"], "bad.jsonl:1: not JSON"),
