@@ -5,6 +5,11 @@ usable profile (completed, by default) and counts every skipped evaluation other
 check first applies its cheap event filter (the event kind is already right), then asks the
 profile, which is an O(1) set membership in the profiler's read model.
 
+Paths are compared in their lexically normal form (`gadgetclient.pathnorm`, relative paths
+joined to the process's cwd): the event mapping normalises already, and `open_path` does it
+again for events built elsewhere, so no spelling of a path (``/etc//shadow``,
+``/tmp/../etc/shadow``, ``./shadow`` in ``/etc``) reaches a comparison un-normalised.
+
 Messages carry attacker-controlled strings through `safe_text` with a short bound (the full,
 longer-bounded values are in the alert's event fields).
 """
@@ -40,6 +45,8 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.gadget_params import UNRESOLVED_PREFIX
+from gadgetclient.pathnorm import is_normal, normalise_exec_path, normalise_path
 from profiler.readmodel import ProfileView
 
 #: Bound of attacker strings inside a one-line message; the event fields carry more.
@@ -91,9 +98,19 @@ SENSITIVE_FILES = (
 _ENVIRON = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/environ")
 
 
+def open_path(event: OpenEvent) -> str:
+    """The opened path in normal form (relative to the process's cwd when IG sent one)."""
+    path = event.path
+    return path if is_normal(path) else normalise_path(path, event.process.cwd)
+
+
 def exec_path(event: ExecEvent) -> str:
-    """The executed file; IG gives ``exepath`` with --paths, else ``args[0]``, else comm."""
-    return event.path or (event.args[0] if event.args else "") or event.process.comm
+    """The executed file (IG's ``exepath``; see `ExecEvent.path`), in normal form when it is a
+    path; a bare name (a PATH lookup) and an ``unresolved:`` marker stay as they are."""
+    path = event.path or (event.args[0] if event.args else "") or event.process.comm
+    if is_normal(path) or path.startswith(UNRESOLVED_PREFIX):
+        return path
+    return normalise_exec_path(path, event.cwd)
 
 
 def _s(text: str) -> str:
@@ -101,10 +118,16 @@ def _s(text: str) -> str:
 
 
 def _unexpected_exec(params: Mapping[str, Any], env: RuleEnv) -> Check:
+    enforce_args = params["enforceArgs"]
+
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, ExecEvent)
         path = exec_path(event)
-        if profile is not None and profile.allows_exec(path, event.args):
+        if profile is not None and (
+            profile.allows_exec(path, event.args)
+            if enforce_args
+            else profile.allows_exec_path(path)
+        ):
             return None
         comm = event.process.comm
         return Finding(
@@ -124,7 +147,7 @@ def _unexpected_open(params: Mapping[str, Any], env: RuleEnv) -> Check:
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
+        path = open_path(event)
         if include and not include.matches(path):
             return None
         if ignore.matches(path) or mounts.matches(path):
@@ -218,16 +241,36 @@ def token_path_variants(path: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def token_directory(path: str) -> str:
+    """The token directory `path` lies in (one of `TOKEN_DIRS`), or "" when none."""
+    for directory in TOKEN_DIRS:
+        if path.startswith(directory) and path[len(directory) : len(directory) + 1] in ("", "/"):
+            return directory
+    return ""
+
+
+def _same_directory(directory: str) -> tuple[str, str]:
+    """The /run and /var/run spellings of one token directory (one is a symlink to the other)."""
+    if directory.startswith("/var/run/"):
+        return directory, directory[4:]
+    return directory, "/var" + directory
+
+
 def _token_access(params: Mapping[str, Any], env: RuleEnv) -> Check:
+    exact_files = params["exactFiles"]
+
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
+        path = open_path(event)
         if not path.startswith(_TOKEN_PREFIXES):
             return None
-        if profile is not None and any(
-            profile.allows_open(p, event.flags) for p in token_path_variants(path)
-        ):
-            return None
+        if profile is not None:
+            if any(profile.allows_open(p, event.flags) for p in token_path_variants(path)):
+                return None
+            if not exact_files and any(
+                profile.opened_under(d) for d in _same_directory(token_directory(path))
+            ):
+                return None
         comm = event.process.comm
         return Finding(
             message=f"Unexpected service account token access: {_s(path)} by {_s(comm)} "
@@ -255,7 +298,7 @@ def _k8s_client(params: Mapping[str, Any], env: RuleEnv) -> Check:
             name = basename(path)
             if name not in K8S_CLIENTS:
                 return None
-            if profile is not None and profile.allows_exec(path, event.args):
+            if profile is not None and profile.allows_exec_path(path):
                 return None
             return Finding(
                 message=f"Kubernetes client executed: {_s(path)} (pid {event.process.pid})",
@@ -282,7 +325,7 @@ def _k8s_client(params: Mapping[str, Any], env: RuleEnv) -> Check:
 def _procfs_environ(params: Mapping[str, Any], env: RuleEnv) -> Check:
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
+        path = open_path(event)
         if not path.startswith("/proc/") or not _ENVIRON.fullmatch(path):
             return None
         if profile is not None and profile.allows_open(path, event.flags):
@@ -327,7 +370,7 @@ def _sensitive_file(params: Mapping[str, Any], env: RuleEnv) -> Check:
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
+        path = open_path(event)
         if not files.matches(path):
             return None
         if profile is not None and profile.allows_open(path, event.flags):
@@ -357,6 +400,7 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 def _egress(params: Mapping[str, Any], env: RuleEnv) -> Check:
     ignore_private = params["ignorePrivate"]
+    by_answer = params["allowResolvedAddresses"]
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, TcpEvent)
@@ -372,6 +416,7 @@ def _egress(params: Mapping[str, Any], env: RuleEnv) -> Check:
             f"{_s(event.process.comm)} (pid {event.process.pid})",
             key=(addr, event.dst_port, event.proto),
             subjects=(Subject(AllowKind.ADDRESS, addr, event.dst_port),),
+            resolved_address=addr if by_answer else "",
         )
 
     return check
@@ -393,6 +438,16 @@ RULES: tuple[Rule, ...] = (
         dedup_key=("comm", "path"),
         fix="",
         build=_unexpected_exec,
+        parameters=(
+            ParamSpec(
+                "enforceArgs",
+                ParamKind.BOOL,
+                False,
+                "Also compare the arguments: an executable of the profile run with arguments "
+                "the profile does not list alerts. Off by default, as in Kubescape: arguments "
+                "carry request data (file names, ids, URLs) that learning cannot enumerate.",
+            ),
+        ),
     ),
     Rule(
         id=RuleId("R0002"),
@@ -488,8 +543,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id=RuleId("R0006"),
         name="Unexpected Service Account Token Access",
-        description="The service-account token was read although the workload's profile never "
-        "read it.",
+        description="A file of a service-account token directory was read although the "
+        "workload's profile never read that directory.",
         severity=Severity.HIGH,
         tags=("token", "malicious", "whitelisted", "anomaly", "credentials"),
         mitre_tactic="TA0006",
@@ -499,6 +554,16 @@ RULES: tuple[Rule, ...] = (
         dedup_key=("comm",),
         fix="",
         build=_token_access,
+        parameters=(
+            ParamSpec(
+                "exactFiles",
+                ParamKind.BOOL,
+                False,
+                "Require the exact token file in the profile. Off by default, as in Kubescape: "
+                "a profile that read any file of a token directory (token, ca.crt, namespace, "
+                "kubelet's timestamped copies) allows every file of that directory.",
+            ),
+        ),
     ),
     Rule(
         id=RuleId("R0007"),
@@ -572,7 +637,7 @@ RULES: tuple[Rule, ...] = (
         id=RuleId("R0011"),
         name="Unexpected Egress Network Traffic",
         description="An outgoing TCP connection went to an address and port the workload's "
-        "profile does not contain.",
+        "profile does not contain, and no recent DNS answer for a profiled name gave it.",
         severity=Severity.MEDIUM,
         tags=("network", "egress", "whitelisted", "anomaly", "networkprofile"),
         mitre_tactic="TA0010",
@@ -590,6 +655,14 @@ RULES: tuple[Rule, ...] = (
                 "Ignore private, link-local and CGNAT destinations: pod and service IPs "
                 "change with every rollout, so only public destinations are stable enough "
                 "to compare with a profile.",
+            ),
+            ParamSpec(
+                "allowResolvedAddresses",
+                ParamKind.BOOL,
+                True,
+                "Accept a destination that a DNS response recently answered to this workload "
+                "for a name in the profile (CDNs rotate addresses); bounded by the detector "
+                "settings `resolvedAddressTtl` and `resolvedAddressesPerWorkload`.",
             ),
         ),
     ),

@@ -74,6 +74,11 @@ class Finding:
     subjects: tuple[Subject, ...]
     #: Extra alert event fields beyond the event's own (already safe), e.g. new syscalls.
     fields: Mapping[str, Any] = field(default_factory=dict)
+    #: A destination address the detector may excuse when a fresh DNS answer for a name in the
+    #: profile carried it (R0011, `detector.resolved`); "" for every other finding. Decided in
+    #: the detector, not in the check, because the answer depends on event time: a check
+    #: result is memoised, a finding is not.
+    resolved_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,12 @@
 Each line is `{"gadget": "trace_exec", "datasource": "exec", "node": "...", "data": ...}` where
 `data` is exactly what `ig run <gadget> -o json` prints for one payload: an object for a Single
 data source, an array for an Array one. An optional first line `{"gadgetwatchCapture": 1, ...}`
-carries metadata (the IG version recorded from, the target, the start time).
+carries metadata (the IG version recorded from, the target, the start time). Pod records
+(`{"gadgetwatchPod": 1, ...}`, anywhere in the file) carry what IG does not: a pod's labels,
+annotations, owner and the volume mounts of its containers, so a replay can exercise rules that
+need them (R0002 ``ignoreMounts``, R1004) without a cluster; `CapturePodMetadata` serves them
+to the profiler and the detector. Each record kind has its own key and version, so readers
+skip kinds they do not know only by choice, never by accident.
 
 `read_capture` also accepts a plain `ig run <gadget> -o json` (or `-o jsonpretty`) file when the
 gadget is named: every top-level value is one payload of that gadget's main data source.
@@ -14,7 +19,7 @@ broken one is reported, not half-read.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +30,12 @@ from gadgetclient.errors import CaptureError
 
 CAPTURE_VERSION = 1
 HEADER_KEY = "gadgetwatchCapture"
+#: Pod-metadata side records: their key and format version.
+POD_KEY = "gadgetwatchPod"
+POD_VERSION = 1
+_POD_FIELDS = frozenset(
+    {POD_KEY, "namespace", "name", "labels", "annotations", "owner", "topOwner", "mounts"}
+)
 
 #: The data source a plain `ig run <gadget> -o json` file holds, per gadget.
 MAIN_DATASOURCE: dict[str, str] = {
@@ -52,9 +63,43 @@ class CaptureLine:
 
 
 @dataclass(frozen=True, slots=True)
+class PodRecord:
+    """What a capture knows about one pod beyond IG's enrichment."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    #: The controller owner (kind, name) as IG reports it (a ReplicaSet), or None.
+    owner: tuple[str, str] | None = None
+    #: The top-level owner (kind, name) (the Deployment), or None to derive it.
+    top_owner: tuple[str, str] | None = None
+    #: Volume mount paths per container name (service-account token mount excluded).
+    mounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            POD_KEY: POD_VERSION,
+            "namespace": self.namespace,
+            "name": self.name,
+            "labels": dict(sorted(self.labels.items())),
+        }
+        if self.annotations:
+            out["annotations"] = dict(sorted(self.annotations.items()))
+        if self.owner is not None:
+            out["owner"] = {"kind": self.owner[0], "name": self.owner[1]}
+        if self.top_owner is not None:
+            out["topOwner"] = {"kind": self.top_owner[0], "name": self.top_owner[1]}
+        out["mounts"] = {c: list(m) for c, m in sorted(self.mounts.items())}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Capture:
     lines: tuple[CaptureLine, ...]
     header: dict[str, Any] = field(default_factory=dict)
+    #: Pod-metadata side records, in file order (a later record of the same pod replaces it).
+    pods: tuple[PodRecord, ...] = ()
 
     def gadgets(self) -> list[str]:
         return sorted({line.gadget for line in self.lines})
@@ -86,12 +131,16 @@ def parse_capture(text: str, *, gadget: str | None = None, name: str = "capture"
     """Parse capture text (or plain `ig run -o json` output when `gadget` is given)."""
     header: dict[str, Any] = {}
     lines: list[CaptureLine] = []
+    pods: list[PodRecord] = []
     for lineno, value in _values(text, name):
         where = f"{name}:{lineno}"
         if isinstance(value, dict) and HEADER_KEY in value:
-            if lines or header:
+            if lines or header or pods:
                 raise CaptureError("header must be the first line", where=where)
             header = value
+            continue
+        if isinstance(value, dict) and POD_KEY in value:
+            pods.append(parse_pod_record(value, where=where))
             continue
         if isinstance(value, dict) and "data" in value and "gadget" in value:
             data = value["data"]
@@ -113,7 +162,111 @@ def parse_capture(text: str, *, gadget: str | None = None, name: str = "capture"
             raise CaptureError("expected a JSON object or array", where=where)
         ds = MAIN_DATASOURCE.get(gadget, gadget.removeprefix("trace_"))
         lines.append(CaptureLine(gadget, ds, "", value))
-    return Capture(lines=tuple(lines), header=header)
+    return Capture(lines=tuple(lines), header=header, pods=tuple(pods))
+
+
+def _text(value: Any, what: str, where: str, *, required: bool = False) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise CaptureError(f"pod record: `{what}` must be a non-empty string", where=where)
+    return value
+
+
+def _string_map(value: Any, what: str, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise CaptureError(f"pod record: `{what}` must map strings to strings", where=where)
+    return dict(value)
+
+
+def _ref(value: Any, what: str, where: str) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"kind", "name"}:
+        raise CaptureError(f"pod record: `{what}` must be {{kind, name}}", where=where)
+    return (
+        _text(value.get("kind"), f"{what}.kind", where, required=True),
+        _text(value.get("name"), f"{what}.name", where, required=True),
+    )
+
+
+def parse_pod_record(value: dict[str, Any], *, where: str) -> PodRecord:
+    """A validated pod record; every problem is a `CaptureError` naming the line."""
+    version = value.get(POD_KEY)
+    if version != POD_VERSION:
+        raise CaptureError(
+            f"pod record version {version!r} not supported (this reader knows {POD_VERSION})",
+            where=where,
+        )
+    unknown = sorted(set(value) - _POD_FIELDS)
+    if unknown:
+        raise CaptureError(f"pod record: unknown field {unknown[0]!r}", where=where)
+    mounts_raw = value.get("mounts") or {}
+    if not isinstance(mounts_raw, dict):
+        raise CaptureError("pod record: `mounts` must map container names to lists", where=where)
+    mounts: dict[str, tuple[str, ...]] = {}
+    for container, paths in mounts_raw.items():
+        if not isinstance(paths, list) or not all(
+            isinstance(p, str) and p.startswith("/") for p in paths
+        ):
+            raise CaptureError(
+                f"pod record: `mounts.{container}` must list absolute paths", where=where
+            )
+        mounts[str(container)] = tuple(paths)
+    return PodRecord(
+        namespace=_text(value.get("namespace"), "namespace", where),
+        name=_text(value.get("name"), "name", where, required=True),
+        labels=_string_map(value.get("labels"), "labels", where),
+        annotations=_string_map(value.get("annotations"), "annotations", where),
+        owner=_ref(value.get("owner"), "owner", where),
+        top_owner=_ref(value.get("topOwner"), "topOwner", where),
+        mounts=mounts,
+    )
+
+
+class CapturePodMetadata:
+    """`profiler.identity.PodMetadata` served from a capture's pod records (offline replay).
+
+    Owners: a record's ``topOwner`` is used when given; otherwise a ReplicaSet whose name is
+    ``<deployment>-<pod-template-hash>`` (the hash from the pod's labels) resolves to its
+    Deployment, as the pod cache's heuristic does, and any other owner resolves to itself.
+    """
+
+    def __init__(self, pods: Sequence[PodRecord]) -> None:
+        self._pods = {(p.namespace, p.name): p for p in pods}
+        self._owners: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for p in pods:
+            if p.owner is None:
+                continue
+            top = p.top_owner
+            if top is None and p.owner[0] == "ReplicaSet":
+                pth = p.labels.get("pod-template-hash", "")
+                if pth and p.owner[1].endswith("-" + pth):
+                    top = ("Deployment", p.owner[1][: -len(pth) - 1])
+            if top is not None:
+                self._owners[(p.namespace, *p.owner)] = top
+
+    def __len__(self) -> int:
+        return len(self._pods)
+
+    def top_owner(self, namespace: str, kind: str, name: str) -> tuple[str, str]:
+        return self._owners.get((namespace, kind, name), (kind, name))
+
+    def annotations(self, namespace: str, pod: str) -> Mapping[str, str]:
+        record = self._pods.get((namespace, pod))
+        return record.annotations if record is not None else {}
+
+    def labels(self, namespace: str, pod: str) -> Mapping[str, str]:
+        record = self._pods.get((namespace, pod))
+        return record.labels if record is not None else {}
+
+    def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
+        record = self._pods.get((namespace, pod))
+        return record.mounts.get(container, ()) if record is not None else ()
 
 
 def read_capture(path: str | Path, *, gadget: str | None = None) -> Capture:
@@ -145,6 +298,10 @@ class CaptureWriter:
     def write(self, gadget: str, datasource: str, node: str, data: Any) -> None:
         self.out.write(encode_line(gadget, datasource, node, data))
         self.lines += 1
+
+    def write_pod(self, record: PodRecord) -> None:
+        """One pod-metadata side record (not an event line: `lines` is not advanced)."""
+        self.out.write(orjson.dumps(record.to_json()) + b"\n")
 
     def write_all(self, lines: Sequence[CaptureLine]) -> None:
         for line in lines:

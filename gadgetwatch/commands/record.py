@@ -1,13 +1,17 @@
 """`gadgetwatch record`: record IG events from any target into a capture file.
 
     gadgetwatch record --target T --gadget trace_exec,trace_open [--param K=V]... \
-        [--duration D] -o FILE
+        [--duration D] [--pods PODS.json] -o FILE
 
 Runs the gadgets through `gadgetclient.GadgetSource` (same sessions, decoder and reconnects as
 the agent) and writes every decoded payload as one capture line (`docs/capture-format.md`).
 Stops after `--duration`, on Ctrl-C or SIGTERM (gracefully: advise_seccomp's final flush is
 recorded), or when the target ends every stream (a replay). On a terminal a progress line shows
 the count per gadget. Expected failures print one line on stderr and exit 1.
+
+``--pods`` takes ``kubectl get pods -o json`` output (one Pod or a List) and writes one pod
+record per pod after the header (labels, annotations, owner, volume mounts), so replaying the
+capture can exercise the rules that need pod metadata (R0002 ``ignoreMounts``, R1004).
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import json
 import signal
 import sys
 from pathlib import Path
 from typing import IO, Any
 
-from gadgetclient.capture import CaptureWriter
+from gadgetclient.capture import CaptureWriter, PodRecord
 from gadgetclient.config import GadgetClientSettings, TlsSettings
 from gadgetclient.errors import GadgetClientError
 from gadgetclient.source import GadgetSource, RawRecord
 from gadgetclient.targets import parse_target
 from gadgetwatch.clikit import Progress, add_command, add_quiet_flag, duration_arg
+from gadgetwatch.k8s import pod_info
 
 #: Seconds between progress-line refreshes on a terminal.
 PROGRESS_INTERVAL = 0.5
@@ -63,6 +69,12 @@ def register(sub: Any) -> None:
         type=duration_arg,
         metavar="DURATION",
         help="stop after this long (e.g. 30s, 5m)",
+    )
+    p.add_argument(
+        "--pods",
+        type=Path,
+        metavar="FILE",
+        help="`kubectl get pods -o json` output to record as pod-metadata records",
     )
     p.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="capture file to write ('-' = stdout)"
@@ -108,14 +120,15 @@ def _run(args: argparse.Namespace) -> int:
                 server_name=args.tls_server_name,
             ),
         )
+        pods = pod_records(args.pods) if args.pods is not None else []
     except (ValueError, GadgetClientError) as exc:
         print(f"gadgetwatch record: {exc}", file=sys.stderr)
         return 2
     try:
         if args.output == "-":
-            return asyncio.run(_record(settings, sys.stdout.buffer, duration, args.quiet))
+            return asyncio.run(_record(settings, sys.stdout.buffer, duration, pods, args.quiet))
         with Path(args.output).open("wb") as out:
-            return asyncio.run(_record(settings, out, duration, args.quiet))
+            return asyncio.run(_record(settings, out, duration, pods, args.quiet))
     except GadgetClientError as exc:
         print(f"gadgetwatch record: {exc}", file=sys.stderr)
         return 1
@@ -124,8 +137,44 @@ def _run(args: argparse.Namespace) -> int:
         return 1
 
 
+def pod_records(path: Path) -> list[PodRecord]:
+    """Pod records from `kubectl get pods -o json` output; ValueError says what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--pods {path}: {exc}") from exc
+    items = data.get("items") if isinstance(data, dict) and data.get("kind") == "List" else [data]
+    if not isinstance(items, list):
+        raise ValueError(f"--pods {path}: `items` must be a list")
+    records = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("kind", "Pod") != "Pod":
+            raise ValueError(f"--pods {path}: item {i} is not a Pod")
+        try:
+            info = pod_info(item)
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise ValueError(f"--pods {path}: item {i}: malformed Pod ({exc!r})") from exc
+        if not info.name:
+            raise ValueError(f"--pods {path}: item {i} has no metadata.name")
+        records.append(
+            PodRecord(
+                namespace=info.namespace,
+                name=info.name,
+                labels=info.labels,
+                annotations=info.annotations,
+                owner=info.owner,
+                mounts=info.mounts,
+            )
+        )
+    return records
+
+
 async def _record(
-    settings: GadgetClientSettings, out: IO[bytes], duration: float | None, quiet: bool
+    settings: GadgetClientSettings,
+    out: IO[bytes],
+    duration: float | None,
+    pods: list[PodRecord] | None = None,
+    quiet: bool = False,
 ) -> int:
     started = datetime.datetime.now(datetime.UTC).isoformat()
     source = GadgetSource(settings)
@@ -144,6 +193,8 @@ async def _record(
                 "startedAt": started,
             }
             writers.append(CaptureWriter(out, header=header))
+            for pod in pods or ():
+                writers[0].write_pod(pod)
         return writers[0]
 
     def on_raw(rec: RawRecord) -> None:
