@@ -169,6 +169,7 @@ def replay_metrics(settings: Any, args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gadgetclient.errors import CaptureError
     from gadgetwatch.agent import Agent, AgentError, summary_lines
     from gadgetwatch.config import load_settings
 
@@ -197,7 +198,8 @@ def _run(args: argparse.Namespace) -> int:
     progress = Progress(quiet=getattr(args, "quiet", False))
     try:
         code = asyncio.run(_run_agent(agent, progress))
-    except AgentError as exc:
+    except (AgentError, CaptureError) as exc:
+        # A bad capture names its file and line (`CaptureError.where`): one line, no traceback.
         progress.close()
         print(f"gadgetwatch run: {exc}", file=sys.stderr)
         code = 1
