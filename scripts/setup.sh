@@ -48,6 +48,10 @@ if [[ $dev == 1 ]]; then
     # The shells whose completion scripts (`gadgetwatch completion zsh|fish`) the tests run.
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v fish >/dev/null 2>&1 || missing+=(fish)
+    # grpc-go (IG's own gRPC implementation) for the native transport's conformance fixture,
+    # built offline in GOPATH mode against Debian's Go packages (tests/igfixture).
+    command -v go >/dev/null 2>&1 || missing+=(golang-go)
+    dpkg -s golang-google-grpc-dev >/dev/null 2>&1 || missing+=(golang-google-grpc-dev)
     if (( ${#missing[@]} )); then
         SUDO=""
         [[ $(id -u) == 0 ]] || SUDO=sudo
