@@ -17,35 +17,66 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gadgetwatch.clikit import add_command, add_output_flag, dump, render_table
 from gadgetwatch.settings_loading import ConfigError
-
-FORMATS = ("table", "json", "yaml")
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
+    p = add_command(
+        sub,
         "instances",
         help="list, show or remove IG's headless gadget instances",
         description=(
             "Headless gadget instances on the IG target (IG v0.33+): the agent's own "
             "(`gadgetclient.headless`) and those users started with `kubectl gadget run --detach`."
         ),
+        examples=[
+            "gadgetwatch instances --target unix:///var/run/ig/ig.socket list",
+            "gadgetwatch instances --target k8s://gadget -o yaml show gadgetwatch-trace_exec",
+            "gadgetwatch instances --config /etc/gadgetwatch/config.yaml remove --mine",
+        ],
     )
-    p.add_argument("--config", type=Path, help="YAML configuration file")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
     p.add_argument("--target", help="IG endpoint (overrides the configuration)")
-    p.add_argument("-o", "--output", choices=FORMATS, default="table")
+    add_output_flag(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="every instance")
-    show = actions.add_parser("show", help="one instance, with its params")
-    show.add_argument("ref", metavar="ID|NAME")
-    rm = actions.add_parser("remove", help="stop and remove instances")
-    rm.add_argument("refs", metavar="ID|NAME[,...]", nargs="?", default="")
+    ls = add_command(
+        actions,
+        "list",
+        help="every instance",
+        examples=["gadgetwatch instances list", "gadgetwatch instances -o json list"],
+    )
+    ls.set_defaults(handler=_run)
+    show = add_command(
+        actions,
+        "show",
+        help="one instance, with its params",
+        examples=[
+            "gadgetwatch instances show gadgetwatch-trace_exec",
+            "gadgetwatch instances -o json show 0123456789abcdef0123456789abcdef",
+        ],
+    )
+    show.add_argument("ref", metavar="ID|NAME", help="instance id or name")
+    show.set_defaults(handler=_run)
+    rm = add_command(
+        actions,
+        "remove",
+        help="stop and remove instances",
+        examples=[
+            "gadgetwatch instances remove shop-exec,shop-dns",
+            "gadgetwatch instances --target k8s://gadget remove --mine",
+        ],
+    )
+    rm.add_argument(
+        "refs", metavar="ID|NAME[,...]", nargs="?", default="", help="instance ids or names"
+    )
     rm.add_argument(
         "--mine",
         action="store_true",
         help="the agent's own headless instances (from gadgetclient.headless.namePrefix and "
         "gadgets); those that do not exist are skipped (the chart's pre-delete hook)",
     )
+    rm.set_defaults(handler=_run)
     p.set_defaults(handler=_run)
 
 
@@ -81,20 +112,10 @@ def _row(node: str, inst: Any) -> dict[str, Any]:
 
 def render(rows: list[dict[str, Any]], fmt: str, *, columns: tuple[str, ...]) -> str:
     """Rows as a table (the given columns), JSON or YAML (every field)."""
-    if fmt == "json":
-        import orjson
-
-        return orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
-    if fmt == "yaml":
-        import yaml
-
-        return yaml.safe_dump(rows, sort_keys=False).rstrip()
-    table = [[c.upper() for c in columns]] + [[str(r[c]) or "-" for c in columns] for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in table
-    )
+    if fmt != "table":
+        return dump(rows, fmt).rstrip("\n")
+    headers = [c.upper() for c in columns]
+    return render_table(headers, [[str(r[c]) or "-" for c in columns] for r in rows])
 
 
 async def _act(args: argparse.Namespace, settings: Any) -> int:
