@@ -43,6 +43,7 @@ from gadgetclient.capture import read_capture
 from gadgetclient.replay import ReplayServer
 from gadgetclient.source import GadgetSource
 from gadgetclient.stats import StreamStats
+from gadgetwatch import __version__
 from gadgetwatch.config import Settings
 from gadgetwatch.pipeline import Pipeline, PipelineStats
 from profiler.cache import ProfileCache
@@ -148,7 +149,7 @@ class Agent:
 
     def _exporters_settings(self) -> ExportersSettings:
         ex = self.settings.exporters
-        if any(ch.enabled for ch in (ex.stdout, ex.syslog, ex.http, ex.alertmanager)):
+        if any(ch.enabled for ch in (ex.stdout, ex.syslog, ex.http, ex.alertmanager, ex.otlp)):
             return ex
         # No destination configured: alerts go to stdout as JSON lines.
         return ex.model_copy(update={"stdout": ex.stdout.model_copy(update={"enabled": True})})
@@ -199,7 +200,10 @@ class Agent:
         if files:
             detector.update_rules("file", load_files(files, catalogue=detector.catalogue))
         exporters = build_exporters(
-            self._exporters_settings(), stats=stats.delivery, environ=self.environ
+            self._exporters_settings(),
+            stats=stats.delivery,
+            environ=self.environ,
+            agent_version=__version__,
         )
         delivery = Delivery(exporters, stats=stats.delivery, settings=s.exporters)
         source = GadgetSource(
