@@ -54,7 +54,7 @@ class Received:
 
 
 @dataclass
-class OtlpReceiver(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+class OtlpReceiver(logs_service_pb2_grpc.LogsServiceServicer):
     mode: str = "healthy"
     code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     rejected: int = 0
@@ -98,7 +98,7 @@ class OtlpReceiver(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[m
 
     async def start(self, port: int = 0) -> OtlpReceiver:
         server = grpc.aio.server()
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(self, server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
         if self.tls is not None:
             cert, key = self.tls
             creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
