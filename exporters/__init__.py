@@ -5,8 +5,9 @@
 
 Modules: `config` (settings), `errors`, `exporter` (the protocol), `delivery` (queues, retries,
 shutdown, health), `limiting` (per-minute cap), `building` (`build_exporters`), one module per
-destination (`stdout`, `syslog`, `http`, `alertmanager`, `otlp`), `transport` (HTTP plumbing shared by
-the last two), `encoding` (JSON that cannot fail), `metrics` (collectors and the HTTP server).
+destination (`stdout`, `syslog`, `http`, `alertmanager`, `otlp`), `transport` (HTTP plumbing
+shared by the webhook, AlertManager and OTLP/HTTP), `encoding` (JSON that cannot fail),
+`metrics` (collectors and the HTTP server).
 
 The exporter contract (RFC 2119 keywords; enforced by `tests/exporters/test_compliance.py`,
 which runs every exporter through it):
@@ -21,7 +22,8 @@ Delivery
 4. An exporter's `send(batch)` MUST either deliver the whole batch or raise `SendError`; it
    MUST NOT retry by itself, and it MUST NOT be called concurrently with itself.
 5. A transient failure (connection refused or reset, timeout, HTTP 408, 429 or 5xx, a gRPC
-   code OTLP lists as retryable such as UNAVAILABLE) MUST be retried with exponential backoff with jitter, bounded by `retryMaxBackoff`. Retries SHOULD
+   code OTLP lists as retryable such as UNAVAILABLE) MUST be retried with exponential backoff
+   with jitter, bounded by `retryMaxBackoff`. Retries SHOULD
    go on while the agent runs (`retryMaxAttempts: 0`); if bounded, the batch MUST be counted as
    `dropped{reason="retries_exhausted"}`. Alerts queued behind a retried batch wait, so a
    destination that comes back MUST receive everything that fitted in the queue, in order.
