@@ -45,6 +45,7 @@ from gadgetclient.source import GadgetSource
 from gadgetclient.stats import StreamStats
 from gadgetwatch import __version__
 from gadgetwatch.config import Settings
+from gadgetwatch.debugging import DebugServer
 from gadgetwatch.pipeline import Pipeline, PipelineStats
 from profiler.cache import ProfileCache
 from profiler.dirstore import DirectoryStore
@@ -99,6 +100,7 @@ class Agent:
         self.learner: Learner | None = None
         self.cache: ProfileCache | None = None
         self.metrics: MetricsServer | None = None
+        self.debug: DebugServer | None = None
         self._stop = asyncio.Event()
         self._started = time.monotonic()
 
@@ -244,6 +246,15 @@ class Agent:
                 pods = kube.pods
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
             await self.metrics.start()
+        if s.debug.enabled:
+            self.debug = DebugServer(s.debug)
+            try:
+                await self.debug.start()
+            except OSError as listen_error:
+                self.debug = None
+                if self.metrics is not None:
+                    await self.metrics.aclose()
+                raise AgentError(str(listen_error)) from listen_error
 
         if kube is not None and s.detector.watch_cluster:
             from detector.k8s_source import ClusterRulesSource
@@ -454,6 +465,8 @@ class Agent:
             await kube.client.aclose()
         if self.metrics is not None:
             await self.metrics.aclose()
+        if self.debug is not None:
+            await self.debug.aclose()
         log.info("agent stopped", uptime_s=round(time.monotonic() - self._started, 3))
 
 
