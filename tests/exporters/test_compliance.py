@@ -3,8 +3,9 @@
 without stalling the others, accounts for every alert (sent + dropped == submitted), and closes
 idempotently.
 
-Receivers are light loopback servers here (a file, a pipe, a syslog socket, an aiohttp app, an OTLP/gRPC server);
-each exporter's own tests run against the real daemons (rsyslog, Alertmanager).
+Receivers are light loopback servers here (a file, a pipe, a syslog socket, an aiohttp app, an
+OTLP/gRPC server); each exporter's own tests run against the real daemons (rsyslog,
+Alertmanager) or, for OTLP, a receiver built from opentelemetry-proto's service stubs.
 """
 
 from __future__ import annotations
