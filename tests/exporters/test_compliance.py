@@ -192,7 +192,7 @@ class Harness:
     async def _otlp(self, mode: str, name: str, opts: dict[str, Any]) -> Peer:
         """A real OTLP/gRPC receiver (TLS with the test CA); slow never answers, dead is a
         port nobody listens on."""
-        tls = {"host": "127.0.0.1", "insecure": False, "ca_file": self.tls.ca}
+        tls: dict[str, Any] = {"host": "127.0.0.1", "insecure": False, "ca_file": self.tls.ca}
         if mode == "dead":
             settings = OtlpSettings(**opts, **tls, port=free_port())
             return Peer(OtlpExporter(settings, name=name))
