@@ -99,10 +99,12 @@ class DebugSettings(BaseModel):
     the profiler on indefinitely."""
 
     sample_interval: Duration = Field(
-        default=timedelta(milliseconds=1), ge=timedelta(microseconds=100)
+        default=timedelta(milliseconds=10), ge=timedelta(milliseconds=1)
     )
-    """Time between CPU samples: 1 ms gives ~1000 samples/s, enough detail for a 10 s profile;
-    the overhead measured by `benchmarks/bench_debug.py` is for this value."""
+    """Time between CPU samples. 10 ms (100 samples/s, the rate of Go's pprof and py-spy)
+    gives 1,000 samples in a 10 s profile, plenty for a flame graph; each sample makes the
+    event loop hand over the GIL, so faster sampling costs more (`benchmarks/bench_debug.py`
+    measures the overhead at this value)."""
 
     @field_validator("address")
     @classmethod

@@ -12,16 +12,14 @@ With `debug.enabled` the listener only accepts connections; no profiler hook, al
 tracer or sampler runs until a request asks for one, and it stops when the request ends (or
 is abandoned). One CPU profile and one memory trace at a time: a second request gets 409.
 
-Why pyinstrument (a statistical profiler) and not yappi (a tracing one): measured while the
-pipeline benchmark runs (`benchmarks/bench_debug.py`, docs/debugging.md), pyinstrument costs a
-few per cent while active and yappi several times that, because yappi records every call and
-return while pyinstrument only takes a stack sample every `sampleInterval`. Its output is
-speedscope JSON (opened by speedscope.app, and by Pyroscope's and Grafana's importers); the
-`collapsed` format (Brendan Gregg's folded stacks, one `a;b;c weight` line per stack) is derived
-from it for flamegraph.pl, inferno and speedscope alike.
+Why a stack sampler in a thread (`sampling.StackSampler`) and not pyinstrument or yappi:
+measured by `benchmarks/bench_debug.py` (docs/debugging.md), both libraries hook every Python
+call and return, which costs +150 % (pyinstrument) and +350 % (yappi) on the detector's hot
+loop; the sampler costs per sample only. Its output is speedscope JSON (speedscope.app, and the
+importers of Pyroscope and Grafana) or collapsed stacks (flamegraph.pl, inferno, speedscope).
 
-What it sees: the event loop thread, where detection, learning and delivery run. Work in
-threads (Kubernetes client calls, the stdout writer) shows as the loop waiting for them.
+What it sees: every thread (one profile each), the event loop thread first: that is where
+detection, learning and delivery run.
 
 The listener is bound to loopback by default: a profile reveals code paths, and a task dump
 can show argument values. Reach it with `kubectl port-forward`.
@@ -32,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import linecache
+import threading
 import time
 import tracemalloc
 from collections import Counter
@@ -41,10 +40,9 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from pyinstrument import Profiler
-from pyinstrument.renderers import SpeedscopeRenderer
 
 from gadgetwatch.config import DebugSettings
+from gadgetwatch.sampling import StackSampler
 
 log = structlog.get_logger(__name__)
 
@@ -87,36 +85,6 @@ def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high
     if not low <= value <= high:
         raise QueryError(f"{name} must be between {low} and {high}, got {value}")
     return value
-
-
-def collapsed_stacks(speedscope: Mapping[str, Any]) -> str:
-    """Folded stacks (`frame;frame;frame weight`, weight in microseconds) from an evented
-    speedscope profile: the time between two events is charged to the stack open between
-    them."""
-    frames = speedscope["shared"]["frames"]
-    weights: dict[str, float] = {}
-    for profile in speedscope["profiles"]:
-        scale = 1e6 if profile.get("unit") == "seconds" else 1.0
-        stack: list[int] = []
-        last = float(profile.get("startValue", 0.0))
-        for event in profile["events"]:
-            at = float(event["at"])
-            if stack and at > last:
-                key = ";".join(_frame_label(frames[i]) for i in stack)
-                weights[key] = weights.get(key, 0.0) + (at - last) * scale
-            last = at
-            if event["type"] == "O":
-                stack.append(int(event["frame"]))
-            elif stack:
-                stack.pop()
-    return "".join(f"{k} {round(v)}\n" for k, v in sorted(weights.items()) if round(v) > 0)
-
-
-def _frame_label(frame: Mapping[str, Any]) -> str:
-    name = str(frame.get("name", "?"))
-    file = str(frame.get("file", ""))
-    where = f" ({file.rsplit('/', 1)[-1]}:{frame.get('line', 0)})" if file else ""
-    return f"{name}{where}".replace(";", ":").replace(" ", "_")
 
 
 def task_dump(loop: asyncio.AbstractEventLoop | None = None) -> list[dict[str, Any]]:
@@ -223,30 +191,30 @@ class DebugServer:
         if self._cpu_busy:
             return web.Response(status=409, text="a CPU profile is already running\n")
         self._cpu_busy = True
-        profiler = Profiler(
-            interval=self._settings.sample_interval.total_seconds(), async_mode="disabled"
-        )
+        sampler = StackSampler(self._settings.sample_interval.total_seconds())
+        loop = asyncio.get_running_loop()
+        finished = asyncio.Event()
+
+        def run() -> None:
+            try:
+                sampler.run(seconds)
+            finally:
+                loop.call_soon_threadsafe(finished.set)
+
         log.info("cpu profile started", seconds=seconds)
         try:
-            profiler.start()
+            threading.Thread(target=run, name="debug-cpu-sampler", daemon=True).start()
             try:
-                await asyncio.sleep(seconds)
+                await finished.wait()
             finally:
-                profiler.stop()
+                sampler.stop()  # the request was abandoned: stop sampling now
         finally:
             self._cpu_busy = False
-        # Every sampled frame is kept: on an agent that mostly waits for events, its real work
-        # is a small share of the wall time, below pyinstrument's default 1 % display cut.
-        document = profiler.output(SpeedscopeRenderer(processor_options={"filter_threshold": 0}))
-        session = profiler.last_session
-        log.info(
-            "cpu profile done", seconds=seconds, samples=session.sample_count if session else 0
-        )
+        log.info("cpu profile done", seconds=seconds, samples=sampler.samples)
         if fmt == "collapsed":
-            text = collapsed_stacks(orjson.loads(document))
-            return web.Response(text=text, content_type="text/plain")
+            return web.Response(text=sampler.collapsed(), content_type="text/plain")
         return web.Response(
-            text=document,
+            body=orjson.dumps(sampler.speedscope()),
             content_type="application/json",
             headers={"Content-Disposition": f'attachment; filename="{CPU_FILE}"'},
         )

@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gadgetwatch.debugging import collapsed_stacks
 from tests.e2e.harness import GADGETWATCH, Proc, eventually
 from tests.e2e.scenario import EXAMPLE_CAPTURE
 from tests.exporters.otlp_receiver import OtlpReceiver
@@ -33,31 +32,26 @@ async def _get(port: int, path: str) -> tuple[int, bytes, str]:
 
 
 def check_speedscope(doc: dict[str, Any]) -> list[str]:
-    """Open a speedscope file as speedscope does (file-format-schema.json, evented profiles):
-    frames referenced by index, open/close events properly nested and in time order. Returns
-    the names of the frames that were on a stack."""
+    """Open a speedscope file as speedscope does (file-format-schema.json, sampled profiles):
+    every sample a list of valid frame indices with one weight each, the weights adding up to
+    the profile's span. Returns the names of the frames on any sampled stack."""
     assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
     frames = doc["shared"]["frames"]
-    assert all(isinstance(f["name"], str) for f in frames)
+    assert all(isinstance(f["name"], str) and f["name"] for f in frames)
     seen: list[str] = []
     assert doc["profiles"]
+    assert 0 <= doc["activeProfileIndex"] < len(doc["profiles"])
     for profile in doc["profiles"]:
-        assert profile["type"] == "evented"
-        assert profile["unit"] in ("seconds", "milliseconds", "microseconds", "nanoseconds")
-        stack: list[int] = []
-        last = profile["startValue"]
-        for event in profile["events"]:
-            assert event["at"] >= last
-            last = event["at"]
-            assert 0 <= event["frame"] < len(frames)
-            if event["type"] == "O":
-                stack.append(event["frame"])
-                seen.append(frames[event["frame"]]["name"])
-            else:
-                assert event["type"] == "C"
-                assert stack.pop() == event["frame"], "close without matching open"
-        assert stack == []
-        assert profile["endValue"] >= last
+        assert profile["type"] == "sampled"
+        assert profile["unit"] == "seconds"
+        assert len(profile["samples"]) == len(profile["weights"])
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            assert weight > 0
+            assert stack
+            assert all(0 <= i < len(frames) for i in stack)
+            seen.extend(frames[i]["name"] for i in stack)
+        span = profile["endValue"] - profile["startValue"]
+        assert abs(span - sum(profile["weights"])) < 1e-6
     return seen
 
 
@@ -174,24 +168,3 @@ async def test_replayed_alerts_reach_an_otlp_collector(tmp_path: Path, env: dict
         assert by_id[alert["id"]].body == alert["message"]
         if alert["cluster"]:
             assert attrs["k8s.cluster.name"] == alert["cluster"]
-
-
-def test_collapsed_stacks_charge_time_to_the_open_stack() -> None:
-    doc = {
-        "shared": {"frames": [{"name": "main", "file": "/a/m.py", "line": 1}, {"name": "f"}]},
-        "profiles": [
-            {
-                "type": "evented",
-                "unit": "seconds",
-                "startValue": 0.0,
-                "endValue": 3.0,
-                "events": [
-                    {"type": "O", "at": 0.0, "frame": 0},
-                    {"type": "O", "at": 1.0, "frame": 1},
-                    {"type": "C", "at": 3.0, "frame": 1},
-                    {"type": "C", "at": 3.0, "frame": 0},
-                ],
-            }
-        ],
-    }
-    assert collapsed_stacks(doc) == "main_(m.py:1) 1000000\nmain_(m.py:1);f 2000000\n"
