@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
+from gadgetclient.textsafety import escape_control
+
 RuleId = NewType("RuleId", str)
 
 #: Longest attacker-controlled string carried in an alert. Long enough for real command lines
@@ -31,18 +33,11 @@ TRUNCATION_MARKER = "…[truncated {n} chars]"
 
 
 def safe_text(value: str, *, limit: int = MAX_TEXT) -> str:
-    """Escape control characters (as ``\\xNN`` / ``\\uNNNN``) and bound the length.
+    """Escape control and bidi characters (as ``\\xNN`` / ``\\uNNNN``) and bound the length.
 
     Printable Unicode is kept as is: faithful, but unable to forge a new log line or frame.
     """
-    out = []
-    for ch in value:
-        code = ord(ch)
-        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in (0x2028, 0x2029):
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    text = "".join(out)
+    text = escape_control(value)
     if len(text) > limit:
         cut = len(text) - limit
         return text[:limit] + TRUNCATION_MARKER.format(n=cut)

@@ -244,11 +244,31 @@ class Detector:
     def update_rules(self, source: str, ruleset: RuleSet) -> None:
         """Replace the bindings and exceptions of one source ("file", "cluster", ...).
 
+        A new set that holds errors and no valid binding, from a source whose last set had one,
+        is refused (`rulesets_rejected`): the last good set stays in force.
+
         The effective set is the union of all sources. New problems are logged here and
         counted by source (a problem the source already reported is not repeated); every
         plan is recompiled lazily.
         """
-        known = set(self._sources[source].problems) if source in self._sources else set()
+        previous = self._sources.get(source)
+        if (
+            previous is not None
+            and ruleset.errors
+            and any(b.rules for b in previous.bindings)
+            and not any(b.rules for b in ruleset.bindings)
+        ):
+            # Every binding broke at once (a bad edit, a bad apply): applying that would turn
+            # all detection off. Keep the last good set and say so; a later valid set wins.
+            self.stats.rulesets_rejected[source] += 1
+            log.error(
+                "rule set has no valid binding, keeping the last good set",
+                source=source,
+                errors=len(ruleset.errors),
+                first_error=str(ruleset.errors[0]),
+            )
+            return
+        known = set(previous.problems) if previous is not None else set()
         for problem in ruleset.problems:
             if problem in known:
                 continue  # reported when this source first delivered it

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from gadgetclient.safeyaml import YamlLimitError, check_limits
+
 Path = tuple[str | int, ...]
 
 
@@ -113,8 +115,15 @@ def read_yaml(text: str, *, source: str, problems: list[Problem]) -> list[Docume
     A syntax error is reported with its line; the documents before it are kept.
     """
     docs: list[Document] = []
-    loader = yaml.SafeLoader(text)
     try:
+        check_limits(text)
+    except YamlLimitError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        problems.append(Problem(Level.ERROR, source, line, "", "", f"invalid YAML: {exc.problem}"))
+        return docs
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -135,7 +144,8 @@ def read_yaml(text: str, *, source: str, problems: list[Problem]) -> list[Docume
             )
         )
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
 
 

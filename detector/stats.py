@@ -19,6 +19,9 @@ class DetectorStats:
     suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: binding / exception / rule load errors, by source kind
     load_errors: Counter[str] = field(default_factory=Counter)
+    #: new rule sets refused because they hold no valid binding (the last good set stays in
+    #: force), by source kind
+    rulesets_rejected: Counter[str] = field(default_factory=Counter)
     #: per-event evaluation time (seconds) across the bound rules
     eval_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     #: cooldown-table entries removed, by reason: expired (idle past the cooldown, nothing

@@ -37,7 +37,9 @@ def alertmanager_names(urls: list[str]) -> list[str]:
         return ["alertmanager"]
     names: list[str] = []
     for i, url in enumerate(urls):
-        name = f"alertmanager@{urlsplit(url).netloc or i}"
+        # host:port only: the name is a metric label and appears in /readyz, so it must never
+        # carry the URL's user information.
+        name = f"alertmanager@{urlsplit(url).netloc.rpartition('@')[2] or i}"
         names.append(name if name not in names else f"{name}#{i}")
     return names
 

@@ -335,6 +335,15 @@ class OtlpSettings(ChannelSettings):
     """Log records per export call. 64 alerts encode to a few tens of KiB, far below gRPC's
     default 4 MiB message limit even with long command lines."""
 
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, value: str) -> str:
+        # A host name or address only: a scheme, path or `user@` here would be sent as part of
+        # the gRPC target and could carry credentials into logs.
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]", value):
+            raise ValueError("must be a host name or address (no scheme, port, path or user)")
+        return value
+
     @field_validator("headers")
     @classmethod
     def _metadata_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:

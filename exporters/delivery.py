@@ -52,6 +52,7 @@ from exporters.errors import ExporterError, SendError
 from exporters.exporter import Exporter, Refreshing
 from exporters.limiting import Admission, RateLimiter, limit_reached_alert
 from exporters.stats import DeliveryStats
+from gadgetclient.textsafety import redact_urls
 
 log = structlog.get_logger(__name__)
 
@@ -349,7 +350,7 @@ class _Channel:
         self.stats.up[self.name] = 0
         h = self.health
         h.state = HealthState.FAILING
-        h.last_error = error
+        h.last_error = redact_urls(error)
         h.consecutive_failures += 1
 
     def _succeeded(self) -> None:
@@ -384,7 +385,7 @@ class _Channel:
                 return
             first = self.health.state is HealthState.UNKNOWN
             self.health.state = HealthState.FAILING
-            self.health.last_error = error
+            self.health.last_error = redact_urls(error)
             self.stats.up[self.name] = 0
             if first:
                 log.error("exporter destination unreachable", exporter=self.name, error=error)
@@ -467,7 +468,7 @@ class Delivery:
         for ch in self._channels:
             if ch.task is task:
                 ch.health.state = HealthState.FAILING
-                ch.health.last_error = f"delivery task ended: {exc!r}"
+                ch.health.last_error = redact_urls(f"delivery task ended: {exc!r}")
                 self.stats.up[ch.name] = 0
         log.error("exporter task ended unexpectedly", task=task.get_name(), error=repr(exc))
 

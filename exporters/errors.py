@@ -10,16 +10,21 @@ and drops (and counts) the batch of a permanent one. Third-party errors (`OSErro
 (an unreadable CA file, a missing environment variable) is a plain `ExporterError` whose
 `field` is the dotted configuration key, e.g. `exporters.http.caFile`.
 
-Messages never contain secrets: header values, tokens and passwords are named, not shown.
+Messages never contain secrets: header values, tokens and passwords are named, not shown, and
+every URL in a message (ours, or one quoted by a third-party exception) goes through
+`redact_urls`, so `user:password@` and query values never reach a log, a metric or `/readyz`.
 """
 
 from __future__ import annotations
+
+from gadgetclient.textsafety import redact_urls
 
 
 class ExporterError(Exception):
     """Base class. `exporter` names the exporter; `field` the configuration key, if any."""
 
     def __init__(self, message: str, *, exporter: str = "", field: str = "") -> None:
+        message = redact_urls(message)
         super().__init__(message)
         self.message = message
         self.exporter = exporter

@@ -46,6 +46,7 @@ from exporters.config import MetricsSettings
 from exporters.errors import ExporterError
 from exporters.stats import DeliveryStats
 from gadgetclient.stats import Histogram, StreamStats
+from gadgetclient.textsafety import redact_urls
 from profiler.stats import ProfilerStats
 
 log = structlog.get_logger(__name__)
@@ -91,7 +92,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "gadget_fields_unresolved", "counter", ("gadget", "field"), "Events missing a field."
     ),
-    MetricSpec("gadget_decode_duration_seconds", "histogram", (), "Per-event decode time."),
+    MetricSpec(
+        "gadget_decode_duration_seconds",
+        "histogram",
+        (),
+        "Per-event decode time (1 payload in 64).",
+    ),
     MetricSpec("profiler_events_merged", "counter", ("kind",), "Events merged into profiles."),
     MetricSpec("profiler_events_skipped", "counter", ("kind", "reason"), "Events not merged."),
     MetricSpec("profiler_writes", "counter", ("store", "result"), "Profile writes by result."),
@@ -104,6 +110,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "detector_alerts_suppressed", "counter", ("rule_id", "reason"), "Alerts suppressed."
     ),
     MetricSpec("detector_load_errors", "counter", ("source",), "Rule/binding load errors."),
+    MetricSpec(
+        "detector_rulesets_rejected",
+        "counter",
+        ("source",),
+        "Rule sets with no valid binding, refused (the last good set stays).",
+    ),
     MetricSpec("detector_evaluation_duration_seconds", "histogram", (), "Per-event eval time."),
     MetricSpec("exporter_alerts_sent", "counter", ("exporter",), "Alerts delivered."),
     MetricSpec("exporter_send_failures", "counter", ("exporter", "reason"), "Failed attempts."),
@@ -203,6 +215,7 @@ class StatsCollector(Collector):
             yield _labelled("detector_alerts", d.alerts)
             yield _labelled("detector_alerts_suppressed", d.suppressed)
             yield _labelled("detector_load_errors", d.load_errors)
+            yield _labelled("detector_rulesets_rejected", d.rulesets_rejected)
             yield _histogram("detector_evaluation_duration_seconds", d.eval_seconds)
         if (x := self.delivery) is not None:
             yield _labelled("exporter_alerts_sent", x.sent)
@@ -270,7 +283,10 @@ class MetricsServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, details = self.readiness()
-        body = orjson.dumps({"ready": ready, "checks": details}, default=str)
+        text = orjson.dumps({"ready": ready, "checks": details}, default=str).decode()
+        # The endpoint listens on every interface: whatever a check reports (an error quoting
+        # a URL), credentials in URLs never leave through it.
+        body = redact_urls(text).encode()
         return web.Response(
             body=body, status=200 if ready else 503, content_type="application/json"
         )

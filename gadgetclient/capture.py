@@ -76,6 +76,9 @@ def _values(text: str) -> Iterator[tuple[int, Any]]:
             value, i = decoder.raw_decode(text, i)
         except json.JSONDecodeError as exc:
             raise CaptureError(f"not JSON: {exc.msg}", where=f"line {line}") from exc
+        except RecursionError as exc:
+            # The decoder recurses once per nesting level; IG's payloads nest a few levels.
+            raise CaptureError("not JSON: nested too deeply", where=f"line {line}") from exc
         yield line, value
 
 

@@ -8,6 +8,7 @@ package so `profiler`, `detector`, `exporters` and `gadgetwatch` can share it wi
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -33,20 +34,65 @@ def parse_duration_text(text: str) -> timedelta | None:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds of a duration like "1h30m" or "250ms"; a bare number is seconds."""
+    """Seconds of a duration like "1h30m" or "250ms"; a bare number is seconds.
+
+    The same rules as a `Duration` setting (`to_duration`): never negative, no ISO 8601.
+    """
+    return to_duration(text).total_seconds()
+
+
+#: The accepted forms, quoted in every rejection.
+_FORMS = "use e.g. 500ms, 30s, 5m, 1h30m, 2d, or a number of seconds"
+
+
+def to_duration(value: object) -> timedelta:
+    """The one validation of a duration, whatever form it comes in (YAML, environment, flag).
+
+    Accepted: a `timedelta` (code defaults), a non-negative finite number of seconds, a text
+    like "1h30m", or a text that is such a number. Everything else is a `ValueError`, in
+    particular negative values in any spelling (`-5m`, `-300`, `-PT5M`) and ISO 8601 texts,
+    which pydantic would otherwise accept: a negative learning period or cooldown would make
+    the agent alert on everything.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r} ({_FORMS})")
     try:
-        return float(text.strip())
-    except ValueError:
-        pass
-    parsed = parse_duration_text(text)
-    if parsed is None:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 500ms, 30s, 5m, 1h)")
-    return parsed.total_seconds()
+        if isinstance(value, timedelta):
+            result = value
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError(f"invalid duration {value!r} ({_FORMS})")
+            result = timedelta(seconds=value)
+        elif isinstance(value, str):
+            parsed = parse_duration_text(value)
+            if parsed is None:
+                try:
+                    seconds = float(value.strip())
+                except ValueError:
+                    raise ValueError(f"invalid duration {value!r} ({_FORMS})") from None
+                if not math.isfinite(seconds):
+                    raise ValueError(f"invalid duration {value!r} ({_FORMS})")
+                parsed = timedelta(seconds=seconds)
+            result = parsed
+        else:
+            raise ValueError(f"invalid duration {value!r} ({_FORMS})")
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too large") from None
+    if result < timedelta(0):
+        raise ValueError(f"duration {value!r} must not be negative")
+    return result
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest exact form in h, m, s or ms: 24h, 90s, 1500ms (0 is "0s")."""
-    total_ms = round(value.total_seconds() * 1000)
+    """The shortest exact form in h, m, s or ms: 24h, 90s, 1500ms (0 is "0s"); a value with
+    sub-millisecond precision is written in seconds with its microseconds, so it loads back
+    unchanged."""
+    total_us = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if total_us % 1000:
+        sign = "-" if total_us < 0 else ""
+        whole, frac = divmod(abs(total_us), 1_000_000)
+        return f"{sign}{whole}.{frac:06d}".rstrip("0") + "s"
+    total_ms = total_us // 1000
     if total_ms == 0:
         return "0s"
     for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
@@ -55,17 +101,9 @@ def format_duration(value: timedelta) -> str:
     return f"{total_ms}ms"
 
 
-def _accept_text(value: object) -> object:
-    if isinstance(value, str):
-        parsed = parse_duration_text(value)
-        if parsed is not None:
-            return parsed
-    return value
-
-
 #: A duration setting: a `timedelta` written like "24h" in YAML, flags and the environment.
 Duration = Annotated[
     timedelta,
-    BeforeValidator(_accept_text),
+    BeforeValidator(to_duration),
     PlainSerializer(format_duration, when_used="json"),
 ]

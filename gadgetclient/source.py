@@ -84,6 +84,11 @@ OnBatch = Callable[[Sequence[Event]], None]
 OnRaw = Callable[[RawRecord], None]
 
 
+def _stream_key(stream: GadgetStream) -> str:
+    """Readiness key of a stream: the gadget and the endpoint it runs on."""
+    return f"{stream.gadget}@{stream.connection.where}"
+
+
 class GadgetSource:
     """All gadget streams of one target. One instance runs once."""
 
@@ -129,6 +134,11 @@ class GadgetSource:
         self.ready = asyncio.Event()
         self._ready_count = 0
         self._expected_ready = 0
+        #: Streams tracing now, and since when (monotonic) each other stream has been down.
+        self._up: dict[str, int] = {}
+        self._down_since: dict[str, float] = {}
+        #: Clock of the readiness grace period (tests drive it).
+        self.monotonic: Callable[[], float] = time.monotonic
 
     # -- public ------------------------------------------------------------------------------
 
@@ -319,15 +329,59 @@ class GadgetSource:
                 with contextlib.suppress(asyncio.CancelledError, GadgetClientError):
                     await run
             self._streams.discard(stream)
+            if not self._stopping.is_set():
+                self._mark_down(stream)
 
     def _stop_timeout(self) -> float:
         return self.settings.stop_timeout.total_seconds()
 
     async def _mark_ready(self, stream: GadgetStream) -> None:
         await stream.started.wait()
+        key = _stream_key(stream)
+        self._up[key] = self._up.get(key, 0) + 1
+        self._down_since.pop(key, None)
         self._ready_count += 1
         if self._ready_count >= self._expected_ready:
             self.ready.set()
+
+    def _mark_down(self, stream: GadgetStream) -> None:
+        if not stream.started.is_set():
+            # Never traced (a reconnect attempt that failed): down since the last time it was
+            # up, or since now if it never was.
+            self._down_since.setdefault(_stream_key(stream), self.monotonic())
+            return
+        key = _stream_key(stream)
+        left = self._up.get(key, 0) - 1
+        if left > 0:
+            self._up[key] = left  # an overlapping advise_seccomp window still traces
+            return
+        self._up.pop(key, None)
+        self._down_since.setdefault(key, self.monotonic())
+
+    @property
+    def readiness_grace_s(self) -> float:
+        """How long a stream may be down before readiness fails: one reconnect at the longest
+        back-off plus its connection attempt, so a normal reconnect never flaps readiness."""
+        return (self.settings.reconnect_max + self.settings.connect_timeout).total_seconds()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every expected stream started once and none has been down for longer
+        than the grace period; the details name the streams that are down and for how long."""
+        now = self.monotonic()
+        down = {key: round(now - since, 3) for key, since in sorted(self._down_since.items())}
+        grace = self.readiness_grace_s
+        details: dict[str, Any] = {
+            "streamsUp": len(self._up),
+            "streamsExpected": self._expected_ready,
+            "down": down,
+            "graceSeconds": grace,
+        }
+        if not self.ready.is_set():
+            return False, {**details, "reason": "waiting for every gadget to start tracing"}
+        stale = [key for key, seconds in down.items() if seconds > grace]
+        if stale:
+            return False, {**details, "reason": f"down longer than the grace: {', '.join(stale)}"}
+        return True, details
 
     # -- advise_seccomp windows --------------------------------------------------------------
 

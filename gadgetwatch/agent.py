@@ -31,8 +31,10 @@ from typing import Any
 import structlog
 
 from detector.config import DetectorSettings
+from detector.errors import RuleSourceError
 from detector.evaluating import Detector
-from detector.ruleset import configured_files, load_files
+from detector.rules import default_catalogue
+from detector.ruleset import RuleSet, configured_files, load_files
 from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
@@ -156,11 +158,42 @@ class Agent:
         # No destination configured: alerts go to stdout as JSON lines.
         return ex.model_copy(update={"stdout": ex.stdout.model_copy(update={"enabled": True})})
 
+    def _file_rules(self) -> RuleSet | None:
+        """The bindings and exceptions files, loaded before anything starts.
+
+        A bindings file that yields no binding with at least one valid rule would silently
+        replace the built-in binding with nothing: every rule, signatures included, off. That
+        is a start-up error naming the file and its first problems, never a quiet "no rules".
+        """
+        ds = self.settings.detector
+        files = configured_files(ds)
+        if not files:
+            return None
+        catalogue = default_catalogue()
+        try:
+            ruleset = load_files(files, catalogue=catalogue)
+            bound = (
+                load_files([ds.bindings_file], catalogue=catalogue)
+                if ds.bindings_file is not None
+                else None
+            )
+        except RuleSourceError as exc:
+            raise AgentError(str(exc)) from exc
+        if bound is not None and not any(b.rules for b in bound.bindings):
+            first = "; ".join(str(p) for p in bound.errors[:3]) or "it holds no binding"
+            raise AgentError(
+                f"{ds.bindings_file}: no valid binding, so no rule would run ({first}); "
+                "fix it (`gadgetwatch rules check` lists every problem) or unset "
+                "detector.bindingsFile to use the built-in binding"
+            )
+        return ruleset
+
     # -- run -------------------------------------------------------------------------------
 
     async def run(self) -> int:
         s = self.settings
         stats = self.stats
+        file_rules = self._file_rules()
         replay_server: ReplayServer | None = None
         tmpdir: tempfile.TemporaryDirectory[str] | None = None
         gc_settings = s.gadgetclient
@@ -198,9 +231,8 @@ class Agent:
             cluster_name=s.cluster_name,
             report_repeats=True,
         )
-        files = configured_files(s.detector)
-        if files:
-            detector.update_rules("file", load_files(files, catalogue=detector.catalogue))
+        if file_rules is not None:
+            detector.update_rules("file", file_rules)
         exporters = build_exporters(
             self._exporters_settings(),
             stats=stats.delivery,
@@ -234,14 +266,13 @@ class Agent:
                 pipeline=stats.pipeline,
             )
             self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
+            self.metrics.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
             self.metrics.add_readiness_check(
-                "gadgets",
-                lambda: (source.ready.is_set(), _params_details(source.degraded_params())),
+                "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
             )
-            self.metrics.add_readiness_check("profiles", lambda: (cache_synced.is_set(), {}))
-            # Exporter health is reported, not gating: a dead destination must not make
-            # Kubernetes restart a pod whose detection works (its alerts are counted as lost).
-            self.metrics.add_readiness_check("exporters", lambda: (True, delivery.health()))
+            self.metrics.add_readiness_check(
+                "exporters", lambda: exporters_readiness(delivery.health())
+            )
             if kube is not None:
                 pods = kube.pods
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
@@ -336,6 +367,10 @@ class Agent:
                 tmpdir.cleanup()
         if failure:
             raise AgentError(failure)
+        lost = incomplete(self)
+        if lost:
+            log.error("run incomplete", problems=lost)
+            return EXIT_INCOMPLETE
         return exit_code
 
     @staticmethod
@@ -470,6 +505,74 @@ class Agent:
         log.info("agent stopped", uptime_s=round(time.monotonic() - self._started, 3))
 
 
+#: Flush rounds in a row with a failed write before /readyz reports the store as failing: one
+#: failed round can be a conflict storm or an API server restart; two update periods in a row
+#: (2 min by default) mean the store does not take writes (a full disk, lost permissions).
+STORE_FAILING_ROUNDS = 2
+
+
+def gadgets_readiness(source: GadgetSource) -> tuple[bool, dict[str, Any]]:
+    """The streams' readiness (grace period included) with the gadgets that run without a
+    parameter we rely on (an older IG)."""
+    ready, details = source.readiness()
+    return ready, {**details, **_params_details(source.degraded_params())}
+
+
+def profiles_readiness(synced: bool, learner: Learner) -> tuple[bool, dict[str, Any]]:
+    """Ready once the store's profiles are loaded, while the store takes the learner's writes."""
+    pending = len(learner.unpersisted())
+    details: dict[str, Any] = {
+        "synced": synced,
+        "pendingProfiles": pending,
+        "failedFlushRounds": learner.failed_rounds,
+        "lastWriteError": learner.last_write_error,
+    }
+    return synced and learner.failed_rounds < STORE_FAILING_ROUNDS, details
+
+
+def exporters_readiness(health: dict[str, dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+    """Not ready only when every destination is failing: then no alert can leave the node.
+
+    One dead destination among others (an HA AlertManager member, a webhook down while syslog
+    works) is shown in the details but does not take the pod out of its Service, so its
+    metrics stay scraped while the losses are counted.
+    """
+    failing = [name for name, h in health.items() if h["state"] == "failing"]
+    return not health or len(failing) < len(health), health
+
+
+#: Exit codes of `gadgetwatch run`: 0 ran and stopped cleanly, 1 failed (start or run time),
+#: 2 configuration or usage error, 3 ran but lost data on the way out: profiles not persisted
+#: or alerts not delivered (details in the log and the `--summary`).
+EXIT_INCOMPLETE = 3
+
+
+def incomplete(agent: Agent) -> list[str]:
+    """What did not reach its destination by the end of the run, one phrase each."""
+    out: list[str] = []
+    if agent.learner is not None:
+        pending = agent.learner.unpersisted()
+        if pending:
+            error = agent.learner.last_write_error
+            out.append(
+                f"{len(pending)} profile(s) not persisted" + (f" ({error})" if error else "")
+            )
+    st = agent.stats
+    dropped = {
+        reason: n
+        for (_, reason), n in st.delivery.dropped.items()
+        if n and reason != "rate_limit"  # configured limits, announced by their own alert
+    }
+    if dropped:
+        total = sum(dropped.values())
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items()))
+        out.append(f"{total} alert delivery(ies) dropped ({reasons})")
+    unprocessed = st.pipeline.dropped.get(("processing", "shutdown"), 0)
+    if unprocessed:
+        out.append(f"{unprocessed} event batch(es) not processed before the deadline")
+    return out
+
+
 def summary_lines(agent: Agent) -> list[str]:
     """A short human summary for `--summary`: profiles learned, alerts by rule, losses."""
     st = agent.stats
@@ -503,6 +606,10 @@ def summary_lines(agent: Agent) -> list[str]:
     delivered = sum(st.delivery.sent.values())
     dropped = sum(st.delivery.dropped.values())
     lines.append(f"  delivered: {delivered} alert(s) to exporters, {dropped} dropped")
+    if agent.learner is not None:
+        lines.append(f"  profiles not persisted: {len(agent.learner.unpersisted())}")
+    problems = incomplete(agent)
+    lines.append("  INCOMPLETE: " + "; ".join(problems) if problems else "  complete: yes")
     return lines
 
 

@@ -13,9 +13,11 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, TextIO, cast
 
+from gadgetclient.textsafety import escape_control
 from gadgetwatch import __version__
-from gadgetwatch.logs import configure_logging
+from gadgetwatch.logs import configure_logging, flush_held_back
 
 #: Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -29,6 +31,28 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class TerminalSafeStream:
+    """A text stream that escapes control and bidi characters (newline and tab pass).
+
+    Every human-readable line the CLI prints can quote file content or event fields (a rule
+    name from a bindings file, a path from a profile); one `\\x1b]…` or U+202E in them must not
+    rewrite the operator's terminal. Wrapping `sys.stdout` and `sys.stderr` once here covers
+    every command; binary output (`.buffer`: profiles, captures) is data and passes unchanged,
+    and a command that draws its own progress line writes through `.raw`.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self.raw = inner
+
+    def write(self, text: str) -> int:
+        self.raw.write(escape_control(text, keep="\n\t"))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
 
 # gRPC's C core logs informational lines (e.g. GOAWAY on a closing channel) straight to stderr,
 # outside our JSON log; keep it to errors unless the operator asked for more. Must be set
@@ -62,11 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, TerminalSafeStream(out))
+    sys.stderr = cast(TextIO, TerminalSafeStream(err))
     configure_logging(args.log_level)
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    finally:
+        flush_held_back()
+        sys.stdout, sys.stderr = out, err
 
 
 if __name__ == "__main__":  # pragma: no cover

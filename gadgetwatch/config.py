@@ -13,12 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
 
 from detector.config import DetectorSettings
 from exporters.config import ExportersSettings, MetricsSettings
 from gadgetclient.config import SETTINGS_CONFIG, GadgetClientSettings
 from gadgetclient.durations import Duration, format_duration
+from gadgetclient.textsafety import REDACTED, redact_urls
 from gadgetwatch.settings_loading import deep_merge, env_layer, read_yaml_file, validate
 from profiler.config import ProfilerSettings
 
@@ -180,11 +181,19 @@ def load_settings(
 
 
 def dump_settings(settings: Settings) -> dict[str, Any]:
-    """YAML-ready mapping with camelCase keys and durations written like `24h`."""
+    """YAML-ready mapping with camelCase keys and durations written like `24h`.
+
+    Secrets are masked and URLs lose their user information and query values (`redact_url`):
+    the output is shown on terminals and pasted into tickets.
+    """
 
     def conv(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return REDACTED
         if isinstance(value, enum.Enum):
             return value.value
+        if isinstance(value, str):
+            return redact_urls(value)
         if isinstance(value, Path):
             return str(value)
         if isinstance(value, dict):

@@ -27,9 +27,13 @@ built-in defaults < the YAML file given with `--config` < environment variables
 `GADGETWATCH_<SECTION>__<KEY>` (e.g. `GADGETWATCH_PROFILER__LEARNING_PERIOD=1h`) < command-line
 flags. Unknown keys are an error that names the key and the closest valid one.
 `gadgetwatch run --check-config` validates and exits; `gadgetwatch config show` prints the
-effective configuration; `gadgetwatch config default` prints the defaults as YAML.
+effective configuration (secrets masked, user information and query values of URLs
+redacted); `gadgetwatch config default` prints the defaults as YAML. The file is read with
+the product's safe YAML loader (at most 16 MiB, 64 levels, bounded aliases).
 
-Durations are written like `500ms`, `60s`, `10m`, `24h`.
+Durations are written like `500ms`, `60s`, `10m`, `1h30m`, `2d`, or as a number of seconds
+(`300`), in the file, the environment and flags alike. Negative values (`-5m`, `-300`) and
+ISO 8601 forms (`PT5M`) are rejected.
 """
 
 

@@ -624,7 +624,7 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
         PermissionCheck("get", "jobs", "batch"),
         *(
             PermissionCheck(verb, "applicationprofiles", "kubescape.io")
-            for verb in ("get", "list", "watch", "create", "update", "patch")
+            for verb in ("get", "list", "watch", "create", "update")
         ),
         *(
             PermissionCheck(verb, resource, group)

@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 import structlog
 
+from gadgetclient.textsafety import redact_urls
+
 #: Records per message per window before suppression starts. 20 keeps a burst of distinct
 #: failures readable; the window of 60 s matches a typical alerting scrape period.
 DEFAULT_BURST = 20
@@ -62,6 +64,57 @@ class RateLimiter:
             raise structlog.DropEvent
         return event_dict
 
+    def take_held_back(self) -> list[tuple[str, str, str, int]]:
+        """(logger, level, message, count) of every message with records held back since its
+        last report; the counts restart at zero, so each held-back record is reported once."""
+        out = []
+        for (logger_name, method, message), state in sorted(self._state.items()):
+            if state[2]:
+                out.append((logger_name, method, message, int(state[2])))
+                state[2] = 0.0
+        return out
+
+
+#: The limiter of the current configuration, for `flush_held_back` at shutdown.
+_active_limiter: RateLimiter | None = None
+
+
+def flush_held_back() -> int:
+    """Log, once per message, how many records the rate limiter held back and never reported.
+
+    Called at shutdown: the limiter reports a held-back count with the next record of the same
+    message, and at exit there is no next record. Returns the total reported.
+    """
+    if _active_limiter is None:
+        return 0
+    total = 0
+    logger = structlog.get_logger(__name__)
+    for logger_name, method, message, count in _active_limiter.take_held_back():
+        total += count
+        # A distinct constant message, so this report is never itself rate-limited away.
+        logger.warning(
+            "log records held back by the rate limiter",
+            held_back=count,
+            held_back_event=message,
+            held_back_level=method,
+            held_back_logger=logger_name,
+        )
+    return total
+
+
+def _redact(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Credentials in URLs never reach the log, whichever field (or exception) carries them."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = redact_urls(value)
+        elif not isinstance(value, int | float | bool | dict | list | tuple) and value is not None:
+            text = str(value)
+            if "://" in text:
+                event_dict[key] = redact_urls(text)
+    return event_dict
+
 
 def _render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
     return orjson.dumps(dict(event_dict), default=str).decode()
@@ -89,14 +142,17 @@ class _StderrLogger:
 
 
 def configure_logging(level: str = "info", *, stream: Any = None) -> None:
+    global _active_limiter
     lvl = getattr(logging, level.upper(), logging.INFO)
+    _active_limiter = RateLimiter()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            RateLimiter(),
+            _active_limiter,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _redact,
             _render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

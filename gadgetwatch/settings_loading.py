@@ -26,6 +26,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
+from gadgetclient.safeyaml import load_one
+from gadgetclient.textsafety import escape_control, redact_urls
+
 ENV_PREFIX = "GADGETWATCH_"
 #: Words YAML 1.1 reads as booleans: an environment value is text (`MODE=on` means "on"; bool
 #: fields still accept these words through pydantic). "" keeps a blank value a blank string.
@@ -44,7 +47,8 @@ class ConfigError(Exception):
         super().__init__("; ".join(problems))
 
     def __str__(self) -> str:
-        return "\n".join(f"{self.source}: {p}" for p in self.problems)
+        # Shown on a terminal: values given may hold credentials in URLs or escape sequences.
+        return "\n".join(escape_control(redact_urls(f"{self.source}: {p}")) for p in self.problems)
 
 
 def read_yaml_file(path: Path) -> dict[str, Any]:
@@ -52,8 +56,12 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"not UTF-8 text (byte {exc.start}); a configuration file is YAML"], source=str(path)
+        ) from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_one(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -88,7 +96,7 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
             # The models' own alias generator: a variable names exactly the key the YAML would.
             path = [to_camel(seg.lower()) for seg in name[len(ENV_PREFIX) :].split("__") if seg]
         try:
-            value = raw.strip() if raw.strip().lower() in _YAML11_WORDS else yaml.safe_load(raw)
+            value = raw.strip() if raw.strip().lower() in _YAML11_WORDS else load_one(raw)
         except yaml.YAMLError:
             value = raw
         set_path(layer, path, value)

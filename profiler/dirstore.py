@@ -4,8 +4,19 @@ Layout: ``<root>/<namespace>/<name>.yaml`` (``_host`` for profiles without a nam
 same document a `kubectl get applicationprofile -o yaml` shows, so a person can read, diff and
 version them.
 
+Names come from events, and events are attacker-controlled: a namespace of ``..``, ``/etc`` or
+one with control characters must never become a path outside the root. The file name is
+`profile_name` (already DNS-1123). The directory is the namespace itself only when it is a
+valid DNS-1123 label, as every real Kubernetes namespace is; anything else is encoded as
+``_ns-<sanitized>-<hash>`` (the ``_`` prefix cannot collide with a real namespace, the hash keeps
+distinct identities apart). Every path is then checked to resolve under the root
+(`StoreError` otherwise), so a symlink planted in the tree cannot redirect a write either.
+
 Writes are atomic: the new text goes to a temporary file in the same directory, is fsynced and
 renamed over the old one, so a reader (or a crash) sees the old or the new file, never half.
+Other tools are not as careful, so every file carries its entry count (`documents.seal`); a
+file cut short is refused with an error naming it, and since every write checks the stored
+version first, a refused file is never overwritten: an operator restores or removes it.
 
 Concurrency matches the Kubernetes store so the same merge loop works on both: every file holds
 ``metadata.resourceVersion`` (a counter); `create` and `update` check it under an exclusive lock
@@ -23,16 +34,26 @@ import asyncio
 import builtins
 import contextlib
 import fcntl
+import hashlib
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
-from profiler.documents import dump_yaml, from_document, load_yaml, to_document
+from profiler.documents import (
+    check_seal,
+    dump_yaml,
+    from_document,
+    load_yaml,
+    seal,
+    to_document,
+)
 from profiler.errors import (
     ConflictError,
     InvalidProfileError,
@@ -40,7 +61,7 @@ from profiler.errors import (
     ProfilerError,
     StoreError,
 )
-from profiler.identity import WorkloadKey
+from profiler.identity import WorkloadKey, is_namespace_name
 from profiler.profiles import Profile, profile_name
 from profiler.store import ProfileSink
 
@@ -49,6 +70,21 @@ log = structlog.get_logger(__name__)
 #: Directory name for profiles without a namespace (host mode); not a valid namespace name, so
 #: it cannot collide with one.
 HOST_DIR = "_host"
+
+#: 8 hex digits of SHA-256 tell encoded names apart (same length as `profile_name`'s suffix).
+_HASH_LEN = 8
+
+
+def namespace_dir(namespace: str) -> str:
+    """The directory name for `namespace`: itself when it is a valid namespace, else encoded."""
+    if not namespace:
+        return HOST_DIR
+    if is_namespace_name(namespace):
+        return namespace
+    clean = re.sub(r"[^a-z0-9-]+", "-", namespace.lower()).strip("-")[:40] or "x"
+    digest = hashlib.sha256(namespace.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LEN]
+    return f"_ns-{clean}-{digest}"
+
 
 #: One observed change: a new or changed profile, a removed one, or an unreadable file.
 Change = Profile | WorkloadKey | ProfilerError
@@ -67,7 +103,16 @@ class DirectoryStore:
         return "directory"
 
     def path_for(self, key: WorkloadKey) -> Path:
-        return self.root / (key.namespace or HOST_DIR) / f"{profile_name(key)}.yaml"
+        return self._contained(
+            self.root / namespace_dir(key.namespace) / f"{profile_name(key)}.yaml"
+        )
+
+    def _contained(self, path: Path) -> Path:
+        """`path`, after checking that it resolves (symlinks followed) inside the root."""
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise StoreError("resolves outside the profiles directory", obj=str(path))
+        return path
 
     # -- sync implementation (run in a worker thread by the async API) ------------------------
 
@@ -91,7 +136,9 @@ class DirectoryStore:
             raise NotFoundError("no such profile", obj=str(path)) from exc
         except OSError as exc:
             raise StoreError(f"cannot read: {exc.strerror}", obj=str(path)) from exc
-        return from_document(load_yaml(text, source=str(path)), source=str(path))
+        document = load_yaml(text, source=str(path))
+        check_seal(document, source=str(path))
+        return from_document(document, source=str(path))
 
     def _get(self, key: WorkloadKey) -> Profile | None:
         path = self.path_for(key)
@@ -111,15 +158,13 @@ class DirectoryStore:
         stored = profile.copy()
         stored.resource_version = str(version)
         path = self.path_for(profile.key)
-        text = dump_yaml(to_document(stored)).encode()
+        text = dump_yaml(seal(to_document(stored))).encode()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    self.write_bytes(handle, text)
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -133,6 +178,13 @@ class DirectoryStore:
         except OSError as exc:
             raise StoreError(f"cannot write: {exc.strerror}", obj=str(path)) from exc
         return stored
+
+    def write_bytes(self, handle: BinaryIO, data: bytes) -> None:
+        """Write and fsync one temporary file. The seam where tests put a full disk (ENOSPC)
+        without mounting a file system."""
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
     def _stored_version(self, key: WorkloadKey) -> int | None:
         current = self._get(key)
@@ -178,7 +230,11 @@ class DirectoryStore:
     def files(self, namespace: str | None = None) -> builtins.list[Path]:
         if not self.root.is_dir():
             return []
-        dirs = [self.root / namespace] if namespace is not None else self.root.iterdir()
+        dirs = (
+            [self._contained(self.root / namespace_dir(namespace))]
+            if namespace is not None
+            else self.root.iterdir()
+        )
         out: builtins.list[Path] = []
         for d in dirs:
             if d.is_dir():
@@ -190,7 +246,7 @@ class DirectoryStore:
     ) -> tuple[builtins.list[Profile], builtins.list[ProfilerError]]:
         profiles: builtins.list[Profile] = []
         errors: builtins.list[ProfilerError] = []
-        for path in self.files(None if namespace is None else (namespace or HOST_DIR)):
+        for path in self.files(namespace):
             try:
                 profiles.append(self.read_file(path))
             except NotFoundError:

@@ -35,6 +35,7 @@ import orjson
 import yaml
 
 from gadgetclient.events import PeerIdentity
+from gadgetclient.safeyaml import check_limits
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.profiles import NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
@@ -54,6 +55,14 @@ ANNOTATION_WORKLOAD = "gadgetwatch.io/workload"
 ANNOTATION_KS_STATUS = "kubescape.io/status"
 ANNOTATION_KS_COMPLETION = "kubescape.io/completion"
 ANNOTATION_KS_MANAGED_BY = "kubescape.io/managed-by"
+#: Integrity seal of a profile *file*: the number of entries it holds. A file cut short (a
+#: crashed copy, a full disk under another tool) usually still parses, with a fraction of its
+#: entries and its "completed" status intact at the top; the count tells it apart. Objects in
+#: the API server are written atomically and carry no seal (a `kubectl edit` would break it).
+ANNOTATION_ENTRIES = "gadgetwatch.io/entries"
+
+#: The entry lists of one container, in document order.
+_ENTRY_LISTS = ("execs", "opens", "syscalls", "capabilities", "dns")
 
 _KS_STATUS = {
     ProfileStatus.LEARNING: "ready",
@@ -191,6 +200,7 @@ def serialized_size(profile: Profile) -> int:
 
 def load_yaml(text: str | bytes, *, source: str) -> dict[str, Any]:
     try:
+        check_limits(text)
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -202,6 +212,50 @@ def load_yaml(text: str | bytes, *, source: str) -> dict[str, Any]:
             f"expected a mapping, got {type(data).__name__}", obj=source, field="(top level)"
         )
     return data
+
+
+def _entry_count(document: Mapping[str, Any]) -> int | None:
+    """Items in every entry list of the document, None when its shape is not a profile's."""
+    try:
+        total = 0
+        for container in document["spec"]["containers"]:
+            total += sum(len(container.get(name) or []) for name in _ENTRY_LISTS)
+            net = container.get("networkActivity") or {}
+            total += len(net.get("incoming") or []) + len(net.get("outgoing") or [])
+        return total
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def seal(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with its entry count annotated, for writing to a file."""
+    count = _entry_count(document)
+    if count is not None:
+        document["metadata"].setdefault("annotations", {})[ANNOTATION_ENTRIES] = str(count)
+    return document
+
+
+def check_seal(document: Mapping[str, Any], *, source: str) -> None:
+    """Raise `InvalidProfileError` when a sealed file holds other than what it was written with.
+
+    Unsealed documents (hand-written, from older versions, from the cluster) pass; their
+    strict schema validation in `from_document` is the only check.
+    """
+    metadata = document.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping) or ANNOTATION_ENTRIES not in annotations:
+        return
+    sealed = str(annotations[ANNOTATION_ENTRIES])
+    found = _entry_count(document)
+    if "status" not in document or found is None or str(found) != sealed:
+        raise InvalidProfileError(
+            f"truncated or altered: written with {sealed} entries, holds "
+            f"{'an incomplete document' if found is None or 'status' not in document else found}"
+            f"; refusing to load it (restore it, or remove the {ANNOTATION_ENTRIES} annotation "
+            "after checking the content by hand)",
+            obj=source,
+            field=f"metadata.annotations.{ANNOTATION_ENTRIES}",
+        )
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from gadgetclient.events import PeerIdentity
-from profiler.documents import from_document, load_yaml, to_document
+from profiler.documents import check_seal, from_document, load_yaml, seal, to_document
 from profiler.errors import ConflictError, InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.profiles import Entries, ManagedBy, Profile
@@ -36,7 +36,7 @@ IMPORT_ATTEMPTS = 5
 def export_document(profile: Profile) -> dict[str, Any]:
     exported = profile.copy()
     exported.resource_version = ""
-    return to_document(exported)
+    return seal(to_document(exported))
 
 
 def export_documents(profiles: Sequence[Profile]) -> dict[str, Any]:
@@ -56,7 +56,13 @@ def read_documents(text: str | bytes, *, source: str) -> list[Profile]:
         items = data.get("items")
         if not isinstance(items, list):
             raise InvalidProfileError("expected a list", obj=source, field="items")
-        return [from_document(item, source=f"{source} items[{i}]") for i, item in enumerate(items)]
+        out = []
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                check_seal(item, source=f"{source} items[{i}]")
+            out.append(from_document(item, source=f"{source} items[{i}]"))
+        return out
+    check_seal(data, source=source)
     return [from_document(data, source=source)]
 
 

@@ -9,11 +9,21 @@ Without Kubernetes (plain `ig daemon` host) the workload is the container name p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from gadgetclient.events import Container
+
+#: A Kubernetes namespace name: a DNS-1123 label (lower-case alphanumerics and '-', at most 63).
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_namespace_name(name: str) -> bool:
+    """Whether `name` is a valid namespace name. Events carry namespaces, and events are
+    attacker-controlled: a store checks this before a namespace becomes a path or a URL."""
+    return _NAMESPACE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -45,7 +45,7 @@ from profiler.errors import (
     StoreError,
     TooLargeError,
 )
-from profiler.identity import WorkloadKey
+from profiler.identity import WorkloadKey, is_namespace_name
 from profiler.profiles import Profile, profile_name
 from profiler.store import ProfileSink
 
@@ -135,6 +135,9 @@ class KubernetesStore:
                 "profiles without a namespace (host mode) need the directory store",
                 obj=key.display(),
             )
+        if not is_namespace_name(key.namespace):
+            # Never let an event's namespace ('..', 'a/b') become part of an API path.
+            raise StoreError("not a valid Kubernetes namespace name", obj=key.display())
         return key.namespace, profile_name(key)
 
     @staticmethod

@@ -176,6 +176,10 @@ class Learner:
         self._tracks: dict[WorkloadKey, _Track] = {}
         self._instances: dict[ContainerId, _Track] = {}
         self._flush_lock = asyncio.Lock()
+        #: Flush rounds in a row in which a write failed (reset by a round without failure).
+        self.failed_rounds = 0
+        #: The last write error (a full disk, an unreachable API server), "" once writes work.
+        self.last_write_error = ""
         self._learn: dict[type[Any], Callable[[_Track, Any], None]] = {
             ExecEvent: self._learn_exec,
             OpenEvent: self._learn_open,
@@ -552,7 +556,7 @@ class Learner:
         """Write every pending delta; returns the number of profiles written successfully."""
         async with self._flush_lock:
             self.tick()
-            written_count = 0
+            written_count = failed = 0
             for key, track in list(self._tracks.items()):
                 if not track.dirty and track.delta.is_empty():
                     continue
@@ -561,10 +565,24 @@ class Learner:
                     continue
                 if await self._flush_one(key, track):
                     written_count += 1
-            self.stats.pending_deltas = sum(
-                1 for t in self._tracks.values() if t.dirty or not t.delta.is_empty()
-            )
+                else:
+                    failed += 1
+            self.stats.pending_deltas = len(self.unpersisted())
+            # A failed write keeps its delta (retried next round); a streak of failing rounds
+            # is what /readyz reports as a store that does not take writes.
+            self.failed_rounds = self.failed_rounds + 1 if failed else 0
+            if not failed:
+                self.last_write_error = ""
             return written_count
+
+    def unpersisted(self) -> list[WorkloadKey]:
+        """Profiles whose latest learning is not in the store yet (a write failed or is due)."""
+        return sorted(
+            key
+            for key, t in self._tracks.items()
+            if (t.dirty or not t.delta.is_empty())
+            and t.profile.meta.managed_by is not ManagedBy.USER
+        )
 
     async def _flush_one(self, key: WorkloadKey, track: _Track) -> bool:
         delta, track.delta = track.delta, Entries()
@@ -592,6 +610,7 @@ class Learner:
             track.dirty = True
             self.stats.writes[(store, "failed")] += 1
             self.stats.errors[(store, _error_reason(exc))] += 1
+            self.last_write_error = str(exc)
             log.error("profile flush failed", profile=key.display(), error=str(exc))
             return False
         self.stats.writes[(store, "ok")] += 1

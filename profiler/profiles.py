@@ -243,7 +243,7 @@ def profile_name(key: WorkloadKey) -> str:
     if clean == raw and len(clean) <= _NAME_MAX:
         return clean
     digest = hashlib.sha256(
-        f"{key.owner_kind}\0{key.owner_name}\0{key.container}".encode()
+        f"{key.owner_kind}\0{key.owner_name}\0{key.container}".encode("utf-8", "surrogatepass")
     ).hexdigest()[:_HASH_LEN]
     head = clean[: _NAME_MAX - _HASH_LEN - 1].rstrip("-") or "profile"
     return f"{head}-{digest}"

@@ -152,5 +152,8 @@ async def _record(settings: GadgetClientSettings, out: IO[bytes], duration: floa
 
 def _progress(counts: dict[str, int]) -> None:
     parts = " ".join(f"{g}={n}" for g, n in sorted(counts.items()))
-    sys.stderr.write(f"\rrecorded {sum(counts.values())} payloads  {parts}\x1b[K")
+    # Our own cursor control: through the raw stream (the CLI escapes control characters).
+    getattr(sys.stderr, "raw", sys.stderr).write(
+        f"\rrecorded {sum(counts.values())} payloads  {parts}\x1b[K"
+    )
     sys.stderr.flush()

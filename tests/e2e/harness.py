@@ -34,6 +34,10 @@ GADGETWATCH = str(
 #: Deadline for anything a healthy agent does on loopback (start, deliver, stop). Generous
 #: because CI machines stall; a passing run takes a fraction of it.
 DEADLINE_S = 20.0
+#: Deadline for a whole agent run to exit (a replay of the example capture: start-up, replay,
+#: final flush, shutdown). A deadline, not a wait: a passing run exits in 5-15 s; seen at 22 s on
+#: a 2-core machine with a load of 13.
+RUN_DEADLINE_S = 90.0
 #: Poll interval of condition waits: short enough to add no noticeable latency.
 POLL_S = 0.02
 
@@ -142,7 +146,7 @@ class Proc:
         if self.running:
             self.proc.send_signal(sig)
 
-    async def wait_exit(self, within: float = DEADLINE_S) -> int:
+    async def wait_exit(self, within: float = RUN_DEADLINE_S) -> int:
         try:
             async with asyncio.timeout(within):
                 code = await self.proc.wait()

@@ -335,3 +335,12 @@ async def test_oversized_batch_is_split_below_the_message_limit() -> None:
     )
     assert total == 12
     await exporter.aclose()
+
+
+@pytest.mark.parametrize(
+    "host", ["http://collector", "user:pw@collector", "collector:4317", "c/p", "a b"]
+)
+def test_host_is_a_plain_name_or_address(host: str) -> None:
+    with pytest.raises(ValueError, match="host name or address"):
+        settings(4317, host=host)
+    assert settings(4317, host="[::1]").host == "[::1]"

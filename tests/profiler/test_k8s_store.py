@@ -8,8 +8,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gadgetclient.events import ExecEvent, OpenEvent
+from gadgetwatch.k8s import agent_permissions
 from profiler.cache import ProfileCache
-from profiler.errors import ConflictError, InvalidProfileError, ProfilerError, TooLargeError
+from profiler.errors import (
+    ConflictError,
+    InvalidProfileError,
+    ProfilerError,
+    StoreError,
+    TooLargeError,
+)
 from profiler.identity import WorkloadKey
 from profiler.k8s_store import KubernetesStore
 from profiler.profiles import NO_PEER, Profile, ProfileMeta
@@ -160,3 +167,60 @@ async def test_watch_feeds_the_cache(k8s: KubernetesStore, kube_api: KubeApi) ->
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def _verb(method: str, path: str) -> str:
+    """The RBAC verb of one request, as the API server's authorizer derives it."""
+    if method == "GET":
+        if "watch=true" in path.lower() or "watch=1" in path:
+            return "watch"
+        plural_last = path.split("?")[0].rstrip("/").endswith("/applicationprofiles")
+        return "list" if plural_last else "get"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+
+
+async def test_rbac_grants_exactly_the_verbs_the_agent_calls(
+    k8s: KubernetesStore, kube_api: KubeApi
+) -> None:
+    """Every operation of the store the agent uses (all but `delete`, which only the CLI
+    calls), against an API server that enforces `agent_permissions` (what the chart and the
+    kustomize base grant): nothing is refused, and every granted verb on applicationprofiles is
+    one the code calls."""
+    granted = {c.verb for c in agent_permissions() if c.resource == "applicationprofiles"}
+    for verb in granted:
+        kube_api.allow(verb, "kubescape.io", "applicationprofiles")
+    kube_api.set_enforce_rbac(True)
+    cache = SignallingCache()
+    task = asyncio.create_task(k8s.watch(cache))
+    try:
+        await asyncio.wait_for(cache.wait_synced(), 10)
+        await k8s.create(sample())
+        # Synced before the create: only the watch stream can have delivered it.
+        await wait_for(cache, lambda: cache.get(KEY) is not None)
+        fetched = await k8s.get(KEY)
+        assert fetched is not None
+        fetched.entries.syscalls.add("read")
+        await k8s.update(fetched)
+        await k8s.list("shop")
+        await k8s.list()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    log = [r for r in kube_api.request_log() if "/applicationprofiles" in r.path]
+    assert all(r.status < 400 for r in log), log
+    # The open watch request is logged by the stand-in only when it completes.
+    used = {_verb(r.method, r.path) for r in log} | {"watch"}
+    assert used == granted
+
+
+@pytest.mark.parametrize("namespace", ["..", "a/b", "../kube-system", "Shop", "x\n"])
+async def test_an_invalid_namespace_never_reaches_an_api_path(
+    k8s: KubernetesStore, kube_api: KubeApi, namespace: str
+) -> None:
+    key = WorkloadKey(namespace, "Deployment", "web", "nginx")
+    with pytest.raises(StoreError, match="not a valid Kubernetes namespace"):
+        await k8s.create(Profile(key=key))
+    with pytest.raises(StoreError, match="not a valid Kubernetes namespace"):
+        await k8s.get(key)
+    assert not [r for r in kube_api.request_log() if "/applicationprofiles" in r.path]
