@@ -331,6 +331,14 @@ class OtlpSettings(ChannelSettings):
     resource_attributes: dict[str, str] = Field(default_factory=dict)
     """Extra resource attributes on every record, e.g. `deployment.environment.name: prod`."""
 
+    export_metrics: bool = False
+    """Also push the agent's own metrics (the instruments of `/metrics`) to the collector, every
+    `metricsInterval`, with the same endpoint, TLS and headers. Off: Prometheus scraping is
+    the primary source, and one agent per node pushing doubles the series if both are used."""
+
+    metrics_interval: Duration = Field(default=timedelta(seconds=60), ge=timedelta(seconds=1))
+    """Time between metric pushes: 60 s is the OpenTelemetry SDK's default export interval."""
+
     batch_max_alerts: int = Field(default=64, ge=1, le=10_000)
     """Log records per export call. 64 alerts encode to a few tens of KiB, far below gRPC's
     default 4 MiB message limit even with long command lines."""

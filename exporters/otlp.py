@@ -51,6 +51,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServiceStub
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import MetricsServiceStub
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -227,6 +231,7 @@ class OtlpExporter:
         self._target = f"{settings.host}:{settings.port}"
         self._channel: grpc.aio.Channel | None = None
         self._stub: LogsServiceStub | None = None
+        self._metrics_stub: MetricsServiceStub | None = None
         self._session: aiohttp.ClientSession | None = None
         self._credentials: grpc.ChannelCredentials | None = None
         self._http_ssl: ssl.SSLContext | bool = True
@@ -247,6 +252,7 @@ class OtlpExporter:
                 self._http_ssl.load_cert_chain(settings.cert_file, settings.key_file)
         scheme = "http" if settings.insecure else "https"
         self._url = f"{scheme}://{self._target}/v1/logs"
+        self._metrics_url = f"{scheme}://{self._target}/v1/metrics"
 
     def _read(self, path: Path | None, key: str) -> bytes | None:
         if path is None:
@@ -349,7 +355,22 @@ class OtlpExporter:
             if self._settings.protocol == "grpc":
                 await self._export_grpc(body, metadata)
             else:
-                await self._export_http(body, metadata)
+                payload = await self._post(self._url, body, metadata)
+                if payload:
+                    try:
+                        parsed = ExportLogsServiceResponse.FromString(payload)
+                    except Exception:  # a 2xx with an unparsable body still took the records
+                        continue
+                    self._check_partial(parsed)
+
+    def _rpc_error(self, exc: grpc.aio.AioRpcError) -> SendError:
+        code = exc.code()
+        detail = " ".join((exc.details() or "").split())[:200]
+        return SendError(
+            f"{self._target} answered {code.name}" + (f": {detail}" if detail else ""),
+            exporter=self._name,
+            permanent=code not in RETRYABLE_CODES,
+        )
 
     async def _export_grpc(self, body: bytes, metadata: list[tuple[str, str]]) -> None:
         stub = self._grpc_stub()
@@ -361,39 +382,48 @@ class OtlpExporter:
                 timeout=self._settings.timeout.total_seconds(),
             )
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            detail = " ".join((exc.details() or "").split())[:200]
-            raise SendError(
-                f"{self._target} answered {code.name}" + (f": {detail}" if detail else ""),
-                exporter=self._name,
-                permanent=code not in RETRYABLE_CODES,
-            ) from exc
+            raise self._rpc_error(exc) from exc
         self._check_partial(response)
 
-    async def _export_http(self, body: bytes, metadata: list[tuple[str, str]]) -> None:
+    async def export_metrics(self, request: ExportMetricsServiceRequest) -> None:
+        """Push one metrics request to the same collector (`otlp_metrics`); `SendError` as for
+        alerts. The agent's own metrics share the endpoint, TLS and headers."""
+        if self._closed:
+            raise SendError("exporter is closed", exporter=self._name, permanent=True)
+        metadata = self._metadata()
+        if self._settings.protocol == "http":
+            await self._post(self._metrics_url, request.SerializeToString(), metadata)
+            return
+        self._grpc_stub()
+        if self._metrics_stub is None:
+            self._metrics_stub = MetricsServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        try:
+            await self._metrics_stub.Export(
+                request, metadata=metadata, timeout=self._settings.timeout.total_seconds()
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc_error(exc) from exc
+
+    async def _post(self, url: str, body: bytes, metadata: list[tuple[str, str]]) -> bytes:
+        """POST one OTLP/HTTP request; the 2xx response body, or `SendError`."""
         if self._session is None:
             self._session = make_session(
                 ssl_setting=self._http_ssl, timeout_s=self._settings.timeout.total_seconds()
             )
         headers = {"Content-Type": _PROTOBUF, **dict(metadata)}
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as response:
+            async with self._session.post(url, data=body, headers=headers) as response:
                 status = response.status
                 payload = await response.read()
         except TimeoutError as exc:
-            raise SendError(f"{self._url} did not answer in time", exporter=self._name) from exc
+            raise SendError(f"{url} did not answer in time", exporter=self._name) from exc
         except aiohttp.ClientError as exc:
-            raise SendError(f"cannot reach {self._url}: {exc}", exporter=self._name) from exc
+            raise SendError(f"cannot reach {url}: {exc}", exporter=self._name) from exc
         text = "" if 200 <= status < 300 else payload[:200].decode("utf-8", "replace")
-        error = classify(status, exporter=self._name, target=self._url, body=text)
+        error = classify(status, exporter=self._name, target=url, body=text)
         if error is not None:
             raise error
-        if payload:
-            try:
-                parsed = ExportLogsServiceResponse.FromString(payload)
-            except Exception:  # a 2xx with an unparsable body still accepted the records
-                return
-            self._check_partial(parsed)
+        return payload
 
     def _check_partial(self, response: ExportLogsServiceResponse) -> None:
         rejected = response.partial_success.rejected_log_records
@@ -434,6 +464,7 @@ class OtlpExporter:
             return
         self._closed = True
         channel, self._channel, self._stub = self._channel, None, None
+        self._metrics_stub = None
         if channel is not None:
             await channel.close(grace=None)
         if self._session is not None:

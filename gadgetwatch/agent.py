@@ -39,7 +39,10 @@ from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
 from exporters.delivery import Delivery
+from exporters.exporter import Exporter
 from exporters.metrics import MetricsServer, StatsCollector, build_registry
+from exporters.otlp import OtlpExporter
+from exporters.otlp_metrics import OtlpMetricsPusher
 from exporters.stats import DeliveryStats
 from gadgetclient.capture import read_capture
 from gadgetclient.replay import ReplayServer
@@ -103,6 +106,7 @@ class Agent:
         self.cache: ProfileCache | None = None
         self.metrics: MetricsServer | None = None
         self.debug: DebugServer | None = None
+        self.metrics_pusher: OtlpMetricsPusher | None = None
         self._stop = asyncio.Event()
         self._started = time.monotonic()
 
@@ -188,6 +192,23 @@ class Agent:
             )
         return ruleset
 
+    def _metrics_pusher(
+        self, exporters: list[Exporter], collector: StatsCollector
+    ) -> OtlpMetricsPusher | None:
+        """The agent's metrics over OTLP, through the OTLP exporter, when asked for."""
+        otlp = next((e for e in exporters if isinstance(e, OtlpExporter)), None)
+        if otlp is None or not otlp.channel.export_metrics:
+            return None
+        resource = {"service.name": otlp.channel.service_name, "service.version": __version__}
+        resource.update(otlp.channel.resource_attributes)
+        if self.settings.kubernetes.node_name:
+            resource["k8s.node.name"] = self.settings.kubernetes.node_name
+        if self.settings.cluster_name:
+            resource["k8s.cluster.name"] = self.settings.cluster_name
+        return OtlpMetricsPusher(
+            otlp, collector=collector, stats=self.stats.delivery, resource=resource
+        )
+
     # -- run -------------------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -257,14 +278,15 @@ class Agent:
             batch_delay_s=s.pipeline.batch_delay.total_seconds(),
         )
         cache_synced = asyncio.Event()
+        collector = StatsCollector(
+            stream=stats.stream,
+            profiler=stats.profiler,
+            detector=stats.detector,
+            delivery=stats.delivery,
+            pipeline=stats.pipeline,
+        )
+        self.metrics_pusher = self._metrics_pusher(exporters, collector)
         if s.metrics.enabled:
-            collector = StatsCollector(
-                stream=stats.stream,
-                profiler=stats.profiler,
-                detector=stats.detector,
-                delivery=stats.delivery,
-                pipeline=stats.pipeline,
-            )
             self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
             self.metrics.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
             self.metrics.add_readiness_check(
@@ -303,6 +325,8 @@ class Agent:
             "profile-flush": learner.run(flush_stop),
             "profile-watch": store.watch(cache),
         }
+        if self.metrics_pusher is not None:
+            side["otlp-metrics"] = self.metrics_pusher.run()
         if kube is not None:
             side["pod-cache"] = kube.pods.run()
             side["plan-refresh"] = self._refresh_plans(kube.pods, detector)
@@ -487,7 +511,12 @@ class Agent:
                     await asyncio.gather(flush_task, return_exceptions=True)
             except TimeoutError:
                 log.error("profile flush did not finish before the deadline")
-        # 4. Exporters drain their own queues within what is left.
+        # 4. The final values of the agent's metrics, then the exporters drain their own queues
+        #    within what is left.
+        if self.metrics_pusher is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left()):
+                    await self.metrics_pusher.push()
         await delivery.aclose(left())
         # 5. Everything else.
         for task in side_tasks:

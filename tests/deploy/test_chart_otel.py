@@ -60,6 +60,7 @@ def test_template_environment_names_real_settings(tmp_path: Path) -> None:
         "GADGETWATCH_EXPORTERS__OTLP__RESOURCE_ATTRIBUTES": json.dumps(
             {"deployment.environment.name": "prod"}
         ),
+        "GADGETWATCH_EXPORTERS__OTLP__EXPORT_METRICS": "true",
         "GADGETWATCH_DEBUG_ENDPOINTS": "1",
         "GADGETWATCH_DEBUG__ADDRESS": "127.0.0.1:6060",
     }
@@ -72,6 +73,7 @@ def test_template_environment_names_real_settings(tmp_path: Path) -> None:
     assert not otlp.insecure
     assert str(otlp.headers_dir) == "/etc/gadgetwatch-otel/headers"
     assert otlp.resource_attributes == {"deployment.environment.name": "prod"}
+    assert otlp.export_metrics
     assert settings.debug.enabled
     assert settings.debug.address == "127.0.0.1:6060"
 

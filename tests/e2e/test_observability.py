@@ -129,7 +129,8 @@ async def test_debug_listener_is_off_by_default(tmp_path: Path, env: dict[str, s
 
 async def test_replayed_alerts_reach_an_otlp_collector(tmp_path: Path, env: dict[str, str]) -> None:
     """`gadgetwatch run --replay` with stdout and OTLP enabled: the collector receives one
-    log record per alert printed, with the same ids, fingerprints and Kubernetes names."""
+    log record per alert printed, with the same ids, fingerprints and Kubernetes names, and the
+    agent's metrics."""
     receiver = await OtlpReceiver().start()
     env = {
         **env,
@@ -138,12 +139,15 @@ async def test_replayed_alerts_reach_an_otlp_collector(tmp_path: Path, env: dict
         "GADGETWATCH_EXPORTERS__OTLP__HOST": "127.0.0.1",
         "GADGETWATCH_EXPORTERS__OTLP__PORT": str(receiver.port),
         "GADGETWATCH_EXPORTERS__OTLP__INSECURE": "true",
-        "GADGETWATCH_CLUSTER_NAME": "shop-eu-1",
+        "GADGETWATCH_EXPORTERS__OTLP__EXPORT_METRICS": "true",
     }
+    config = tmp_path / "config.yaml"
+    config.write_text("clusterName: shop-eu-1\n")
     proc = await Proc.start(
         "agent",
         [
-            GADGETWATCH, "run", "--no-metrics", "--replay", str(EXAMPLE_CAPTURE),
+            GADGETWATCH, "run", "--config", str(config), "--no-metrics",
+            "--replay", str(EXAMPLE_CAPTURE),
             "--learning-period", "10m", "--profiles-dir", str(tmp_path / "profiles"),
         ],
         env=env,
@@ -166,5 +170,15 @@ async def test_replayed_alerts_reach_an_otlp_collector(tmp_path: Path, env: dict
         assert attrs["k8s.pod.name"] == alert["kubernetes"]["pod"]
         assert attrs["gadgetwatch.rule.id"] == alert["rule"]["id"]
         assert by_id[alert["id"]].body == alert["message"]
-        if alert["cluster"]:
-            assert attrs["k8s.cluster.name"] == alert["cluster"]
+        assert alert["cluster"] == "shop-eu-1"
+        assert attrs["k8s.cluster.name"] == "shop-eu-1"
+    # The agent's own metrics: the final push at shutdown carries the whole replay.
+    processed = receiver.metric("gadgetwatch_pipeline_events_processed")
+    assert processed is not None
+    assert processed.sum.data_points[0].as_double > 0
+    resource = {
+        kv.key: kv.value.string_value
+        for kv in receiver.metrics[-1].resource_metrics[0].resource.attributes
+    }
+    assert resource["service.name"] == "gadgetwatch"
+    assert resource["k8s.cluster.name"] == "shop-eu-1"

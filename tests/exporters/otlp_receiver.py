@@ -19,6 +19,10 @@ from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
@@ -63,6 +67,7 @@ class OtlpReceiver(logs_service_pb2_grpc.LogsServiceServicer):
         default_factory=list
     )
     calls: int = 0
+    metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = field(default_factory=list)
     port: int = 0
     _server: grpc.aio.Server | None = None
     _release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +91,16 @@ class OtlpReceiver(logs_service_pb2_grpc.LogsServiceServicer):
             response.partial_success.error_message = "attribute too long"
         return response
 
+    def metric(self, name: str) -> Any:
+        """The latest pushed metric of that name (an OTLP `Metric`), or None."""
+        for request in reversed(self.metrics):
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        if m.name == name:
+                            return m
+        return None
+
     def records(self) -> list[Received]:
         out: list[Received] = []
         for request, metadata in self.requests:
@@ -99,6 +114,9 @@ class OtlpReceiver(logs_service_pb2_grpc.LogsServiceServicer):
     async def start(self, port: int = 0) -> OtlpReceiver:
         server = grpc.aio.server()
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            _MetricsServicer(self), server
+        )
         if self.tls is not None:
             cert, key = self.tls
             creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
@@ -114,3 +132,20 @@ class OtlpReceiver(logs_service_pb2_grpc.LogsServiceServicer):
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace=None)
+
+
+class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """`MetricsService/Export` on the same server: requests kept in `receiver.metrics`."""
+
+    def __init__(self, receiver: OtlpReceiver) -> None:
+        self.receiver = receiver
+
+    async def Export(  # noqa: N802 (the generated servicer's method name)
+        self,
+        request: metrics_service_pb2.ExportMetricsServiceRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        if self.receiver.mode == "reject":
+            await context.abort(self.receiver.code, "rejected by the test receiver")
+        self.receiver.metrics.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()

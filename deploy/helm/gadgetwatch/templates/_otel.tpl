@@ -25,6 +25,10 @@ and read-only Secret mounts. Kept in one file so the DaemonSet only includes thr
 - name: GADGETWATCH_EXPORTERS__OTLP__CA_FILE
   value: /etc/gadgetwatch-otel/ca/ca.crt
 {{- end }}
+{{- if .exportMetrics }}
+- name: GADGETWATCH_EXPORTERS__OTLP__EXPORT_METRICS
+  value: "true"
+{{- end }}
 {{- if .resourceAttributes }}
 - name: GADGETWATCH_EXPORTERS__OTLP__RESOURCE_ATTRIBUTES
   value: {{ toJson .resourceAttributes | quote }}
