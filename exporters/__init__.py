@@ -5,7 +5,8 @@
 
 Modules: `config` (settings), `errors`, `exporter` (the protocol), `delivery` (queues, retries,
 shutdown, health), `limiting` (per-minute cap), `building` (`build_exporters`), one module per
-destination (`stdout`, `syslog`, `http`, `alertmanager`, `otlp`), `transport` (HTTP plumbing
+destination (`stdout`, `syslog`, `http`, `alertmanager`, `otlp` with `otlp_metrics` for the
+agent's own metrics), `transport` (HTTP plumbing
 shared by the webhook, AlertManager and OTLP/HTTP), `encoding` (JSON that cannot fail),
 `metrics` (collectors and the HTTP server).
 

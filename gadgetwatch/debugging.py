@@ -144,7 +144,11 @@ class DebugServer:
         app.router.add_get("/debug/cpu", self._cpu)
         app.router.add_get("/debug/memory", self._memory)
         app.router.add_get("/debug/tasks", self._tasks)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A client that goes away cancels its handler, which stops the sampler or tracer at
+        # once instead of at the end of the requested window.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
         try:
