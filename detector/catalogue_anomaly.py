@@ -5,6 +5,11 @@ usable profile (completed, by default) and counts every skipped evaluation other
 check first applies its cheap event filter (the event kind is already right), then asks the
 profile, which is an O(1) set membership in the profiler's read model.
 
+Paths are compared in their lexically normal form (`gadgetclient.pathnorm`, relative paths
+joined to the process's cwd): the event mapping normalises already, and `open_path` does it
+again for events built elsewhere, so no spelling of a path (``/etc//shadow``,
+``/tmp/../etc/shadow``, ``./shadow`` in ``/etc``) reaches a comparison un-normalised.
+
 Messages carry attacker-controlled strings through `safe_text` with a short bound (the full,
 longer-bounded values are in the alert's event fields).
 """
@@ -40,6 +45,8 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.gadget_params import UNRESOLVED_PREFIX
+from gadgetclient.pathnorm import is_normal, normalise_exec_path, normalise_path
 from profiler.readmodel import ProfileView
 
 #: Bound of attacker strings inside a one-line message; the event fields carry more.
@@ -75,8 +82,9 @@ K8S_CLIENTS = frozenset(
     }
 )
 
-#: Files whose reading or writing is an attacker's first step (credentials, sudo rights).
-SENSITIVE_FILES = (
+#: Files whose reading or writing is an attacker's first step (credentials, sudo rights), as a
+#: container sees its own filesystem.
+CONTAINER_SENSITIVE_FILES = (
     "/etc/shadow",
     "/etc/gshadow",
     "/etc/sudoers",
@@ -84,16 +92,86 @@ SENSITIVE_FILES = (
     "/etc/ssh/sshd_config",
     "/etc/ssh/ssh_config",
     "/root/.ssh",
-    "/etc/kubernetes/pki",
+)
+
+#: The same first step on the node, for pods that mount host paths (log shippers, CSI drivers,
+#: monitoring agents). Each entry with why; globs (`*` also crosses `/`) where the path has a
+#: per-pod or per-user part. Listed by `gadgetwatch rules list` as R0010's `paths` default.
+NODE_SENSITIVE_FILES = (
+    # The kubelet's client certificate and key: the node's identity towards the API server
+    # (read every pod's secrets scheduled on the node, patch the node's status).
+    "/var/lib/kubelet/pki",
+    # kubeconfig files: API credentials of the kubelet, the kube-proxy, the control plane's
+    # components and administrators (kubeadm, k3s, and people's own files).
+    "/var/lib/kubelet/kubeconfig",
+    "/var/lib/kubelet/bootstrap-kubeconfig",
+    "/etc/kubernetes/kubelet.conf",
+    "/etc/kubernetes/bootstrap-kubelet.conf",
     "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/super-admin.conf",
+    "/etc/kubernetes/controller-manager.conf",
+    "/etc/kubernetes/scheduler.conf",
+    "/var/lib/kube-proxy/kubeconfig",
+    "/etc/rancher/k3s/k3s.yaml",
+    "/root/.kube/config",
+    "/home/*/.kube/config",
+    # Other pods' service-account tokens and mounted secrets, as the kubelet lays them out:
+    # reading them is lateral movement to every workload on the node.
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*",
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~secret/*",
+    # Container runtime sockets: whoever talks to them starts privileged containers on the node.
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+    "/run/crio/crio.sock",
+    "/var/run/crio/crio.sock",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/k3s/containerd/containerd.sock",
+    # Container runtime state: every container's root filesystem, image layers and
+    # configuration (environment variables with secrets); reading it bypasses every pod boundary.
+    "/run/containerd/io.containerd.runtime.v2.task",
+    "/var/lib/containerd",
+    "/var/lib/containers/storage",
+    "/run/containers/storage",
+    "/var/lib/docker/overlay2",
+    "/var/lib/docker/containers/*/config.v2.json",
+    # Control-plane and etcd PKI (cluster CA keys: mint any identity), etcd's data (every
+    # Secret of the cluster), static pod manifests (writing one runs a pod as the kubelet).
+    "/etc/kubernetes/pki",
+    "/var/lib/etcd",
+    "/etc/kubernetes/manifests",
+)
+
+#: Back-compatible name: the whole default list of R0010.
+SENSITIVE_FILES = CONTAINER_SENSITIVE_FILES + NODE_SENSITIVE_FILES
+
+#: Where pods that mount the node's root file system conventionally put it (Falco, the Datadog
+#: and node-exporter charts, Fluent Bit examples): a path under one of them is also checked
+#: with the prefix removed, so `/host/var/lib/kubelet/pki/…` is the kubelet's key.
+HOST_ROOT_PREFIXES = ("/host", "/hostfs", "/host/root", "/rootfs", "/node")
+
+#: Other pods' service-account tokens under the kubelet's directory (R0006 `nodeTokenPaths`).
+NODE_TOKEN_PATHS = (
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*/token",
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~secret/*/token",
 )
 
 _ENVIRON = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/environ")
 
 
+def open_path(event: OpenEvent) -> str:
+    """The opened path in normal form (relative to the process's cwd when IG sent one)."""
+    path = event.path
+    return path if is_normal(path) else normalise_path(path, event.process.cwd)
+
+
 def exec_path(event: ExecEvent) -> str:
-    """The executed file; IG gives ``exepath`` with --paths, else ``args[0]``, else comm."""
-    return event.path or (event.args[0] if event.args else "") or event.process.comm
+    """The executed file (IG's ``exepath``; see `ExecEvent.path`), in normal form when it is a
+    path; a bare name (a PATH lookup) and an ``unresolved:`` marker stay as they are."""
+    path = event.path or (event.args[0] if event.args else "") or event.process.comm
+    if is_normal(path) or path.startswith(UNRESOLVED_PREFIX):
+        return path
+    return normalise_exec_path(path, event.cwd)
 
 
 def _s(text: str) -> str:
@@ -101,11 +179,23 @@ def _s(text: str) -> str:
 
 
 def _unexpected_exec(params: Mapping[str, Any], env: RuleEnv) -> Check:
+    enforce_args = params["enforceArgs"]
+    normalizer = env.args
+
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, ExecEvent)
         path = exec_path(event)
-        if profile is not None and profile.allows_exec(path, event.args):
+        if profile is not None and (
+            profile.allows_exec(path, event.args)
+            if enforce_args
+            else profile.allows_exec_path(path)
+        ):
             return None
+        if enforce_args and profile is not None and normalizer is not None:
+            # The pod's own name/ordinal/IP/node as learning stored them (placeholders).
+            args = normalizer.normalize(event.args)
+            if args is not event.args and profile.allows_exec(path, args):
+                return None
         comm = event.process.comm
         return Finding(
             message=f"Unexpected process launched: {_s(path)} (comm {_s(comm)}, "
@@ -124,7 +214,7 @@ def _unexpected_open(params: Mapping[str, Any], env: RuleEnv) -> Check:
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
+        path = open_path(event)
         if include and not include.matches(path):
             return None
         if ignore.matches(path) or mounts.matches(path):
@@ -218,16 +308,49 @@ def token_path_variants(path: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def token_directory(path: str) -> str:
+    """The token directory `path` lies in (one of `TOKEN_DIRS`), or "" when none."""
+    for directory in TOKEN_DIRS:
+        if path.startswith(directory) and path[len(directory) : len(directory) + 1] in ("", "/"):
+            return directory
+    return ""
+
+
+def _same_directory(directory: str) -> tuple[str, str]:
+    """The /run and /var/run spellings of one token directory (one is a symlink to the other)."""
+    if directory.startswith("/var/run/"):
+        return directory, directory[4:]
+    return directory, "/var" + directory
+
+
+def _host_views(path: str, roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The path, and the node path it names when it lies under a conventional host root."""
+    out = [path]
+    for root in roots:
+        if path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+            out.append(path[len(root) :])
+    return tuple(out)
+
+
 def _token_access(params: Mapping[str, Any], env: RuleEnv) -> Check:
+    exact_files = params["exactFiles"]
+    node_tokens = PathSet(params["nodeTokenPaths"])
+    roots = tuple(r.rstrip("/") for r in params["hostRootPrefixes"] if r.rstrip("/"))
+
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
-        if not path.startswith(_TOKEN_PREFIXES):
-            return None
-        if profile is not None and any(
-            profile.allows_open(p, event.flags) for p in token_path_variants(path)
+        path = open_path(event)
+        if not path.startswith(_TOKEN_PREFIXES) and not (
+            node_tokens and any(node_tokens.matches(p) for p in _host_views(path, roots))
         ):
             return None
+        if profile is not None:
+            if any(profile.allows_open(p, event.flags) for p in token_path_variants(path)):
+                return None
+            if not exact_files and any(
+                profile.opened_under(d) for d in _same_directory(token_directory(path))
+            ):
+                return None
         comm = event.process.comm
         return Finding(
             message=f"Unexpected service account token access: {_s(path)} by {_s(comm)} "
@@ -255,7 +378,7 @@ def _k8s_client(params: Mapping[str, Any], env: RuleEnv) -> Check:
             name = basename(path)
             if name not in K8S_CLIENTS:
                 return None
-            if profile is not None and profile.allows_exec(path, event.args):
+            if profile is not None and profile.allows_exec_path(path):
                 return None
             return Finding(
                 message=f"Kubernetes client executed: {_s(path)} (pid {event.process.pid})",
@@ -282,7 +405,7 @@ def _k8s_client(params: Mapping[str, Any], env: RuleEnv) -> Check:
 def _procfs_environ(params: Mapping[str, Any], env: RuleEnv) -> Check:
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
+        path = open_path(event)
         if not path.startswith("/proc/") or not _ENVIRON.fullmatch(path):
             return None
         if profile is not None and profile.allows_open(path, event.flags):
@@ -323,12 +446,13 @@ _bpf_load = syscall_used("bpf", "eBPF program load: the bpf system call was used
 
 
 def _sensitive_file(params: Mapping[str, Any], env: RuleEnv) -> Check:
-    files = PathSet((*SENSITIVE_FILES, *params["additionalPaths"]))
+    files = PathSet((*params["paths"], *params["additionalPaths"]))
+    roots = tuple(r.rstrip("/") for r in params["hostRootPrefixes"] if r.rstrip("/"))
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        path = event.path
-        if not files.matches(path):
+        path = open_path(event)
+        if not any(files.matches(p) for p in _host_views(path, roots)):
             return None
         if profile is not None and profile.allows_open(path, event.flags):
             return None
@@ -357,6 +481,7 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 def _egress(params: Mapping[str, Any], env: RuleEnv) -> Check:
     ignore_private = params["ignorePrivate"]
+    by_answer = params["allowResolvedAddresses"]
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, TcpEvent)
@@ -372,6 +497,7 @@ def _egress(params: Mapping[str, Any], env: RuleEnv) -> Check:
             f"{_s(event.process.comm)} (pid {event.process.pid})",
             key=(addr, event.dst_port, event.proto),
             subjects=(Subject(AllowKind.ADDRESS, addr, event.dst_port),),
+            resolved_address=addr if by_answer else "",
         )
 
     return check
@@ -393,6 +519,16 @@ RULES: tuple[Rule, ...] = (
         dedup_key=("comm", "path"),
         fix="",
         build=_unexpected_exec,
+        parameters=(
+            ParamSpec(
+                "enforceArgs",
+                ParamKind.BOOL,
+                False,
+                "Also compare the arguments: an executable of the profile run with arguments "
+                "the profile does not list alerts. Off by default, as in Kubescape: arguments "
+                "carry request data (file names, ids, URLs) that learning cannot enumerate.",
+            ),
+        ),
     ),
     Rule(
         id=RuleId("R0002"),
@@ -488,8 +624,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id=RuleId("R0006"),
         name="Unexpected Service Account Token Access",
-        description="The service-account token was read although the workload's profile never "
-        "read it.",
+        description="A file of a service-account token directory was read although the "
+        "workload's profile never read that directory.",
         severity=Severity.HIGH,
         tags=("token", "malicious", "whitelisted", "anomaly", "credentials"),
         mitre_tactic="TA0006",
@@ -499,6 +635,31 @@ RULES: tuple[Rule, ...] = (
         dedup_key=("comm",),
         fix="",
         build=_token_access,
+        parameters=(
+            ParamSpec(
+                "exactFiles",
+                ParamKind.BOOL,
+                False,
+                "Require the exact token file in the profile. Off by default, as in Kubescape: "
+                "a profile that read any file of a token directory (token, ca.crt, namespace, "
+                "kubelet's timestamped copies) allows every file of that directory.",
+            ),
+            ParamSpec(
+                "nodeTokenPaths",
+                ParamKind.PATHS,
+                NODE_TOKEN_PATHS,
+                "Other pods' service-account tokens as the node lays them out (the kubelet's "
+                "projected and secret volumes): a pod that mounts /var/lib/kubelet can read "
+                "every token on the node, which is lateral movement to every workload there.",
+            ),
+            ParamSpec(
+                "hostRootPrefixes",
+                ParamKind.PATHS,
+                HOST_ROOT_PREFIXES,
+                "Where pods conventionally mount the node's root file system; a path under one "
+                "is also checked with the prefix removed.",
+            ),
+        ),
     ),
     Rule(
         id=RuleId("R0007"),
@@ -548,8 +709,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id=RuleId("R0010"),
         name="Unexpected Sensitive File Access",
-        description="A sensitive file (/etc/shadow, sudoers, SSH configuration, kubeadm "
-        "credentials, ...) was opened and the workload's profile does not contain it.",
+        description="A sensitive file (/etc/shadow, sudoers, SSH configuration; on the node: "
+        "kubelet credentials, other pods' tokens, runtime sockets, control-plane PKI, ...) was "
+        "opened and the workload's profile does not contain it.",
         severity=Severity.HIGH,
         tags=("open", "files", "malicious", "whitelisted", "anomaly"),
         mitre_tactic="TA0006",
@@ -561,10 +723,28 @@ RULES: tuple[Rule, ...] = (
         build=_sensitive_file,
         parameters=(
             ParamSpec(
+                "paths",
+                ParamKind.PATHS,
+                SENSITIVE_FILES,
+                "Sensitive files and directories (globs: `*` also crosses `/`): the container's "
+                "credentials (shadow, sudoers, SSH) and, for pods that mount host paths, the "
+                "node's: kubelet PKI and kubeconfig files, other pods' service-account tokens "
+                "and secrets, container runtime sockets and state, control-plane and etcd PKI "
+                "and data (docs/rules.md says why each is there). Replacing it drops the "
+                "defaults; `additionalPaths` adds to them.",
+            ),
+            ParamSpec(
                 "additionalPaths",
                 ParamKind.PATHS,
                 (),
                 "More sensitive files or directories (or globs).",
+            ),
+            ParamSpec(
+                "hostRootPrefixes",
+                ParamKind.PATHS,
+                HOST_ROOT_PREFIXES,
+                "Where pods conventionally mount the node's root file system; a path under one "
+                "is also checked with the prefix removed (`/host/etc/kubernetes/pki/ca.key`).",
             ),
         ),
     ),
@@ -572,7 +752,7 @@ RULES: tuple[Rule, ...] = (
         id=RuleId("R0011"),
         name="Unexpected Egress Network Traffic",
         description="An outgoing TCP connection went to an address and port the workload's "
-        "profile does not contain.",
+        "profile does not contain, and no recent DNS answer for a profiled name gave it.",
         severity=Severity.MEDIUM,
         tags=("network", "egress", "whitelisted", "anomaly", "networkprofile"),
         mitre_tactic="TA0010",
@@ -590,6 +770,14 @@ RULES: tuple[Rule, ...] = (
                 "Ignore private, link-local and CGNAT destinations: pod and service IPs "
                 "change with every rollout, so only public destinations are stable enough "
                 "to compare with a profile.",
+            ),
+            ParamSpec(
+                "allowResolvedAddresses",
+                ParamKind.BOOL,
+                True,
+                "Accept a destination that a DNS response recently answered to this workload "
+                "for a name in the profile (CDNs rotate addresses); bounded by the detector "
+                "settings `resolvedAddressTtl` and `resolvedAddressesPerWorkload`.",
             ),
         ),
     ),

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.alerts import RuleId, Severity, safe_text
-from detector.catalogue_anomaly import exec_path, syscall_used
-from detector.mining import MINING_PORTS, is_mining_domain
+from detector.catalogue_anomaly import exec_path, open_path, syscall_used
+from detector.mining import MINING_PORTS, DomainSet
 from detector.paths import PathSet, basename
 from detector.rules import (
     AllowKind,
@@ -172,10 +172,12 @@ _unshare = syscall_used("unshare", "Unshare system call used (possible container
 
 
 def _mining_domain(params: Mapping[str, Any], env: RuleEnv) -> Check:
+    domains = DomainSet(params["additionalDomains"])
+
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, DnsEvent)
         name = event.name
-        if not is_mining_domain(name):
+        if not domains.matches(name):
             return None
         return Finding(
             message=f"Crypto mining pool domain resolved: {_s(name)} by {_s(event.process.comm)}",
@@ -210,7 +212,7 @@ def _mining_port(params: Mapping[str, Any], env: RuleEnv) -> Check:
 def _ld_preload(params: Mapping[str, Any], env: RuleEnv) -> Check:
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
-        if event.path != LD_PRELOAD_FILE or _WRITE_FLAGS.isdisjoint(event.flags):
+        if open_path(event) != LD_PRELOAD_FILE or _WRITE_FLAGS.isdisjoint(event.flags):
             return None
         comm = event.process.comm
         return Finding(
@@ -362,7 +364,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id=RuleId("R1008"),
         name="Crypto Mining Domain Communication",
-        description="A DNS name of a known crypto-mining pool was resolved.",
+        description="A DNS name of a known crypto-mining pool (the packaged list, which "
+        "includes Kubescape's, or a binding's additions) was resolved.",
         severity=Severity.CRITICAL,
         tags=("network", "crypto", "miners", "malicious", "dns", "signature"),
         mitre_tactic="TA0011",
@@ -372,6 +375,15 @@ RULES: tuple[Rule, ...] = (
         dedup_key=("name",),
         fix="Treat the workload as compromised: find the miner process and its entry point.",
         build=_mining_domain,
+        parameters=(
+            ParamSpec(
+                "additionalDomains",
+                ParamKind.STRINGS,
+                (),
+                "More pool domains (each also matches its sub-domains), added to the packaged "
+                "list.",
+            ),
+        ),
     ),
     Rule(
         id=RuleId("R1009"),

@@ -61,6 +61,21 @@ class DetectorSettings(BaseModel):
     `all-rules-all-pods` binding shipped in `deploy/bindings/`). Off means: no binding, no
     rules."""
 
+    resolved_address_ttl: Duration = timedelta(minutes=10)
+    """How long an address a DNS response answered to a workload lets R0011 accept an egress
+    to it (when the name is in the profile). IG's trace_dns does not report the answers' own
+    TTLs, so this one bound applies: longer than common CDN TTLs (20 s-5 min) so connections
+    made from a cached answer still pass, short enough that a rotated-away address is
+    forgotten. 0 turns the DNS-answer allowance off (exact profile addresses only)."""
+
+    resolved_addresses_per_workload: int = Field(default=1024, ge=1, le=1_000_000)
+    """Addresses remembered per workload (oldest answers evicted first, counted). A workload
+    talking to a few CDNs sees tens to hundreds of addresses in ten minutes; 1024 leaves room."""
+
+    resolved_address_workloads: int = Field(default=4096, ge=1, le=1_000_000)
+    """Workloads with a resolved-address table (least recently answered dropped, counted);
+    far more than the workloads of one node, so eviction only happens under abuse."""
+
     cluster_dns_suffixes: tuple[str, ...] = ("cluster.local",)
     """DNS names under these suffixes are cluster-internal and ignored by R0005 (service
     names, and the search-path expansions every resolver tries first)."""

@@ -6,6 +6,7 @@
     └── RuleSourceError           a binding, exception or rule file/CR cannot be used
         (one class for every such problem: `source` names the file and line or the CR,
         `field` the dotted path inside the document, e.g. ``spec.rules[3].severity``)
+    └── MiningDataError           the packaged mining-domain list is broken (`detector.mining`)
 
 Per-event problems on the hot path are never raised: they are counted in `DetectorStats`
 and logged rate-limited. These errors exist for load time (files, cluster objects) and for

@@ -10,7 +10,11 @@ Data flow per batch (``Detector.evaluate``, synchronous, pure CPU, no I/O)::
     ├─► clean-event memo: an event identical (in every field the bound rules read) to one
     │   found clean against the same profile is answered by one set lookup
     ├─► checks → findings
-    └─► exceptions → cooldown/rate limits (`dedup`) → `alerting.build_alert`
+    └─► profile rule policy → recent DNS answers (R0011) → exceptions →
+        cooldown/rate limits (`dedup`) → `alerting.build_alert`
+
+DNS responses also feed the per-workload resolved-address table (`detector.resolved`) before
+any rule runs, whenever the container has a rule bound to TCP events.
 
 Why the memo is sound: profiles only grow (merge is a set union), exceptions and bindings
 are fixed for a plan's lifetime (a rule update drops every plan), and the memo is reset when
@@ -46,6 +50,7 @@ from detector.dedup import Deduplicator
 from detector.exceptions import Allowance
 from detector.loading import Level
 from detector.matching import NamespaceLabels, Scope, ScopeResolver
+from detector.resolved import ResolvedAddresses
 from detector.rules import (
     Catalogue,
     Check,
@@ -57,9 +62,11 @@ from detector.rules import (
 )
 from detector.ruleset import RuleSet
 from detector.stats import DetectorStats
-from gadgetclient.events import Container, Event, EventKind
+from gadgetclient.events import Container, DnsEvent, Event, EventKind
 from profiler import identity as _identity
+from profiler.generalizing import arg_normalizer
 from profiler.identity import PodMetadata, WorkloadKey
+from profiler.profiles import ANY_PROCESS
 from profiler.readmodel import ProfileReadModel, ProfileStatus, ProfileView
 
 log = structlog.get_logger(__name__)
@@ -99,7 +106,12 @@ def _memo_key(event: Any) -> Any:
     """Every field any rule reads from the event, per kind (messages aside)."""
     kind = event.kind
     if kind is EventKind.OPEN:
-        return (event.path, event.flags)
+        path = event.path
+        if path.startswith("/"):
+            return (path, event.flags)
+        # A relative name means different files in different directories (events the
+        # mapping did not normalise): the cwd the rules join it to is part of the key.
+        return (path, event.flags, event.process.cwd)
     if kind is EventKind.DNS:
         return event.name
     if kind is EventKind.TCP:
@@ -147,6 +159,7 @@ class _Plan:
         "needs_profile",
         "runtime",
         "scope",
+        "wants_answers",
         "workload",
     )
 
@@ -177,6 +190,8 @@ class _Plan:
             k: any(b.rule.profile is not ProfileDependency.NONE for b in v)
             for k, v in by_kind.items()
         }
+        #: DNS answers feed the resolved-address table only where a TCP rule can use them.
+        self.wants_answers = EventKind.TCP in by_kind
         self.memo: dict[EventKind, set[Any]] = {k: set() for k in by_kind}
         self.memo_owner: object = None
 
@@ -222,6 +237,12 @@ class Detector:
             per_rule_limit=settings.per_rule_rate_limit,
             stats=stats,
         )
+        self._resolved = ResolvedAddresses(
+            ttl_ns=int(settings.resolved_address_ttl.total_seconds() * 1e9),
+            max_addresses=settings.resolved_addresses_per_workload,
+            max_workloads=settings.resolved_address_workloads,
+        )
+        self._resolved.evictions = stats.resolved_evictions
         self._env = RuleEnv(
             cluster_dns_suffixes=tuple(s.strip(".").lower() for s in settings.cluster_dns_suffixes),
             api_server_addresses=frozenset(settings.api_server_addresses),
@@ -336,6 +357,12 @@ class Detector:
 
     def _one(self, event: Event, plan: _Plan, alerts: list[Alert]) -> None:
         kind = event.kind
+        if kind is EventKind.DNS and plan.wants_answers:
+            assert isinstance(event, DnsEvent)
+            if event.is_response and event.addresses:
+                self._resolved.record(
+                    plan.workload, event.name, event.addresses, event.timestamp_ns
+                )
         bound = plan.by_kind.get(kind)
         if not bound:
             return
@@ -397,6 +424,19 @@ class Detector:
         alerts: list[Alert],
     ) -> None:
         rule_id = b.rule_id
+        # Signature rules do not need the profile, but its per-rule policy still applies
+        # (R1011's allowed writers of /etc/ld.so.preload); looked up only on a finding.
+        owner = profile if profile is not None else self._profiles.get(plan.workload)
+        if owner is not None:
+            allowed = owner.rule_policy(rule_id)
+            if allowed and (ANY_PROCESS in allowed or event.process.comm in allowed):
+                self.stats.suppressed[(rule_id, "policy")] += 1
+                return
+            if finding.resolved_address and self._resolved.allowed_by(
+                plan.workload, finding.resolved_address, owner, event.timestamp_ns
+            ):
+                self.stats.suppressed[(rule_id, "dns_resolved")] += 1
+                return
         if plan.allowance.suppresses(rule_id, finding.subjects):
             self.stats.suppressed[(rule_id, "exception")] += 1
             return
@@ -472,11 +512,16 @@ class Detector:
 
     def _compile(self, container: Container, now_ns: int) -> _Plan:
         workload, scope, mounts = self._inputs(container)
+        pod_ip = ""
+        if container.pod and not container.host_network:
+            pod_ip = self._pod_metadata.pod_ip(container.namespace, container.pod)
+        args = arg_normalizer(container, pod_ip)
         env = RuleEnv(
             mounts=mounts,
             cluster_dns_suffixes=self._env.cluster_dns_suffixes,
             api_server_addresses=self._env.api_server_addresses,
             ssh_allowed_ports=self._env.ssh_allowed_ports,
+            args=args if args else None,
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:

@@ -29,6 +29,7 @@ from typing import Any
 
 from detector.alerts import RuleId, Severity
 from gadgetclient.events import Event, EventKind
+from profiler.generalizing import ArgNormalizer
 from profiler.readmodel import ProfileView
 
 
@@ -74,6 +75,11 @@ class Finding:
     subjects: tuple[Subject, ...]
     #: Extra alert event fields beyond the event's own (already safe), e.g. new syscalls.
     fields: Mapping[str, Any] = field(default_factory=dict)
+    #: A destination address the detector may excuse when a fresh DNS answer for a name in the
+    #: profile carried it (R0011, `detector.resolved`); "" for every other finding. Decided in
+    #: the detector, not in the check, because the answer depends on event time: a check
+    #: result is memoised, a finding is not.
+    resolved_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,9 @@ class RuleEnv:
     cluster_dns_suffixes: tuple[str, ...] = ("cluster.local",)
     api_server_addresses: frozenset[str] = frozenset()
     ssh_allowed_ports: tuple[int, ...] = (22, 2022)
+    #: The container's own pod name, ordinal, pod IP and node as argument placeholders, so an
+    #: exec is matched the way learning stored it (`profiler.generalizing`); None: no identity.
+    args: ArgNormalizer | None = None
 
 
 Check = Callable[[Event, ProfileView | None], Finding | None]

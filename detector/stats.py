@@ -15,7 +15,8 @@ class DetectorStats:
     #: alerts emitted, by rule id
     alerts: Counter[str] = field(default_factory=Counter)
     #: evaluations or alerts suppressed, by (rule id, reason): profile_learning, no_profile,
-    #: profile_partial, profile_too_large, cooldown, exception, rate_limit, rule_unavailable
+    #: profile_partial, profile_too_large, cooldown, exception, rate_limit, rule_unavailable,
+    #: policy (the profile's per-rule policy), dns_resolved (R0011 via a recent DNS answer)
     suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: binding / exception / rule load errors, by source kind
     load_errors: Counter[str] = field(default_factory=Counter)
@@ -37,3 +38,6 @@ class DetectorStats:
     load_warnings: Counter[str] = field(default_factory=Counter)
     #: per-event evaluation errors (a rule raised), by rule id; the event is skipped for it
     errors: Counter[str] = field(default_factory=Counter)
+    #: R0011 resolved-address entries dropped, by reason (see `detector.resolved`); the same
+    #: Counter object as `ResolvedAddresses.evictions`
+    resolved_evictions: Counter[str] = field(default_factory=Counter)

@@ -104,6 +104,18 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("profiler_errors", "counter", ("store", "reason"), "Profile read/write errors."),
     MetricSpec("profiler_profiles", "gauge", ("status",), "Profiles by status."),
     MetricSpec("profiler_pending_deltas", "gauge", (), "Profile deltas waiting to be written."),
+    MetricSpec(
+        "profiler_generalized",
+        "counter",
+        ("kind",),
+        "Learned literals replaced by a generalised profile entry.",
+    ),
+    MetricSpec(
+        "profiler_generalizations_refused",
+        "counter",
+        ("kind", "reason"),
+        "Generalisations that met their threshold but were refused.",
+    ),
     MetricSpec("detector_rule_evaluations", "counter", ("rule_id",), "Rule evaluations."),
     MetricSpec("detector_alerts", "counter", ("rule_id",), "Alerts emitted by the detector."),
     MetricSpec(
@@ -115,6 +127,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         ("source",),
         "Rule sets with no valid binding, refused (the last good set stays).",
+    ),
+    MetricSpec(
+        "detector_resolved_addresses_evicted",
+        "counter",
+        ("reason",),
+        "DNS answers dropped from the R0011 resolved-address table.",
     ),
     MetricSpec("detector_evaluation_duration_seconds", "histogram", (), "Per-event eval time."),
     MetricSpec("exporter_alerts_sent", "counter", ("exporter",), "Alerts delivered."),
@@ -210,12 +228,15 @@ class StatsCollector(Collector):
             yield _labelled("profiler_errors", p.errors)
             yield _labelled("profiler_profiles", p.by_status)
             yield _single("profiler_pending_deltas", p.pending_deltas)
+            yield _labelled("profiler_generalized", p.generalized)
+            yield _labelled("profiler_generalizations_refused", p.generalization_refused)
         if (d := self.detector) is not None:
             yield _labelled("detector_rule_evaluations", d.evaluations)
             yield _labelled("detector_alerts", d.alerts)
             yield _labelled("detector_alerts_suppressed", d.suppressed)
             yield _labelled("detector_load_errors", d.load_errors)
             yield _labelled("detector_rulesets_rejected", d.rulesets_rejected)
+            yield _labelled("detector_resolved_addresses_evicted", d.resolved_evictions)
             yield _histogram("detector_evaluation_duration_seconds", d.eval_seconds)
         if (x := self.delivery) is not None:
             yield _labelled("exporter_alerts_sent", x.sent)

@@ -105,7 +105,8 @@ class OpenEvent:
     timestamp_ns: int
     container: Container
     process: Process
-    #: Resolved path (IG ``fpath`` with --paths) or the path as passed (``fname``).
+    #: Resolved path (IG ``fpath`` with --paths) or the path as passed (``fname``), lexically
+    #: normalised against the process's cwd (`gadgetclient.pathnorm`).
     path: str
     #: Open flags, e.g. ("O_RDONLY", "O_CLOEXEC").
     flags: tuple[str, ...]

@@ -30,9 +30,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 #: Prefix of a path the event could not resolve: an exec without IG's `exepath` (its `argv[0]`
-#: is chosen by the caller and is no evidence of the executed file), or an open whose raw name
-#: is relative and whose process cwd is unknown. Not an absolute path, so it never matches a
-#: path pattern, an exception or a learned absolute path; profiles and alerts show it as is.
+#: is chosen by the caller and is no evidence of the executed file). Not an absolute path, so it
+#: never matches a path pattern, an exception or a learned absolute path; profiles and alerts
+#: show it as is. (An open's name is always a name of the file opened: a relative one is joined
+#: to the process's cwd, or to ``/`` when IG sent none, by `pathnorm`.)
 UNRESOLVED_PREFIX = "unresolved:"
 
 _PATHS = "operator.oci.ebpf.paths"
@@ -75,7 +76,8 @@ DEFAULT_PARAMS: dict[str, tuple[DefaultParam, ...]] = {
             _PATHS,
             "true",
             "fills fpath, the resolved path; without it only the raw name passed to open() "
-            "remains, relative names included, and sensitive-file rules see './shadow'",
+            "remains and IG sends no cwd, so a relative name is joined to / and 'shadow' "
+            "opened in /etc is seen as '/shadow'",
             fields=("fpath",),
             rules=("R0002", "R0006", "R0010", "R1011"),
         ),

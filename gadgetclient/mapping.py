@@ -10,7 +10,9 @@ field names and encodings change between gadget versions:
 * endpoint `proto` as a string ("TCP") or as the IP protocol number (before v0.34);
 * DNS names with IG's trailing dot, numeric `qr`/`qtype` of the 2024 layout;
 * `k8s.podLabels` as IG's "k=v,k2=v2" string (or a mapping);
-* a missing `timestamp_raw` (then `timestamp` when it is a number, else 0).
+* a missing `timestamp_raw` (then `timestamp` when it is a number, else 0);
+* open paths as the process spelled them (no ``--paths``): normalised lexically against the
+  process's cwd (`pathnorm`), so the learner and the rules see one spelling.
 
 An exec without IG's `exepath` (IG runs trace_exec without `paths`, an older IG, a user override)
 does not fall back to `argv[0]`: the caller chooses `argv[0]`, so it is no evidence of the file
@@ -44,6 +46,7 @@ from gadgetclient.events import (
     TcpEventType,
 )
 from gadgetclient.gadget_params import UNRESOLVED_PREFIX, defaults_for
+from gadgetclient.pathnorm import normalise_path
 from gadgetclient.stats import StreamStats
 from gadgetclient.syscall_names import syscall_name
 
@@ -257,11 +260,13 @@ class RecordMapper:
         flag_names = flag_names_of(flags)
         flags_raw = record.get("flags_raw", flags if isinstance(flags, int) else 0)
         mode = record.get("mode")
+        process = self.process(record)
+        path = _str(record.get("fpath")) or _str(record.get("fname") or record.get("path"))
         return OpenEvent(
             timestamp_ns=timestamp_ns(record),
             container=self.container(record, node),
-            process=self.process(record),
-            path=_str(record.get("fpath")) or _str(record.get("fname") or record.get("path")),
+            process=process,
+            path=normalise_path(path, process.cwd),
             flags=flag_names,
             flags_raw=_int(flags_raw),
             fd=_int(record.get("fd")),

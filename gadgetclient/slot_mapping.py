@@ -50,6 +50,7 @@ from gadgetclient.mapping import (
     split_args,
     tcp_type_of,
 )
+from gadgetclient.pathnorm import normalise_path
 
 _T = TypeVar("_T")
 
@@ -338,11 +339,12 @@ class _Layout:
             names = self.flags[flags] = flag_names_of(flags)
         if flags_raw is None:
             flags_raw = flags if isinstance(flags, int) else 0
+        process = self.process(v)
         return _make_open(
             _timestamp(v[1], v[2]),  # timestamp_ns
             self.container(slots, node, v[0]),  # container
-            self.process(v),  # process
-            as_str(fpath) or as_str(fname or path),  # path
+            process,  # process
+            normalise_path(as_str(fpath) or as_str(fname or path), process.cwd),  # path
             names,  # flags
             as_int(flags_raw),  # flags_raw
             as_int(fd),  # fd

@@ -44,7 +44,7 @@ from exporters.metrics import MetricsServer, StatsCollector, build_registry
 from exporters.otlp import OtlpExporter
 from exporters.otlp_metrics import OtlpMetricsPusher
 from exporters.stats import DeliveryStats
-from gadgetclient.capture import read_capture
+from gadgetclient.capture import CapturePodMetadata, read_capture
 from gadgetclient.replay import ReplayServer
 from gadgetclient.source import GadgetSource
 from gadgetclient.stats import StreamStats
@@ -216,10 +216,13 @@ class Agent:
         stats = self.stats
         file_rules = self._file_rules()
         replay_server: ReplayServer | None = None
+        captured_pods: CapturePodMetadata | None = None
         tmpdir: tempfile.TemporaryDirectory[str] | None = None
         gc_settings = s.gadgetclient
         if self.replay is not None:
             capture = read_capture(self.replay)
+            if capture.pods:
+                captured_pods = CapturePodMetadata(capture.pods)
             tmpdir = tempfile.TemporaryDirectory(prefix="gadgetwatch-replay-")
             replay_server = ReplayServer(
                 capture, listen=f"unix://{tmpdir.name}/ig.socket", rate=self.replay_rate
@@ -230,7 +233,12 @@ class Agent:
             log.info("replaying capture", capture=str(self.replay), gadgets=list(gadgets))
 
         kube = await self._kube()
-        pod_metadata: PodMetadata = kube.pods if kube is not None else NoPodMetadata()
+        # Without Kubernetes, a replayed capture's pod records stand in for the pod cache.
+        pod_metadata: PodMetadata = NoPodMetadata()
+        if kube is not None:
+            pod_metadata = kube.pods
+        elif captured_pods is not None:
+            pod_metadata = captured_pods
         store = self._store(kube)
         cache = ProfileCache(stats.profiler)
         learner = Learner(

@@ -12,7 +12,9 @@ Semantics of the questions (kept exact; the detector's anomaly rules rely on the
 - `allows_exec(path, args)`: the executable path (exact or matching a ``⋯`` pattern) was seen
   with exactly this argument list, or with an entry whose argument list is empty (an entry
   without arguments allows any arguments);
-- `allows_open(path, flags)`: after ``/proc/<pid>`` collapse the path matches an entry (exact or
+- `allows_exec_path(path)`: the executable path was seen, with any arguments;
+- `allows_open(path, flags)`: after lexical normalisation and ``/proc/<pid>`` collapse the path
+  matches an entry (exact or
   wildcard) and the union of the matching entries' flags contains every requested flag;
 - `allows_syscall(name)`, `allows_capability(cap)`: the name was recorded (case as IG reports:
   syscalls lower-case, capabilities ``CAP_*``; a capability without the prefix is accepted);
@@ -20,7 +22,10 @@ Semantics of the questions (kept exact; the detector's anomaly rules rely on the
   ``*.suffix`` entry covers it;
 - `allows_egress(addr, port, proto)`: (address, port, protocol) was seen, or an entry with
   address ``*`` for that port and protocol exists;
-- `allows_ingress(port, proto)`: a connection was accepted on that local port and protocol.
+- `allows_ingress(port, proto)`: a connection was accepted on that local port and protocol;
+- `opened_under(directory)`: some recorded open path lies in the directory (answers are
+  memoised per directory: rules ask about a handful of fixed directories);
+- `rule_policy(rule_id)`: the process names the profile's per-rule policy allows.
 
 Protocols are compared upper-case. Only `status == completed` profiles should drive anomaly
 rules; the view answers for any status and the detector decides.
@@ -33,6 +38,7 @@ from collections.abc import Iterator, Sequence
 
 import structlog
 
+from gadgetclient.pathnorm import is_normal, normalise_path
 from profiler.collapsing import PathMatcher, collapse_proc
 from profiler.errors import ProfilerError
 from profiler.identity import WorkloadKey
@@ -41,6 +47,11 @@ from profiler.readmodel import ProfileStatus
 from profiler.stats import ProfilerStats
 
 log = structlog.get_logger(__name__)
+
+
+#: Directories whose `opened_under` answer is memoised per profile version: the rules ask
+#: about the four service-account token directories; 64 leaves room without growing unbounded.
+_UNDER_MEMO_MAX = 64
 
 
 class CompiledProfile:
@@ -55,6 +66,7 @@ class CompiledProfile:
         "_ingress",
         "_opens",
         "_syscalls",
+        "_under",
         "profile",
     )
 
@@ -69,6 +81,7 @@ class CompiledProfile:
         self._domain_suffixes = tuple(n[1:] for n in entries.dns if n.startswith("*."))
         self._egress = frozenset((a, port, proto) for a, port, proto, _ in entries.egress)
         self._ingress = frozenset((port, proto) for port, proto, _, _ in entries.ingress)
+        self._under: dict[str, bool] = {}
 
     @property
     def name(self) -> str:
@@ -93,8 +106,26 @@ class CompiledProfile:
         wanted = tuple(args)
         return any(() in s or wanted in s for s in arg_sets)
 
+    def allows_exec_path(self, path: str) -> bool:
+        return bool(self._execs.matching(path))
+
     def allows_open(self, path: str, flags: Sequence[str]) -> bool:
+        if not is_normal(path):
+            path = normalise_path(path)
         return self._opens.covers(collapse_proc(path), flags)
+
+    def opened_under(self, directory: str) -> bool:
+        known = self._under.get(directory)
+        if known is not None:
+            return known
+        prefix = directory.rstrip("/") + "/"
+        found = any(p == directory or p.startswith(prefix) for p in self.profile.entries.opens)
+        if len(self._under) < _UNDER_MEMO_MAX:
+            self._under[directory] = found
+        return found
+
+    def rule_policy(self, rule_id: str) -> frozenset[str] | None:
+        return self.profile.entries.rule_policies.get(rule_id)
 
     def allows_syscall(self, name: str) -> bool:
         return name in self._syscalls

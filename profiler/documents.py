@@ -12,7 +12,8 @@ of the predecessors' (kapprofiler / kubecop) schema, so their users find what th
       - name, execs[{path,args}], opens[{path,flags}], syscalls[],
         capabilities[{caps[],syscall}], dns[{dnsName,addresses[]}],
         networkActivity: {incoming[{port,protocol,dstEndpoint,peer}],
-                          outgoing[{port,protocol,dstEndpoint,peer}]}
+                          outgoing[{port,protocol,dstEndpoint,peer}]},
+        rulePolicies: {<rule id>: {processAllowed[], containerAllowed}}   # only when set
     status: {phase, reason, series, partial, managedBy, learningStartNs, learningPeriodNs,
              imageDigests[], templateRevisions[], images[], uids[], volumeMounts[], podLabels{},
              entries{…}, updatedNs}
@@ -23,7 +24,12 @@ diffs, stable size checks, no spurious writes).
 Bad input never escapes as a KeyError or TypeError: every problem is an `InvalidProfileError`
 naming the object and the dotted field. Fields the API server adds to ``metadata`` are tolerated;
 unknown fields anywhere in ``spec`` or ``status`` are errors (a typo must not silently drop
-behaviour from a profile).
+behaviour from a profile). Kubescape's per-rule allowances are read under their storage name
+``rulePolicies`` and under the Go field name ``policyByRuleId`` (the same data, both spellings
+are in circulation); they are written back as ``rulePolicies``.
+
+Exec and open paths are normalised lexically on reading (`gadgetclient.pathnorm`), so a
+hand-written ``/etc//app.conf`` allows the ``/etc/app.conf`` the rules compare with.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ import orjson
 import yaml
 
 from gadgetclient.events import PeerIdentity
+from gadgetclient.pathnorm import normalise_exec_path, normalise_path
 from gadgetclient.safeyaml import check_limits
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
-from profiler.profiles import NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
+from profiler.profiles import ANY_PROCESS, NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
 from profiler.readmodel import ProfileStatus
 
 API_VERSION = "kubescape.io/v1"
@@ -115,6 +122,14 @@ def to_document(profile: Profile) -> dict[str, Any]:
             ],
         },
     }
+    if entries.rule_policies:
+        container["rulePolicies"] = {
+            rule_id: {
+                "processAllowed": sorted(p for p in procs if p != ANY_PROCESS),
+                "containerAllowed": ANY_PROCESS in procs,
+            }
+            for rule_id, procs in sorted(entries.rule_policies.items())
+        }
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -331,8 +346,19 @@ _TOP = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 _SPEC = frozenset({"workload", "containers", "initContainers", "ephemeralContainers"})
 _WORKLOAD = frozenset({"namespace", "kind", "name", "container"})
 _CONTAINER = frozenset(
-    {"name", "execs", "opens", "syscalls", "capabilities", "dns", "networkActivity"}
+    {
+        "name",
+        "execs",
+        "opens",
+        "syscalls",
+        "capabilities",
+        "dns",
+        "networkActivity",
+        "rulePolicies",
+        "policyByRuleId",
+    }
 )
+_POLICY = frozenset({"processAllowed", "containerAllowed"})
 _EXEC = frozenset({"path", "args", "envs", "upperLayer"})
 _OPEN = frozenset({"path", "flags", "taskName", "taskId"})
 _CAP = frozenset({"caps", "syscall"})
@@ -415,13 +441,13 @@ def _read_container(r: _Reader, value: Any, expected: str) -> Entries:
         p = f"{base}.execs[{i}]"
         e = r.mapping(item, p)
         r.only(e, _EXEC, p)
-        path = r.text(e.get("path"), f"{p}.path", required=True)
+        path = normalise_exec_path(r.text(e.get("path"), f"{p}.path", required=True))
         entries.add_exec(path, tuple(r.strings(e.get("args"), f"{p}.args")))
     for i, item in enumerate(r.items(c.get("opens"), f"{base}.opens")):
         p = f"{base}.opens[{i}]"
         o = r.mapping(item, p)
         r.only(o, _OPEN, p)
-        path = r.text(o.get("path"), f"{p}.path", required=True)
+        path = normalise_path(r.text(o.get("path"), f"{p}.path", required=True))
         entries.add_open(path, frozenset(r.strings(o.get("flags"), f"{p}.flags")))
     entries.syscalls.update(
         r.text(s, f"{base}.syscalls[{i}]", required=True)
@@ -450,7 +476,28 @@ def _read_container(r: _Reader, value: Any, expected: str) -> Entries:
                 entries.ingress.add((port, proto, address, peer))
             else:
                 entries.egress.add((address, port, proto, peer))
+    for field_name in ("rulePolicies", "policyByRuleId"):
+        _read_policies(r, c.get(field_name), f"{base}.{field_name}", entries)
     return entries
+
+
+def _read_policies(r: _Reader, value: Any, p: str, entries: Entries) -> None:
+    """Kubescape's per-rule policies: ``{R1011: {processAllowed: [...], containerAllowed}}``."""
+    if value is None:
+        return
+    for rule_id, item in r.mapping(value, p).items():
+        rp = f"{p}.{rule_id}"
+        if not isinstance(rule_id, str) or not rule_id.strip():
+            raise r.fail(rp, "a rule id must be a non-empty string")
+        policy = r.mapping(item if item is not None else {}, rp)
+        r.only(policy, _POLICY, rp)
+        processes = {
+            r.text(v, f"{rp}.processAllowed[{i}]", required=True)
+            for i, v in enumerate(r.items(policy.get("processAllowed"), f"{rp}.processAllowed"))
+        }
+        if r.boolean(policy.get("containerAllowed"), f"{rp}.containerAllowed"):
+            processes.add(ANY_PROCESS)
+        entries.add_rule_policy(rule_id.strip().upper(), frozenset(processes))
 
 
 def _read_net(r: _Reader, value: Any, p: str) -> tuple[int, str, str, PeerIdentity]:

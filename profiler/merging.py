@@ -46,6 +46,8 @@ def merge_entries(into: Entries, other: Entries) -> None:
     into.egress |= other.egress
     into.capabilities |= other.capabilities
     into.syscalls |= other.syscalls
+    for rule_id, processes in other.rule_policies.items():
+        into.add_rule_policy(rule_id, processes)
 
 
 def merge_meta(a: ProfileMeta, b: ProfileMeta) -> ProfileMeta:
@@ -130,4 +132,8 @@ def subtract(a: Entries, b: Entries) -> Entries:
     out.egress = a.egress - b.egress
     out.capabilities = a.capabilities - b.capabilities
     out.syscalls = a.syscalls - b.syscalls
+    for rule_id, processes in a.rule_policies.items():
+        allowed = processes - b.rule_policies.get(rule_id, frozenset())
+        if allowed:
+            out.rule_policies[rule_id] = allowed
     return out

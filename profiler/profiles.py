@@ -9,7 +9,10 @@ sets of observed behaviour (`Entries`):
 - egress: (peer address, port, protocol, peer identity) of outgoing TCP connections;
 - dns: queried name -> the addresses answered;
 - capabilities: (capability, syscall) pairs;
-- syscalls: names.
+- syscalls: names;
+- rule_policies: rule id -> process names the user allows for that rule (Kubescape's per-rule
+  ``rulePolicies``; ``*`` = the whole container). Learning never adds any: they come from
+  imported or user-written profiles and are kept by every merge.
 
 The same `Entries` type holds a full profile and a *delta* (what was learned since the last
 successful flush), so merging (`merging.py`) is one set union for both.
@@ -38,6 +41,9 @@ WILDCARD = "⋯"
 
 #: Peer of an ingress entry whose address collapsed: any address.
 ANY_ADDRESS = "*"
+
+#: A rule policy entry allowing every process of the container (``containerAllowed: true``).
+ANY_PROCESS = "*"
 
 #: The identity of an unresolved peer (IG said nothing about it).
 NO_PEER = PeerIdentity()
@@ -88,6 +94,7 @@ class Entries:
     dns: dict[str, frozenset[str]] = field(default_factory=dict)
     capabilities: set[tuple[str, str]] = field(default_factory=set)
     syscalls: set[str] = field(default_factory=set)
+    rule_policies: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Entries per section; an exec or DNS name with several values counts each value."""
@@ -113,6 +120,7 @@ class Entries:
             or self.dns
             or self.capabilities
             or self.syscalls
+            or self.rule_policies
         )
 
     def copy(self) -> Entries:
@@ -124,6 +132,7 @@ class Entries:
             dns=dict(self.dns),
             capabilities=set(self.capabilities),
             syscalls=set(self.syscalls),
+            rule_policies=dict(self.rule_policies),
         )
 
     # -- adding (the learner's hot path calls these only after a membership miss) -------------
@@ -135,6 +144,12 @@ class Entries:
     def add_open(self, path: str, flags: frozenset[str] | tuple[str, ...]) -> None:
         known = self.opens.get(path)
         self.opens[path] = intern_set(known.union(flags) if known is not None else frozenset(flags))
+
+    def add_rule_policy(self, rule_id: str, processes: frozenset[str]) -> None:
+        known = self.rule_policies.get(rule_id)
+        self.rule_policies[rule_id] = intern_set(
+            known | processes if known is not None else processes
+        )
 
     def add_dns(self, name: str, addresses: tuple[str, ...] | frozenset[str]) -> None:
         known = self.dns.get(name)

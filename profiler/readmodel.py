@@ -41,8 +41,21 @@ class ProfileView(Protocol):
         """The executable was seen (with these arguments, if arguments were recorded)."""
         ...
 
+    def allows_exec_path(self, path: str) -> bool:
+        """The executable was seen, with any arguments (Kubescape's R0001 without enforceArgs)."""
+        ...
+
     def allows_open(self, path: str, flags: Sequence[str]) -> bool:
         """The path (after collapse) was opened with at least these flags."""
+        ...
+
+    def opened_under(self, directory: str) -> bool:
+        """Some path in `directory` (or `directory` itself) was opened, with any flags."""
+        ...
+
+    def rule_policy(self, rule_id: str) -> frozenset[str] | None:
+        """Process names (comm) the profile's per-rule policy allows for `rule_id`; ``*`` means
+        every process of the container (Kubescape's ``containerAllowed``). None: no policy."""
         ...
 
     def allows_syscall(self, name: str) -> bool: ...

@@ -1,13 +1,18 @@
 """`gadgetwatch record`: record IG events from any target into a capture file.
 
     gadgetwatch record --target T --gadget trace_exec,trace_open [--param K=V]... \
-        [--duration D] -o FILE
+        [--duration D] [--pods PODS.json] -o FILE
 
 Runs the gadgets through `gadgetclient.GadgetSource` (same sessions, decoder and reconnects as
-the agent) and writes every decoded payload as one capture line (`docs/capture-format.md`).
+the agent) and writes every decoded payload as one capture line with its `seq`, and every IG
+log event ("lost N samples") as a log line where it arrived (`docs/capture-format.md`).
 Stops after `--duration`, on Ctrl-C or SIGTERM (gracefully: advise_seccomp's final flush is
 recorded), or when the target ends every stream (a replay). On a terminal a progress line shows
 the count per gadget. Expected failures print one line on stderr and exit 1.
+
+``--pods`` takes ``kubectl get pods -o json`` output (one Pod or a List) and writes one pod
+record per pod after the header (labels, annotations, owner, volume mounts), so replaying the
+capture can exercise the rules that need pod metadata (R0002 ``ignoreMounts``, R1004).
 """
 
 from __future__ import annotations
@@ -16,16 +21,18 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import json
 import signal
 import sys
 from pathlib import Path
 from typing import IO, Any
 
-from gadgetclient.capture import CaptureWriter
+from gadgetclient.capture import CaptureWriter, PodRecord
 from gadgetclient.config import GadgetClientSettings, TlsSettings
 from gadgetclient.durations import parse_duration
 from gadgetclient.errors import GadgetClientError
-from gadgetclient.source import GadgetSource, RawRecord
+from gadgetclient.source import GadgetSource, RawLog, RawRecord
+from gadgetwatch.k8s import pod_info
 
 #: Seconds between progress-line refreshes on a terminal.
 PROGRESS_INTERVAL = 0.5
@@ -43,6 +50,12 @@ def register(sub: Any) -> None:
         "--param", action="append", default=[], metavar="K=V", help="fully qualified gadget param"
     )
     p.add_argument("--duration", help="stop after this long (e.g. 30s, 5m)")
+    p.add_argument(
+        "--pods",
+        type=Path,
+        metavar="FILE",
+        help="`kubectl get pods -o json` output to record as pod-metadata records",
+    )
     p.add_argument("-o", "--output", required=True, help="capture file to write ('-' = stdout)")
     p.add_argument("--tls-key", default="", help="client private key (PEM) for mTLS")
     p.add_argument("--tls-cert", default="", help="client certificate (PEM) for mTLS")
@@ -79,14 +92,15 @@ def _run(args: argparse.Namespace) -> int:
                 server_name=args.tls_server_name,
             ),
         )
+        pods = pod_records(args.pods) if args.pods is not None else []
     except ValueError as exc:
         print(f"gadgetwatch record: {exc}", file=sys.stderr)
         return 2
     try:
         if args.output == "-":
-            return asyncio.run(_record(settings, sys.stdout.buffer, duration))
+            return asyncio.run(_record(settings, sys.stdout.buffer, duration, pods))
         with Path(args.output).open("wb") as out:
-            return asyncio.run(_record(settings, out, duration))
+            return asyncio.run(_record(settings, out, duration, pods))
     except GadgetClientError as exc:
         print(f"gadgetwatch record: {exc}", file=sys.stderr)
         return 1
@@ -95,7 +109,45 @@ def _run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _record(settings: GadgetClientSettings, out: IO[bytes], duration: float | None) -> int:
+def pod_records(path: Path) -> list[PodRecord]:
+    """Pod records from `kubectl get pods -o json` output; ValueError says what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--pods {path}: {exc}") from exc
+    items = data.get("items") if isinstance(data, dict) and data.get("kind") == "List" else [data]
+    if not isinstance(items, list):
+        raise ValueError(f"--pods {path}: `items` must be a list")
+    records = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("kind", "Pod") != "Pod":
+            raise ValueError(f"--pods {path}: item {i} is not a Pod")
+        try:
+            info = pod_info(item)
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise ValueError(f"--pods {path}: item {i}: malformed Pod ({exc!r})") from exc
+        if not info.name:
+            raise ValueError(f"--pods {path}: item {i} has no metadata.name")
+        records.append(
+            PodRecord(
+                namespace=info.namespace,
+                name=info.name,
+                labels=info.labels,
+                annotations=info.annotations,
+                owner=info.owner,
+                mounts=info.mounts,
+                pod_ip=info.ip,
+            )
+        )
+    return records
+
+
+async def _record(
+    settings: GadgetClientSettings,
+    out: IO[bytes],
+    duration: float | None,
+    pods: list[PodRecord] | None = None,
+) -> int:
     started = datetime.datetime.now(datetime.UTC).isoformat()
     source = GadgetSource(settings)
     counts: dict[str, int] = {}
@@ -113,17 +165,22 @@ async def _record(settings: GadgetClientSettings, out: IO[bytes], duration: floa
                 "startedAt": started,
             }
             writers.append(CaptureWriter(out, header=header))
+            for pod in pods or ():
+                writers[0].write_pod(pod)
         return writers[0]
 
     def on_raw(rec: RawRecord) -> None:
-        writer().write(rec.gadget, rec.datasource, rec.node, rec.data)
+        writer().write(rec.gadget, rec.datasource, rec.node, rec.data, rec.seq)
         counts[rec.gadget] = counts.get(rec.gadget, 0) + 1
+
+    def on_log(entry: RawLog) -> None:
+        writer().write_log(entry.gadget, entry.node, entry.severity, entry.message)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(source.stop()))
-    task = asyncio.create_task(source.run(on_raw=on_raw))
+    task = asyncio.create_task(source.run(on_raw=on_raw, on_log=on_log))
     tty = sys.stderr.isatty()
     deadline = loop.time() + duration if duration is not None else None
     try:

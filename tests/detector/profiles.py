@@ -39,12 +39,23 @@ class MemoryProfile:
     domains: set[str] = field(default_factory=set)
     egress: set[tuple[str, int, str]] = field(default_factory=set)
     ingress: set[tuple[int, str]] = field(default_factory=set)
+    #: rule id -> allowed process names ("*": the whole container)
+    policies: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def allows_exec(self, path: str, args: Sequence[str]) -> bool:
         if path not in self.execs:
             return False
         recorded = self.execs[path]
         return not recorded or tuple(args) in recorded
+
+    def allows_exec_path(self, path: str) -> bool:
+        return path in self.execs
+
+    def opened_under(self, directory: str) -> bool:
+        return any(p == directory or p.startswith(directory + "/") for p in self.opens)
+
+    def rule_policy(self, rule_id: str) -> frozenset[str] | None:
+        return self.policies.get(rule_id)
 
     def allows_open(self, path: str, flags: Sequence[str]) -> bool:
         return any(_path_match(p, path) and set(flags) <= seen for p, seen in self.opens.items())
@@ -82,10 +93,18 @@ def profile_from_dict(key: WorkloadKey, data: Mapping[str, Any]) -> MemoryProfil
         key=key,
         status=ProfileStatus(data.get("status", "completed")),
         name=data.get("name", "profile"),
-        execs={p: [] for p in data.get("execs", [])},
+        execs=_execs(data.get("execs", [])),
         opens={p: set(f) for p, f in (data.get("opens") or {}).items()},
         syscalls=set(data.get("syscalls", [])),
         capabilities=set(data.get("capabilities", [])),
         domains=set(data.get("domains", [])),
         egress={(a, int(p), pr) for a, p, pr in data.get("egress", [])},
+        policies={r: frozenset(p) for r, p in (data.get("policies") or {}).items()},
     )
+
+
+def _execs(raw: Any) -> dict[str, list[tuple[str, ...]]]:
+    """A list of paths (arguments not recorded), or a mapping path -> list of argument lists."""
+    if isinstance(raw, Mapping):
+        return {p: [tuple(a) for a in arg_lists] for p, arg_lists in raw.items()}
+    return {p: [] for p in raw}

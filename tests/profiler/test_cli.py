@@ -264,3 +264,25 @@ def test_clear_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert err.startswith(f"gadgetwatch profile: {corrupt}: line ")
     code, _, err = run(capsys, *base, "show", "nonsense")
     assert code == 2
+
+
+def test_import_keeps_kubescape_rule_policies(
+    pdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A profile carrying Kubescape's per-rule policies imports (it was "unknown field")."""
+    exported = tmp_path / "web.yaml"
+    code, _, err = run(
+        capsys, "profile", "--profiles-dir", str(pdir), "export", "-f", str(exported)
+    )
+    assert code == 0, err
+    doc = yaml.safe_load(exported.read_text())
+    doc["spec"]["containers"][0]["policyByRuleId"] = {
+        "R1011": {"processAllowed": ["installer"], "containerAllowed": False}
+    }
+    exported.write_text(yaml.safe_dump(doc))
+    prod = tmp_path / "prod"
+    code, _, err = run(capsys, "profile", "--profiles-dir", str(prod), "import", str(exported))
+    assert code == 0, err
+    stored = DirectoryStore(prod)._get(completed().key)
+    assert stored is not None
+    assert stored.entries.rule_policies == {"R1011": frozenset({"installer"})}

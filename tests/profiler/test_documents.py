@@ -15,6 +15,7 @@ from profiler.dirstore import DirectoryStore
 from profiler.documents import from_document, to_document
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
+from profiler.merging import merged
 from profiler.profiles import profile_name
 from profiler.readmodel import ProfileStatus
 from tests.profiler.test_cli import completed
@@ -132,3 +133,74 @@ def test_the_cache_keeps_the_newer_of_two_racing_versions() -> None:
     assert view is not None
     assert view.status is ProfileStatus.COMPLETED
     assert cache.stats.by_status == {"completed": 1}
+
+
+def _with_policies(field: str, policies: Any) -> dict[str, Any]:
+    doc = to_document(completed())
+    doc["spec"]["containers"][0][field] = policies
+    return doc
+
+
+@pytest.mark.parametrize("field", ["rulePolicies", "policyByRuleId"])
+def test_kubescape_rule_policies_are_imported_and_written_back(field: str) -> None:
+    """Both spellings Kubescape uses load; they are written back as `rulePolicies`, validate
+    against the CRD, and survive a merge with a learned profile (learning never drops them)."""
+    policies = {
+        "r1011": {"processAllowed": ["installer", "ldconfig"]},
+        "R0002": {"containerAllowed": True},
+        "R1030": {},
+    }
+    profile = from_document(_with_policies(field, policies), source="ks.yaml")
+    assert profile.entries.rule_policies == {
+        "R1011": frozenset({"installer", "ldconfig"}),
+        "R0002": frozenset({"*"}),
+        "R1030": frozenset(),
+    }
+    doc = to_document(profile)
+    jsonschema.validate(doc, schema())
+    assert doc["spec"]["containers"][0]["rulePolicies"] == {
+        "R0002": {"processAllowed": [], "containerAllowed": True},
+        "R1011": {"processAllowed": ["installer", "ldconfig"], "containerAllowed": False},
+        "R1030": {"processAllowed": [], "containerAllowed": False},
+    }
+    assert from_document(doc, source="again") == profile
+    learned = merged(completed(), profile)
+    assert learned.entries.rule_policies == profile.entries.rule_policies
+    view = ProfileCache()
+    view.upsert(profile)
+    compiled = view.get(profile.key)
+    assert compiled is not None
+    assert compiled.rule_policy("R1011") == frozenset({"installer", "ldconfig"})
+    assert compiled.rule_policy("R0001") is None
+
+
+@pytest.mark.parametrize(
+    ("policies", "field", "message"),
+    [
+        ([], "rulePolicies", "expected a mapping"),
+        ({"R1011": {"processes": ["x"]}}, "rulePolicies.R1011.processes", "unknown field"),
+        (
+            {"R1011": {"processAllowed": "x"}},
+            "rulePolicies.R1011.processAllowed",
+            "expected a list",
+        ),
+        ({"R1011": {"processAllowed": [""]}}, "processAllowed[0]", "must not be empty"),
+        ({"R1011": {"containerAllowed": "yes"}}, "containerAllowed", "expected a boolean"),
+        ({" ": {}}, "rulePolicies. ", "non-empty"),
+    ],
+)
+def test_bad_rule_policies_name_the_field(policies: Any, field: str, message: str) -> None:
+    with pytest.raises(InvalidProfileError) as err:
+        from_document(_with_policies("rulePolicies", policies), source="ks.yaml")
+    assert field in str(err.value)
+    assert message in str(err.value)
+
+
+def test_paths_are_read_in_normal_form() -> None:
+    doc = to_document(completed())
+    container = doc["spec"]["containers"][0]
+    container["opens"] = [{"path": "/etc//./app.conf", "flags": ["O_RDONLY"]}]
+    container["execs"] = [{"path": "/usr/bin/../bin/app", "args": []}, {"path": "sh", "args": []}]
+    entries = from_document(doc, source="x").entries
+    assert set(entries.opens) == {"/etc/app.conf"}
+    assert set(entries.execs) == {"/usr/bin/app", "sh"}
