@@ -225,7 +225,9 @@ class OtlpExporter:
         if agent_version:
             attributes["service.version"] = agent_version
         attributes.update(settings.resource_attributes)
-        self._resource = Resource.create(attributes)
+        # `Resource(...)`, not `Resource.create`: the latter reads OTEL_* environment variables,
+        # and only the configuration loader reads the environment.
+        self._resource = Resource(attributes)
         self._headers = {k.lower(): v.get_secret_value() for k, v in settings.headers.items()}
         self._dir_files: dict[str, SecretFile] = {}
         self._target = f"{settings.host}:{settings.port}"
@@ -242,14 +244,24 @@ class OtlpExporter:
                 certificate_chain=self._read(settings.cert_file, "certFile"),
             )
         elif settings.protocol == "http" and not settings.insecure:
-            self._http_ssl = client_ssl(
+            context = client_ssl(
                 ca_file=settings.ca_file,
                 insecure=False,
                 exporter=name,
                 field="exporters.otlp.caFile",
             )
-            if isinstance(self._http_ssl, ssl.SSLContext) and settings.cert_file:
-                self._http_ssl.load_cert_chain(settings.cert_file, settings.key_file)
+            if settings.cert_file is not None:
+                if not isinstance(context, ssl.SSLContext):
+                    context = ssl.create_default_context()
+                try:
+                    context.load_cert_chain(settings.cert_file, settings.key_file)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ExporterError(
+                        f"cannot load the client certificate {settings.cert_file}: {exc}",
+                        exporter=name,
+                        field="exporters.otlp.certFile",
+                    ) from exc
+            self._http_ssl = context
         scheme = "http" if settings.insecure else "https"
         self._url = f"{scheme}://{self._target}/v1/logs"
         self._metrics_url = f"{scheme}://{self._target}/v1/metrics"

@@ -273,6 +273,14 @@ def test_build_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ExporterError) as info:
         OtlpExporter(settings(4317, insecure=False, ca_file=tmp_path / "missing.pem"))
     assert info.value.field == "exporters.otlp.caFile"
+    with pytest.raises(ExporterError) as info:
+        OtlpExporter(
+            settings(4318, protocol="http", insecure=False, cert_file=tmp_path / "client.pem")
+        )
+    assert info.value.field == "exporters.otlp.certFile"
+    with pytest.raises(ExporterError) as info:
+        OtlpExporter(settings(4317, insecure=False, key_file=tmp_path / "client.key"))
+    assert info.value.field == "exporters.otlp.keyFile"
     with pytest.raises(ValueError, match="not a valid header name"):
         settings(4317, headers={"bad header\n": "x"})
 
