@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from detector.config import DetectorSettings
 from detector.errors import RuleSourceError
@@ -195,7 +196,7 @@ class Agent:
         return ruleset
 
     def _metrics_pusher(
-        self, exporters: list[Exporter], collector: StatsCollector
+        self, exporters: list[Exporter], registry: CollectorRegistry
     ) -> OtlpMetricsPusher | None:
         """The agent's metrics over OTLP, through the OTLP exporter, when asked for."""
         otlp = next((e for e in exporters if isinstance(e, OtlpExporter)), None)
@@ -208,7 +209,7 @@ class Agent:
         if self.settings.cluster_name:
             resource["k8s.cluster.name"] = self.settings.cluster_name
         return OtlpMetricsPusher(
-            otlp, collector=collector, stats=self.stats.delivery, resource=resource
+            otlp, collector=registry, stats=self.stats.delivery, resource=resource
         )
 
     # -- run -------------------------------------------------------------------------------
@@ -295,9 +296,10 @@ class Agent:
             delivery=stats.delivery,
             pipeline=stats.pipeline,
         )
-        self.metrics_pusher = self._metrics_pusher(exporters, collector)
+        registry = build_registry(collector)
+        self.metrics_pusher = self._metrics_pusher(exporters, registry)
         if s.metrics.enabled:
-            self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
+            self.metrics = MetricsServer(s.metrics, registry=registry)
             self.metrics.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
             self.metrics.add_readiness_check(
                 "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)

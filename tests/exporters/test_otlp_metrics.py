@@ -34,15 +34,16 @@ def _stats() -> tuple[StatsCollector, DeliveryStats, PipelineStats]:
 
 def test_conversion_matches_the_prometheus_exposition() -> None:
     collector, _, _ = _stats()
+    registry = build_registry(collector)  # what /metrics serves, process metrics included
     request = metrics_request(
-        collector.collect(), resource={"service.name": "gadgetwatch"}, start_ns=1, now_ns=2
+        registry.collect(), resource={"service.name": "gadgetwatch"}, start_ns=1, now_ns=2
     )
     [rm] = request.resource_metrics
     assert {kv.key: kv.value.string_value for kv in rm.resource.attributes} == {
         "service.name": "gadgetwatch"
     }
     metrics = {m.name: m for m in rm.scope_metrics[0].metrics}
-    text = generate_latest(build_registry(collector)).decode()
+    text = generate_latest(registry).decode()
     scraped = {f.name: f for f in text_string_to_metric_families(text)}
     for name, family in scraped.items():
         if family.type not in ("counter", "gauge", "histogram"):
