@@ -40,6 +40,7 @@ from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
 from exporters.delivery import Delivery
+from exporters.errors import ExporterError
 from exporters.exporter import Exporter
 from exporters.metrics import MetricsServer, StatsCollector, build_registry
 from exporters.otlp import OtlpExporter
@@ -108,6 +109,8 @@ class Agent:
         self.metrics: MetricsServer | None = None
         self.debug: DebugServer | None = None
         self.metrics_pusher: OtlpMetricsPusher | None = None
+        #: capture lines of the replayed gadgets (progress of a replay), once it is read
+        self.replay_total: int | None = None
         self._stop = asyncio.Event()
         self._started = time.monotonic()
 
@@ -227,11 +230,12 @@ class Agent:
             if capture.pods:
                 captured_pods = CapturePodMetadata(capture.pods)
             tmpdir = tempfile.TemporaryDirectory(prefix="gadgetwatch-replay-")
-            replay_server = ReplayServer(
-                capture, listen=f"unix://{tmpdir.name}/ig.socket", rate=self.replay_rate
-            )
-            address = await replay_server.start()
+            address = f"unix://{tmpdir.name}/ig.socket"
+            # Started inside the supervised block below, so a failure while assembling the
+            # other stages (a bad bindings file, a busy metrics port) leaves nothing running.
+            replay_server = ReplayServer(capture, listen=address, rate=self.replay_rate)
             gadgets = tuple(g for g in gc_settings.gadgets if g in replay_server.gadgets)
+            self.replay_total = sum(1 for line in capture.lines if line.gadget in gadgets)
             gc_settings = gc_settings.model_copy(update={"target": address, "gadgets": gadgets})
             log.info("replaying capture", capture=str(self.replay), gadgets=list(gadgets))
 
@@ -310,16 +314,29 @@ class Agent:
             if kube is not None:
                 pods = kube.pods
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
-            await self.metrics.start()
+            try:
+                await self.metrics.start()
+            except (OSError, ExporterError) as listen_error:
+                if kube is not None:
+                    await kube.client.aclose()
+                cause = listen_error.__cause__ or listen_error
+                reason = cause.strerror if isinstance(cause, OSError) else None
+                raise AgentError(
+                    f"cannot serve metrics on {s.metrics.address}: {reason or cause}; "
+                    "choose another address with --metrics-address HOST:PORT "
+                    "(metrics.address) or turn metrics off with --no-metrics"
+                ) from listen_error
         if s.debug.enabled:
             self.debug = DebugServer(s.debug)
             try:
                 await self.debug.start()
-            except OSError as listen_error:
+            except OSError as debug_error:
                 self.debug = None
                 if self.metrics is not None:
                     await self.metrics.aclose()
-                raise AgentError(str(listen_error)) from listen_error
+                if kube is not None:
+                    await kube.client.aclose()
+                raise AgentError(str(debug_error)) from debug_error
 
         if kube is not None and s.detector.watch_cluster:
             from detector.k8s_source import ClusterRulesSource
@@ -352,6 +369,8 @@ class Agent:
         exit_code = 0
         failure = ""
         try:
+            if replay_server is not None:
+                await replay_server.start()
             # Existing profiles (an imported production profile, other nodes' learning), the
             # cluster's bindings and exceptions, and the node's pods must be known before the
             # first event is judged or merged. Each wait is bounded: a slow API server delays
