@@ -13,6 +13,11 @@ Data flow per batch (``Detector.evaluate``, synchronous, pure CPU, no I/O)::
     └─► profile rule policy → recent DNS answers (R0011) → exceptions →
         cooldown/rate limits (`dedup`) → `alerting.build_alert`
 
+Guards (`detector.guards`, rule R3000) run before the profile gate and the memo: they need
+no profile and alert while learning, and whether they find something depends on the acting
+process, which the memo key leaves out. Exec events feed the process table
+(`detector.processes`) that tells guards and process-scoped exceptions who acted.
+
 DNS responses also feed the per-workload resolved-address table (`detector.resolved`) before
 any rule runs, whenever the container has a rule bound to TCP events.
 
@@ -45,13 +50,17 @@ from detector.alerting import (
     runtime_info,
 )
 from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
+from detector.catalogue_anomaly import exec_path
 from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
 from detector.exceptions import Allowance
+from detector.guards import GUARD_RULE, GuardCheck, compile_guard
 from detector.loading import Level
 from detector.matching import NamespaceLabels, Scope, ScopeResolver
+from detector.processes import ProcessTable
 from detector.resolved import ResolvedAddresses
 from detector.rules import (
+    Actor,
     Catalogue,
     Check,
     Finding,
@@ -62,7 +71,7 @@ from detector.rules import (
 )
 from detector.ruleset import RuleSet
 from detector.stats import DetectorStats
-from gadgetclient.events import Container, DnsEvent, Event, EventKind
+from gadgetclient.events import Container, DnsEvent, Event, EventKind, ExecEvent
 from profiler import identity as _identity
 from profiler.identity import PodMetadata, WorkloadKey
 from profiler.profiles import ANY_PROCESS
@@ -145,11 +154,24 @@ class _Bound:
         self.required = rule.profile is ProfileDependency.REQUIRED
 
 
+class _Guard:
+    """One guard compiled for one container."""
+
+    __slots__ = ("check", "label", "severity")
+
+    def __init__(self, check: GuardCheck, severity: Severity, label: str) -> None:
+        self.check = check
+        self.severity = severity
+        self.label = label
+
+
 class _Plan:
     __slots__ = (
         "allowance",
         "by_kind",
         "compiled_ns",
+        "guard_bound",
+        "guards",
         "has_required",
         "kubernetes",
         "memo",
@@ -173,8 +195,13 @@ class _Plan:
         compiled_ns: int,
         scope: Scope | None = None,
         mounts: tuple[str, ...] = (),
+        guards: dict[EventKind, tuple[_Guard, ...]] | None = None,
+        guard_bound: _Bound | None = None,
     ) -> None:
         self.workload = workload
+        self.guards = guards or {}
+        #: R3000 as the alert builder sees it (severity per guard is on `_Guard`).
+        self.guard_bound = guard_bound
         #: The resolved scope and volume mounts the rules were built from: a refresh that
         #: finds both unchanged keeps the built rules and the memo (`Detector._refresh`).
         self.scope = scope
@@ -242,6 +269,7 @@ class Detector:
             max_workloads=settings.resolved_address_workloads,
         )
         self._resolved.evictions = stats.resolved_evictions
+        self._processes = ProcessTable()
         self._env = RuleEnv(
             cluster_dns_suffixes=tuple(s.strip(".").lower() for s in settings.cluster_dns_suffixes),
             api_server_addresses=frozenset(settings.api_server_addresses),
@@ -354,8 +382,17 @@ class Detector:
         self.stats.dedup_keys = len(self._dedup)
         return alerts
 
+    def _actor(self, event: Event) -> Actor:
+        return self._processes.actor(event)
+
     def _one(self, event: Event, plan: _Plan, alerts: list[Alert]) -> None:
         kind = event.kind
+        if kind is EventKind.EXEC:
+            assert isinstance(event, ExecEvent)
+            self._processes.record(event, exec_path(event))
+        guards = plan.guards.get(kind) if plan.guards else None
+        if guards:
+            self._guard(event, plan, guards, alerts)
         if kind is EventKind.DNS and plan.wants_answers:
             assert isinstance(event, DnsEvent)
             if event.is_response and event.addresses:
@@ -413,6 +450,24 @@ class Detector:
                 memo.clear()
             memo.add(memo_key)
 
+    def _guard(
+        self, event: Event, plan: _Plan, guards: tuple[_Guard, ...], alerts: list[Alert]
+    ) -> None:
+        b = plan.guard_bound
+        assert b is not None
+        for g in guards:
+            self.stats.evaluations[b.rule_id] += 1
+            try:
+                found = g.check(event, self._actor)
+            except Exception as exc:  # one bad guard/event never stops the stream
+                self.stats.errors[b.rule_id] += 1
+                log.error("guard evaluation failed", guard=g.label, error=repr(exc))
+                continue
+            if found is not None:
+                finding, actor = found
+                profile = self._profiles.get(plan.workload)
+                self._admit(event, plan, b, finding, profile, alerts, actor, g.severity)
+
     def _admit(
         self,
         event: Event,
@@ -421,6 +476,8 @@ class Detector:
         finding: Finding,
         profile: ProfileView | None,
         alerts: list[Alert],
+        actor: Actor | None = None,
+        severity: Severity | None = None,
     ) -> None:
         rule_id = b.rule_id
         # Signature rules do not need the profile, but its per-rule policy still applies
@@ -436,7 +493,10 @@ class Detector:
             ):
                 self.stats.suppressed[(rule_id, "dns_resolved")] += 1
                 return
-        if plan.allowance.suppresses(rule_id, finding.subjects):
+        allowance = plan.allowance
+        if actor is None and allowance.process_scoped:
+            actor = self._actor(event)
+        if allowance.suppresses(rule_id, finding.subjects, actor):
             self.stats.suppressed[(rule_id, "exception")] += 1
             return
         info = self._dedup.admit((plan.workload, rule_id, finding.key), rule_id, event.timestamp_ns)
@@ -455,7 +515,8 @@ class Detector:
                 event=event,
                 finding=finding,
                 rule=b.rule,
-                severity=b.severity,
+                severity=severity or b.severity,
+                actor=actor or self._actor(event),
                 workload=plan.workload,
                 kubernetes=plan.kubernetes,
                 runtime=plan.runtime,
@@ -522,7 +583,16 @@ class Detector:
             bound = _Bound(scoped.rule, scoped.rule.build(scoped.params, env), scoped.severity)
             for kind in scoped.rule.kinds:
                 by_kind.setdefault(kind, []).append(bound)
+        guards: dict[EventKind, list[_Guard]] = {}
+        for guard in scope.guards:
+            compiled = _Guard(compile_guard(guard), guard.severity, guard.label)
+            for kind in guard.kinds:
+                guards.setdefault(kind, []).append(compiled)
         plan = _Plan(
+            guards={k: tuple(v) for k, v in guards.items()},
+            guard_bound=_Bound(GUARD_RULE, GUARD_RULE.build({}, env), GUARD_RULE.severity)
+            if guards
+            else None,
             workload=workload,
             by_kind={k: tuple(v) for k, v in by_kind.items()},
             allowance=scope.allowance,
