@@ -295,8 +295,7 @@ def exception_snippet(
         return head + text
     wide = _exception_document(rule, subjects, workload, [])
     return (
-        head
-        + "# This form allows it to the process that did it only; the workload-wide form "
+        head + "# This form allows it to the process that did it only; the workload-wide form "
         "follows.\n"
         + text
         + "# Or, for every process of the workload container (wider):\n"

@@ -334,6 +334,7 @@ class Detector:
             source=source,
             bindings=len(ruleset.bindings),
             exceptions=len(ruleset.exceptions),
+            guards=len(ruleset.guards),
             problems=len(ruleset.problems),
         )
 

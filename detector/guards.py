@@ -247,6 +247,19 @@ def compile_guard(guard: RuntimeGuard) -> GuardCheck:
     return check
 
 
+def _both_run_spellings(paths: list[str]) -> list[str]:
+    """/var/run is a symlink to /run in every base image: a guard on one spelling covers the
+    other (IG reports the path as the process spelled it)."""
+    out = []
+    for p in paths:
+        out.append(p)
+        if p.startswith("/var/run/"):
+            out.append(p[len("/var") :])
+        elif p.startswith("/run/"):
+            out.append("/var" + p)
+    return out
+
+
 _SPEC_KEYS = (
     "reason",
     "severity",
@@ -275,12 +288,17 @@ def parse_guard(doc: Document, *, ctx: DocContext) -> RuntimeGuard | None:
         if key not in _SPEC_KEYS:
             ctx.warning(("spec", key), f"unknown field, ignored (known: {', '.join(_SPEC_KEYS)})")
     severity = Severity.HIGH
-    if spec.get("severity") is not None:
-        try:
-            severity = Severity.parse(spec["severity"])
-        except ValueError as exc:
-            ctx.error(("spec", "severity"), str(exc))
+    raw_severity = spec.get("severity")
+    if raw_severity is not None:
+        # The names only, as the CRD's enum: the agent and the API server reject alike.
+        labels = {s.label: s for s in Severity}
+        if raw_severity not in labels:
+            ctx.error(
+                ("spec", "severity"),
+                f"unknown severity {raw_severity!r}; valid: {', '.join(labels)}",
+            )
             return None
+        severity = labels[raw_severity]
     ns_sel = parse_selector(
         spec.get("namespaceSelector"), ctx=ctx, path=("spec", "namespaceSelector")
     )
@@ -340,7 +358,7 @@ def _parse_resource(
     if allowed is None:
         return None
     return GuardedResource(
-        paths=PathSet(paths),
+        paths=PathSet(_both_run_spellings(paths)),
         execs=PathSet(execs),
         domains=frozenset(d for d in domains if not d.startswith("*.")),
         domain_suffixes=tuple(d[1:] for d in domains if d.startswith("*.")),

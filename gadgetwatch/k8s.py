@@ -609,6 +609,7 @@ AGENT_CRDS = (
     "applicationprofiles.kubescape.io",
     "runtimerulealertbindings.kubescape.io",
     "runtimealertexceptions.gadgetwatch.io",
+    "runtimeguards.gadgetwatch.io",
 )
 
 
@@ -631,6 +632,7 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
             for resource, group in (
                 ("runtimerulealertbindings", "kubescape.io"),
                 ("runtimealertexceptions", "gadgetwatch.io"),
+                ("runtimeguards", "gadgetwatch.io"),
             )
             for verb in ("list", "watch")
         ),
