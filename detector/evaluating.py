@@ -270,6 +270,7 @@ class Detector:
         )
         self._resolved.evictions = stats.resolved_evictions
         self._processes = ProcessTable()
+        self._processes.evictions = stats.processes_forgotten
         self._env = RuleEnv(
             cluster_dns_suffixes=tuple(s.strip(".").lower() for s in settings.cluster_dns_suffixes),
             api_server_addresses=frozenset(settings.api_server_addresses),

@@ -19,7 +19,7 @@ docs say so. `parent` narrows an entry to processes whose parent matches the sam
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +45,8 @@ class ProcessTable:
     def __init__(self, max_entries: int = MAX_PROCESSES) -> None:
         self._table: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
         self._max = max_entries
-        self.evictions = 0
+        #: Entries dropped, by reason ("capacity").
+        self.evictions: Counter[str] = Counter()
 
     def record(self, event: ExecEvent, exe: str) -> None:
         if event.error or not event.process.pid:
@@ -58,7 +59,7 @@ class ProcessTable:
         table.move_to_end(key)
         if len(table) > self._max:
             table.popitem(last=False)
-            self.evictions += 1
+            self.evictions["capacity"] += 1
 
     def actor(self, event: Event) -> Actor:
         process = event.process
