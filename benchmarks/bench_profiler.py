@@ -1,6 +1,7 @@
 """Profiler benchmark: events merged per second per core, and memory per profile.
 
-Run: ``.venv/bin/python -m benchmarks.bench_profiler [--containers 1000] [--events 600000]``
+Run: ``.venv/bin/python -m benchmarks.bench_profiler [--containers 1000] [--events 600000]
+[--no-generalize]`` (``--no-generalize``: learning without `profiler.generalize`, to compare).
 
 1. Throughput: a steady-state mix (most events already known, as after the first minutes of a
    container's life, plus a trickle of new entries) for 200 containers is fed to
@@ -10,7 +11,9 @@ Run: ``.venv/bin/python -m benchmarks.bench_profiler [--containers 1000] [--even
    10 egress + 3 ingress peers, 4 capabilities each, every string a distinct object as the
    decoder produces them, in 10 directories so nothing collapses) are learned, then flushed
    to a directory store and loaded into the read-model cache. tracemalloc measures the
-   learner's state and the cache per profile.
+   learner's state and the cache per profile; the stored YAML size per profile is printed too.
+   The opens are numbered file names (``module3/file13.so``), so file generalisation folds
+   them into a pattern per directory at flush; ``--no-generalize`` shows the literal profile.
    Goal: <= 50 KiB per typical profile.
 """
 
@@ -24,6 +27,7 @@ import tempfile
 import time
 import tracemalloc
 from datetime import timedelta
+from pathlib import Path
 
 from gadgetclient.events import (
     CapabilityEvent,
@@ -95,8 +99,14 @@ def profile_events(c: Container, rng: random.Random) -> list[Event]:
     return out
 
 
+#: Set from `--no-generalize`: learn with every generalisation off.
+GENERALIZE = True
+
+
 def settings() -> ProfilerSettings:
-    return ProfilerSettings(learning_period=timedelta(days=365))
+    if GENERALIZE:
+        return ProfilerSettings(learning_period=timedelta(days=365))
+    return ProfilerSettings(learning_period=timedelta(days=365), generalize=())
 
 
 def new_learner(store: DirectoryStore, cache: ProfileCache) -> Learner:
@@ -135,7 +145,7 @@ def throughput(n_events: int) -> float:
     return n_events / elapsed
 
 
-async def memory(n_containers: int) -> tuple[float, float, float]:
+async def memory(n_containers: int) -> tuple[float, float, float, float]:
     rng = random.Random(2)
     with tempfile.TemporaryDirectory() as tmp:
         store = DirectoryStore(tmp)
@@ -161,22 +171,32 @@ async def memory(n_containers: int) -> tuple[float, float, float]:
         for key in learned_keys:
             profile = lrn.profile(key)
             entries += profile.entries.total() if profile is not None else 0
+        stored = await asyncio.to_thread(_stored_bytes, Path(tmp))
     profiles = len(learned_keys)
-    return learned / profiles / 1024, total / profiles / 1024, entries / profiles
+    per = (learned / profiles / 1024, total / profiles / 1024, entries / profiles)
+    return (*per, stored / profiles / 1024)
+
+
+def _stored_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*.yaml"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=600_000)
     parser.add_argument("--containers", type=int, default=1000)
+    parser.add_argument("--no-generalize", action="store_true", help="generalisations off")
     args = parser.parse_args()
+    global GENERALIZE
+    GENERALIZE = not args.no_generalize
     rate = throughput(args.events)
     print(f"merge throughput: {rate:,.0f} events/s on one core ({args.events:,} events)")
-    learned_kib, total_kib, entries = asyncio.run(memory(args.containers))
+    learned_kib, total_kib, entries, stored_kib = asyncio.run(memory(args.containers))
     print(
         f"memory: {learned_kib:.1f} KiB per profile while learning (with pending deltas), "
         f"{total_kib:.1f} KiB per profile after flush (learner state + read-model cache), "
-        f"{entries:.0f} entries per profile, {args.containers} profiles"
+        f"{entries:.0f} entries per profile, {stored_kib:.1f} KiB stored per profile, "
+        f"{args.containers} profiles (generalisation {'on' if GENERALIZE else 'off'})"
     )
 
 

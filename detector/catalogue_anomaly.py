@@ -82,8 +82,9 @@ K8S_CLIENTS = frozenset(
     }
 )
 
-#: Files whose reading or writing is an attacker's first step (credentials, sudo rights).
-SENSITIVE_FILES = (
+#: Files whose reading or writing is an attacker's first step (credentials, sudo rights), as a
+#: container sees its own filesystem.
+CONTAINER_SENSITIVE_FILES = (
     "/etc/shadow",
     "/etc/gshadow",
     "/etc/sudoers",
@@ -91,8 +92,68 @@ SENSITIVE_FILES = (
     "/etc/ssh/sshd_config",
     "/etc/ssh/ssh_config",
     "/root/.ssh",
-    "/etc/kubernetes/pki",
+)
+
+#: The same first step on the node, for pods that mount host paths (log shippers, CSI drivers,
+#: monitoring agents). Each entry with why; globs (`*` also crosses `/`) where the path has a
+#: per-pod or per-user part. Listed by `gadgetwatch rules list` as R0010's `paths` default.
+NODE_SENSITIVE_FILES = (
+    # The kubelet's client certificate and key: the node's identity towards the API server
+    # (read every pod's secrets scheduled on the node, patch the node's status).
+    "/var/lib/kubelet/pki",
+    # kubeconfig files: API credentials of the kubelet, the kube-proxy, the control plane's
+    # components and administrators (kubeadm, k3s, and people's own files).
+    "/var/lib/kubelet/kubeconfig",
+    "/var/lib/kubelet/bootstrap-kubeconfig",
+    "/etc/kubernetes/kubelet.conf",
+    "/etc/kubernetes/bootstrap-kubelet.conf",
     "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/super-admin.conf",
+    "/etc/kubernetes/controller-manager.conf",
+    "/etc/kubernetes/scheduler.conf",
+    "/var/lib/kube-proxy/kubeconfig",
+    "/etc/rancher/k3s/k3s.yaml",
+    "/root/.kube/config",
+    "/home/*/.kube/config",
+    # Other pods' service-account tokens and mounted secrets, as the kubelet lays them out:
+    # reading them is lateral movement to every workload on the node.
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*",
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~secret/*",
+    # Container runtime sockets: whoever talks to them starts privileged containers on the node.
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+    "/run/crio/crio.sock",
+    "/var/run/crio/crio.sock",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/k3s/containerd/containerd.sock",
+    # Container runtime state: every container's root filesystem, image layers and
+    # configuration (environment variables with secrets); reading it bypasses every pod boundary.
+    "/run/containerd/io.containerd.runtime.v2.task",
+    "/var/lib/containerd",
+    "/var/lib/containers/storage",
+    "/run/containers/storage",
+    "/var/lib/docker/overlay2",
+    "/var/lib/docker/containers/*/config.v2.json",
+    # Control-plane and etcd PKI (cluster CA keys: mint any identity), etcd's data (every
+    # Secret of the cluster), static pod manifests (writing one runs a pod as the kubelet).
+    "/etc/kubernetes/pki",
+    "/var/lib/etcd",
+    "/etc/kubernetes/manifests",
+)
+
+#: Back-compatible name: the whole default list of R0010.
+SENSITIVE_FILES = CONTAINER_SENSITIVE_FILES + NODE_SENSITIVE_FILES
+
+#: Where pods that mount the node's root file system conventionally put it (Falco, the Datadog
+#: and node-exporter charts, Fluent Bit examples): a path under one of them is also checked
+#: with the prefix removed, so `/host/var/lib/kubelet/pki/…` is the kubelet's key.
+HOST_ROOT_PREFIXES = ("/host", "/hostfs", "/host/root", "/rootfs", "/node")
+
+#: Other pods' service-account tokens under the kubelet's directory (R0006 `nodeTokenPaths`).
+NODE_TOKEN_PATHS = (
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~projected/*/token",
+    "/var/lib/kubelet/pods/*/volumes/kubernetes.io~secret/*/token",
 )
 
 _ENVIRON = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/environ")
@@ -119,6 +180,7 @@ def _s(text: str) -> str:
 
 def _unexpected_exec(params: Mapping[str, Any], env: RuleEnv) -> Check:
     enforce_args = params["enforceArgs"]
+    normalizer = env.args
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, ExecEvent)
@@ -129,6 +191,11 @@ def _unexpected_exec(params: Mapping[str, Any], env: RuleEnv) -> Check:
             else profile.allows_exec_path(path)
         ):
             return None
+        if enforce_args and profile is not None and normalizer is not None:
+            # The pod's own name/ordinal/IP/node as learning stored them (placeholders).
+            args = normalizer.normalize(event.args)
+            if args is not event.args and profile.allows_exec(path, args):
+                return None
         comm = event.process.comm
         return Finding(
             message=f"Unexpected process launched: {_s(path)} (comm {_s(comm)}, "
@@ -256,13 +323,26 @@ def _same_directory(directory: str) -> tuple[str, str]:
     return directory, "/var" + directory
 
 
+def _host_views(path: str, roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The path, and the node path it names when it lies under a conventional host root."""
+    out = [path]
+    for root in roots:
+        if path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+            out.append(path[len(root) :])
+    return tuple(out)
+
+
 def _token_access(params: Mapping[str, Any], env: RuleEnv) -> Check:
     exact_files = params["exactFiles"]
+    node_tokens = PathSet(params["nodeTokenPaths"])
+    roots = tuple(r.rstrip("/") for r in params["hostRootPrefixes"] if r.rstrip("/"))
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
         path = open_path(event)
-        if not path.startswith(_TOKEN_PREFIXES):
+        if not path.startswith(_TOKEN_PREFIXES) and not (
+            node_tokens and any(node_tokens.matches(p) for p in _host_views(path, roots))
+        ):
             return None
         if profile is not None:
             if any(profile.allows_open(p, event.flags) for p in token_path_variants(path)):
@@ -366,12 +446,13 @@ _bpf_load = syscall_used("bpf", "eBPF program load: the bpf system call was used
 
 
 def _sensitive_file(params: Mapping[str, Any], env: RuleEnv) -> Check:
-    files = PathSet((*SENSITIVE_FILES, *params["additionalPaths"]))
+    files = PathSet((*params["paths"], *params["additionalPaths"]))
+    roots = tuple(r.rstrip("/") for r in params["hostRootPrefixes"] if r.rstrip("/"))
 
     def check(event: Event, profile: ProfileView | None) -> Finding | None:
         assert isinstance(event, OpenEvent)
         path = open_path(event)
-        if not files.matches(path):
+        if not any(files.matches(p) for p in _host_views(path, roots)):
             return None
         if profile is not None and profile.allows_open(path, event.flags):
             return None
@@ -563,6 +644,21 @@ RULES: tuple[Rule, ...] = (
                 "a profile that read any file of a token directory (token, ca.crt, namespace, "
                 "kubelet's timestamped copies) allows every file of that directory.",
             ),
+            ParamSpec(
+                "nodeTokenPaths",
+                ParamKind.PATHS,
+                NODE_TOKEN_PATHS,
+                "Other pods' service-account tokens as the node lays them out (the kubelet's "
+                "projected and secret volumes): a pod that mounts /var/lib/kubelet can read "
+                "every token on the node, which is lateral movement to every workload there.",
+            ),
+            ParamSpec(
+                "hostRootPrefixes",
+                ParamKind.PATHS,
+                HOST_ROOT_PREFIXES,
+                "Where pods conventionally mount the node's root file system; a path under one "
+                "is also checked with the prefix removed.",
+            ),
         ),
     ),
     Rule(
@@ -613,8 +709,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id=RuleId("R0010"),
         name="Unexpected Sensitive File Access",
-        description="A sensitive file (/etc/shadow, sudoers, SSH configuration, kubeadm "
-        "credentials, ...) was opened and the workload's profile does not contain it.",
+        description="A sensitive file (/etc/shadow, sudoers, SSH configuration; on the node: "
+        "kubelet credentials, other pods' tokens, runtime sockets, control-plane PKI, ...) was "
+        "opened and the workload's profile does not contain it.",
         severity=Severity.HIGH,
         tags=("open", "files", "malicious", "whitelisted", "anomaly"),
         mitre_tactic="TA0006",
@@ -626,10 +723,28 @@ RULES: tuple[Rule, ...] = (
         build=_sensitive_file,
         parameters=(
             ParamSpec(
+                "paths",
+                ParamKind.PATHS,
+                SENSITIVE_FILES,
+                "Sensitive files and directories (globs: `*` also crosses `/`): the container's "
+                "credentials (shadow, sudoers, SSH) and, for pods that mount host paths, the "
+                "node's: kubelet PKI and kubeconfig files, other pods' service-account tokens "
+                "and secrets, container runtime sockets and state, control-plane and etcd PKI "
+                "and data (docs/rules.md says why each is there). Replacing it drops the "
+                "defaults; `additionalPaths` adds to them.",
+            ),
+            ParamSpec(
                 "additionalPaths",
                 ParamKind.PATHS,
                 (),
                 "More sensitive files or directories (or globs).",
+            ),
+            ParamSpec(
+                "hostRootPrefixes",
+                ParamKind.PATHS,
+                HOST_ROOT_PREFIXES,
+                "Where pods conventionally mount the node's root file system; a path under one "
+                "is also checked with the prefix removed (`/host/etc/kubernetes/pki/ca.key`).",
             ),
         ),
     ),

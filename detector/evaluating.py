@@ -73,6 +73,7 @@ from detector.ruleset import RuleSet
 from detector.stats import DetectorStats
 from gadgetclient.events import Container, DnsEvent, Event, EventKind, ExecEvent
 from profiler import identity as _identity
+from profiler.generalizing import arg_normalizer
 from profiler.identity import PodMetadata, WorkloadKey
 from profiler.profiles import ANY_PROCESS
 from profiler.readmodel import ProfileReadModel, ProfileStatus, ProfileView
@@ -574,11 +575,16 @@ class Detector:
 
     def _compile(self, container: Container, now_ns: int) -> _Plan:
         workload, scope, mounts = self._inputs(container)
+        pod_ip = ""
+        if container.pod and not container.host_network:
+            pod_ip = self._pod_metadata.pod_ip(container.namespace, container.pod)
+        args = arg_normalizer(container, pod_ip)
         env = RuleEnv(
             mounts=mounts,
             cluster_dns_suffixes=self._env.cluster_dns_suffixes,
             api_server_addresses=self._env.api_server_addresses,
             ssh_allowed_ports=self._env.ssh_allowed_ports,
+            args=args if args else None,
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:

@@ -29,6 +29,7 @@ from typing import Any
 
 from detector.alerts import RuleId, Severity
 from gadgetclient.events import Event, EventKind
+from profiler.generalizing import ArgNormalizer
 from profiler.readmodel import ProfileView
 
 
@@ -106,6 +107,9 @@ class RuleEnv:
     cluster_dns_suffixes: tuple[str, ...] = ("cluster.local",)
     api_server_addresses: frozenset[str] = frozenset()
     ssh_allowed_ports: tuple[int, ...] = (22, 2022)
+    #: The container's own pod name, ordinal, pod IP and node as argument placeholders, so an
+    #: exec is matched the way learning stored it (`profiler.generalizing`); None: no identity.
+    args: ArgNormalizer | None = None
 
 
 Check = Callable[[Event, ProfileView | None], Finding | None]

@@ -104,6 +104,18 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("profiler_errors", "counter", ("store", "reason"), "Profile read/write errors."),
     MetricSpec("profiler_profiles", "gauge", ("status",), "Profiles by status."),
     MetricSpec("profiler_pending_deltas", "gauge", (), "Profile deltas waiting to be written."),
+    MetricSpec(
+        "profiler_generalized",
+        "counter",
+        ("kind",),
+        "Learned literals replaced by a generalised profile entry.",
+    ),
+    MetricSpec(
+        "profiler_generalizations_refused",
+        "counter",
+        ("kind", "reason"),
+        "Generalisations that met their threshold but were refused.",
+    ),
     MetricSpec("detector_rule_evaluations", "counter", ("rule_id",), "Rule evaluations."),
     MetricSpec("detector_alerts", "counter", ("rule_id",), "Alerts emitted by the detector."),
     MetricSpec(
@@ -222,6 +234,8 @@ class StatsCollector(Collector):
             yield _labelled("profiler_errors", p.errors)
             yield _labelled("profiler_profiles", p.by_status)
             yield _single("profiler_pending_deltas", p.pending_deltas)
+            yield _labelled("profiler_generalized", p.generalized)
+            yield _labelled("profiler_generalizations_refused", p.generalization_refused)
         if (d := self.detector) is not None:
             yield _labelled("detector_rule_evaluations", d.evaluations)
             yield _labelled("detector_alerts", d.alerts)

@@ -13,7 +13,10 @@ replay speed is bounded by gRPC, not by encoding. Data source ids follow IG: sor
 A run behaves like IG's: the first control message must be a run request of version 1; unknown
 gadgets and bad versions end the call with IG's error texts; a GadgetInfo event comes first, then
 payloads with `seq` from 1; a stop request or the run's `timeout` ends the stream with OK.
-Captured events keep their timestamps.
+Captured events keep their timestamps. IG's losses are reproduced where the capture recorded
+them: a payload whose captured `seq` jumped (IG's buffer overflowed) is sent with the same jump,
+and a captured log event ("lost 12 samples") is sent just before the gadget's next payload (or
+at the end of the run), when the run's log level asks for its severity, as IG filters them.
 
 Ordered mode (`ordered=True`, the default): the runs share one `ReplayTimeline`, so the payloads
 of all concurrently running gadgets are released in capture order (the capture's line order is
@@ -52,7 +55,7 @@ from typing import Any
 import grpc
 import structlog
 
-from gadgetclient.capture import Capture, CaptureLine
+from gadgetclient.capture import Capture, CaptureLine, CaptureLog
 from gadgetclient.encoding import ShapeLayout, UnrepresentableError, shape_of
 from gadgetclient.errors import TargetError
 from gadgetclient.layouts import (
@@ -118,6 +121,10 @@ class _Packet:
     flush: bool
     #: The capture position (index of the line in the capture): the order across gadgets.
     position: int = 0
+    #: Payloads IG lost just before this one (the captured `seq` jump), sent as a `seq` gap.
+    gap: int = 0
+    #: IG log events captured before this payload: (level, message), sent before it.
+    logs: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -131,6 +138,8 @@ class ReplayGadget:
     flush_cursor: int = 0
     #: indexes (into `packets`) of the flush-on-stop packets, in capture order
     flush_packets: list[int] = field(default_factory=list)
+    #: Log events captured after the gadget's last payload: sent at the end of a run.
+    trailing_logs: tuple[tuple[int, str], ...] = ()
 
 
 def compile_gadget(
@@ -140,12 +149,16 @@ def compile_gadget(
     version: str,
     positions: Sequence[int] | None = None,
     declared: Sequence[str] | None = None,
+    logs: Sequence[CaptureLog] = (),
+    gaps: Sequence[int] | None = None,
 ) -> ReplayGadget:
     """Lay out and pre-encode every captured payload of one gadget.
 
     `positions` are the lines' capture positions (ascending; default: their indexes in `lines`).
     `declared` are the gadget's own params (default: `GADGET_PARAMS`, IG v0.55's), which the
-    GadgetInfo lists after the common operators' ones.
+    GadgetInfo lists after the common operators' ones. `logs` are the gadget's captured log
+    events, whose `before` is on the positions' scale; `gaps` the payloads IG lost before each
+    line (default: from the lines' `seq`, `_seq_gaps`).
     """
     if positions is None:
         positions = range(len(lines))
@@ -182,7 +195,11 @@ def compile_gadget(
         specs.append(layout.spec(ds_id))
     packets: list[_Packet] = []
     flush_packets: list[int] = []
-    for line, maybe_key, position in zip(lines, keys, positions, strict=True):
+    if gaps is None:
+        gaps = _seq_gaps(lines)
+    carried = 0  # the gap of a captured payload that cannot be served moves to the next one
+    for line, maybe_key, position, gap in zip(lines, keys, positions, gaps, strict=True):
+        carried += gap
         if maybe_key is None:
             continue
         ds_id, layout = layouts[maybe_key]
@@ -198,7 +215,9 @@ def compile_gadget(
         flush = line.is_array and name == "advise_seccomp"
         if flush:
             flush_packets.append(len(packets))
-        packets.append(_Packet(ds_id, payload, flush, position))
+        packets.append(_Packet(ds_id, payload, flush, position, carried))
+        carried = 0
+    trailing = _attach_logs(packets, logs)
     own = tuple(declared) if declared is not None else GADGET_PARAMS.get(name, ())
     params = tuple(ParamSpec(key=k) for k in COMMON_PARAMS + own)
     info = GadgetInfoSpec(
@@ -207,7 +226,40 @@ def compile_gadget(
         data_sources=tuple(specs),
         params=params,
     )
-    return ReplayGadget(name, info, packets, unrepresentable, 0, flush_packets)
+    return ReplayGadget(name, info, packets, unrepresentable, 0, flush_packets, trailing)
+
+
+def _seq_gaps(lines: Sequence[CaptureLine]) -> list[int]:
+    """Per line, the payloads IG skipped before it on its stream (a `seq` jump).
+
+    Streams are told apart by node (one RunGadget per node); a `seq` that does not grow starts
+    a new run (a reconnect, the next advise_seccomp window), which is no loss. Lines without a
+    recorded `seq` (format version 1) never make a gap.
+    """
+    last: dict[str, int] = {}
+    gaps: list[int] = []
+    for line in lines:
+        seq = line.seq
+        previous = last.get(line.node, 0)
+        gaps.append(seq - previous - 1 if seq and previous and seq > previous + 1 else 0)
+        if seq:
+            last[line.node] = seq
+    return gaps
+
+
+def _attach_logs(packets: list[_Packet], logs: Sequence[CaptureLog]) -> tuple[tuple[int, str], ...]:
+    """Hang each log event on the first payload captured after it; return those after the last."""
+    trailing: list[tuple[int, str]] = []
+    pending: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for entry in sorted(logs, key=lambda e: e.before):
+        index = bisect.bisect_left(packets, entry.before, key=lambda p: p.position)
+        if index < len(packets):
+            pending[index].append((entry.level, entry.message))
+        else:
+            trailing.append((entry.level, entry.message))
+    for index, items in pending.items():
+        packets[index].logs = tuple(items)
+    return tuple(trailing)
 
 
 def _has_namespace(data: Any) -> bool:
@@ -290,11 +342,19 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
             yield pb.GadgetEvent(type=EVENT_GADGET_INFO, payload=info)
             if timeline is not None:
                 async for ev in _ordered_payloads(
-                    server, gadget, timeline, token=token, stop=stop, deadline=deadline
+                    server,
+                    gadget,
+                    timeline,
+                    token=token,
+                    stop=stop,
+                    deadline=deadline,
+                    log_level=run.logLevel,
                 ):
                     yield ev
             else:
-                async for ev in _unordered_payloads(server, gadget, stop=stop, deadline=deadline):
+                async for ev in _unordered_payloads(
+                    server, gadget, stop=stop, deadline=deadline, log_level=run.logLevel
+                ):
                     yield ev
         finally:
             watcher.cancel()
@@ -308,8 +368,18 @@ def _payload_event(seq: int, packet: _Packet) -> pb.GadgetEvent:
     )
 
 
+def _log_events(logs: Sequence[tuple[int, str]], log_level: int) -> list[pb.GadgetEvent]:
+    """IG sends a log event only when its level is within the run's requested `logLevel`."""
+    return [_log_event(level, message) for level, message in logs if level <= log_level]
+
+
 async def _unordered_payloads(
-    server: ReplayServer, gadget: ReplayGadget, *, stop: asyncio.Event, deadline: float | None
+    server: ReplayServer,
+    gadget: ReplayGadget,
+    *,
+    stop: asyncio.Event,
+    deadline: float | None,
+    log_level: int,
 ) -> AsyncIterator[pb.GadgetEvent]:
     """The run's own packets as fast as possible (or at `rate`), flush data at the end."""
     seq = 0
@@ -325,8 +395,10 @@ async def _unordered_payloads(
             delay = due - time.monotonic()
             if delay > 0 and await _wait(stop, delay, deadline):
                 break
-        seq += 1
+        seq += 1 + packet.gap
         sent += 1
+        for ev in _log_events(packet.logs, log_level):
+            yield ev
         yield _payload_event(seq, packet)
     if server.hold_flush and gadget.flush_packets and not stop.is_set():
         await _hold(stop, deadline)
@@ -334,8 +406,13 @@ async def _unordered_payloads(
     while gadget.flush_cursor < len(gadget.flush_packets):
         packet = gadget.packets[gadget.flush_packets[gadget.flush_cursor]]
         gadget.flush_cursor += 1
-        seq += 1
+        seq += 1 + packet.gap
+        for ev in _log_events(packet.logs, log_level):
+            yield ev
         yield _payload_event(seq, packet)
+    if not stop.is_set():
+        for ev in _log_events(gadget.trailing_logs, log_level):
+            yield ev
 
 
 async def _ordered_payloads(
@@ -346,6 +423,7 @@ async def _ordered_payloads(
     token: object,
     stop: asyncio.Event,
     deadline: float | None,
+    log_level: int,
 ) -> AsyncIterator[pb.GadgetEvent]:
     """The run's packets from the playhead on, each released in its turn (`timeline.py`)."""
     packets = gadget.packets
@@ -380,11 +458,16 @@ async def _ordered_payloads(
                 return
         if packet.flush and not timeline.take(gadget.name, packet.position):
             continue
-        seq += 1
+        seq += 1 + packet.gap
         # The write starts when we yield; the next packet's run may start its own behind it.
         timeline.pass_on(token, packets[index + 1].position if index < last else DONE)
+        for ev in _log_events(packet.logs, log_level):
+            yield ev
         yield _payload_event(seq, packet)
     timeline.finish(token)
+    if not stop.is_set():
+        for ev in _log_events(gadget.trailing_logs, log_level):
+            yield ev
     if server.hold_flush and gadget.flush_packets and not stop.is_set():
         await _hold(stop, deadline)
 
@@ -452,9 +535,13 @@ class ReplayServer:
         self._runs_changed: asyncio.Condition | None = None
         by_gadget: dict[str, list[CaptureLine]] = defaultdict(list)
         positions: dict[str, list[int]] = defaultdict(list)
+        logs: dict[str, list[CaptureLog]] = defaultdict(list)
         for position, line in enumerate(capture.lines):
             by_gadget[line.gadget].append(line)
             positions[line.gadget].append(position)
+        for entry in capture.logs:
+            logs[entry.gadget].append(entry)
+            by_gadget.setdefault(entry.gadget, [])  # a gadget that only lost events still runs
         self._declared = dict(gadget_params or {})
         self.gadgets = {
             g: compile_gadget(
@@ -463,11 +550,14 @@ class ReplayServer:
                 version=server_version.lstrip("v"),
                 positions=positions[g],
                 declared=self._declared.get(g),
+                logs=logs[g],
             )
             for g, lines in by_gadget.items()
         }
         self._lines = dict(by_gadget)
         self._positions = dict(positions)
+        self._logs = dict(logs)
+        self._gaps = {g: _seq_gaps(lines) for g, lines in by_gadget.items()}
         self._header = capture.header
         #: Gadgets compiled for a run's params (`replay_params.py`), by (gadget, params).
         self._shaped: dict[tuple[str, tuple[tuple[str, str], ...]], ReplayGadget] = {}
@@ -525,15 +615,21 @@ class ReplayServer:
             return found
         lines: list[CaptureLine] = []
         positions: list[int] = []
+        gaps: list[int] = []
+        carried = 0  # IG never numbered what the run's params filter out: no gap for those
         changed = False
-        for line, position in zip(self._lines[name], self._positions[name], strict=True):
+        originals = zip(self._lines[name], self._positions[name], self._gaps[name], strict=True)
+        for line, position, gap in originals:
             if line.is_array:
                 data: Any = [d for d in map(shape.apply, line.data) if d is not None]
             else:
                 data = shape.apply(line.data)
             if data is None or (line.is_array and not data):
                 changed = True
+                carried += gap
                 continue
+            gaps.append(gap + carried)
+            carried = 0
             if line.is_array:
                 changed = changed or any(a is not b for a, b in zip(data, line.data, strict=False))
                 changed = changed or len(data) != len(line.data)
@@ -548,6 +644,8 @@ class ReplayServer:
                 version=self.server_version.lstrip("v"),
                 positions=positions,
                 declared=self._declared.get(name),
+                logs=self._logs.get(name, ()),
+                gaps=gaps,
             )
             if changed
             else gadget

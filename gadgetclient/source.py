@@ -78,10 +78,23 @@ class RawRecord:
     datasource: str
     node: str
     data: Any
+    #: The payload's `GadgetEvent.seq` on its run (gaps are IG's losses).
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RawLog:
+    """One IG log event of a stream ("lost 12 samples"), for `gadgetwatch record`."""
+
+    gadget: str
+    node: str
+    severity: str
+    message: str
 
 
 OnBatch = Callable[[Sequence[Event]], None]
 OnRaw = Callable[[RawRecord], None]
+OnRawLog = Callable[[RawLog], None]
 
 
 def _stream_key(stream: GadgetStream) -> str:
@@ -125,6 +138,7 @@ class GadgetSource:
         self._pending: list[Event] = []
         self._on_batch: OnBatch | None = None
         self._on_raw: OnRaw | None = None
+        self._on_log: OnRawLog | None = None
         self._latest_ns = 0
         self._first_ns = 0
         #: What each gadget is run with (`gadget_params.py`), by short gadget name; filled when
@@ -142,13 +156,22 @@ class GadgetSource:
 
     # -- public ------------------------------------------------------------------------------
 
-    async def run(self, on_batch: OnBatch | None = None, on_raw: OnRaw | None = None) -> None:
+    async def run(
+        self,
+        on_batch: OnBatch | None = None,
+        on_raw: OnRaw | None = None,
+        on_log: OnRawLog | None = None,
+    ) -> None:
         """Run every stream until all finished or `stop()` completed.
+
+        `on_raw` gets every payload as `ig run -o json` prints it (with its `seq`), `on_log`
+        every IG log event (both for `gadgetwatch record`).
 
         Raises `GadgetClientError` (one line) when the target is unusable or IG refuses.
         """
         self._on_batch = on_batch
         self._on_raw = on_raw
+        self._on_log = on_log
         spec = parse_target(self.settings.target)
         async with contextlib.AsyncExitStack() as stack:
             if self._endpoints is not None:
@@ -283,14 +306,20 @@ class GadgetSource:
         version = conn.info.version if conn.info else ""
 
         def deliver(ds: DataSourceDecoder, records: Sequence[Record]) -> None:
-            self._deliver(name, node, ds, records)
+            self._deliver(name, node, ds, records, seq=stream.seq)
 
         def deliver_slots(ds: DataSourceDecoder, elements: Sequence[Sequence[bytes]]) -> None:
             self._deliver_slots(name, node, ds, elements)
 
         # Typed events straight from the slots unless someone wants the dicts (record mode).
         slots = on_records is None and self._on_raw is None
-        return GadgetStream(
+        on_log = self._on_log
+
+        def deliver_log(severity: str, message: str) -> None:
+            if on_log is not None:
+                on_log(RawLog(gadget=name, node=node, severity=severity, message=message))
+
+        stream = GadgetStream(
             conn,
             gadget=name,
             image=pin_image(gadget, version),
@@ -299,7 +328,9 @@ class GadgetSource:
             on_records=on_records or deliver,
             log_level=self.settings.log_level,
             on_slots=deliver_slots if slots else None,
+            on_log=deliver_log if on_log is not None else None,
         )
+        return stream
 
     async def _run_stream(self, stream: GadgetStream) -> None:
         """Run one stream; once stopped, wait for its flush at most `stopTimeout`."""
@@ -438,7 +469,8 @@ class GadgetSource:
 
         def on_records(ds: DataSourceDecoder, records: Sequence[Record]) -> None:
             begin = start_ns or self._first_ns or wall_start_ns
-            self._deliver(SECCOMP_GADGET, node, ds, records, window=(begin, self._event_clock()))
+            window = (begin, self._event_clock())
+            self._deliver(SECCOMP_GADGET, node, ds, records, window=window, seq=stream.seq)
 
         stream = self._new_stream(conn, gadget, params, on_records)
         task = asyncio.create_task(self._run_stream(stream), name=f"seccomp-{conn.where}")
@@ -463,10 +495,13 @@ class GadgetSource:
         records: Sequence[Record],
         *,
         window: tuple[int, int] | None = None,
+        seq: int = 0,
     ) -> None:
         if self._on_raw is not None:
             data = list(records) if ds.is_array else records[0]
-            self._on_raw(RawRecord(gadget=gadget, datasource=ds.name, node=node, data=data))
+            self._on_raw(
+                RawRecord(gadget=gadget, datasource=ds.name, node=node, data=data, seq=seq)
+            )
         if self._on_batch is None:
             return
         mapper = self._mapper
@@ -551,4 +586,4 @@ async def running(source: GadgetSource, **kwargs: Any) -> AsyncIterator[asyncio.
             await task
 
 
-__all__ = ["GadgetSource", "RawRecord", "SessionError", "running"]
+__all__ = ["GadgetSource", "RawLog", "RawRecord", "SessionError", "running"]

@@ -45,6 +45,8 @@ DECODE_SAMPLE_EVERY = 64
 OnRecords = Callable[[DataSourceDecoder, Sequence[Record]], None]
 #: The same, with each element's slots left undecoded (for `slot_mapping.SlotMapper`).
 OnSlots = Callable[[DataSourceDecoder, Sequence[Sequence[bytes]]], None]
+#: (severity name, message) of one IG log event.
+OnLog = Callable[[str, str], None]
 
 _LOST = re.compile(r"lost (\d+) samples")
 _LOG_METHODS = ("critical", "critical", "error", "warning", "info", "debug", "debug")
@@ -112,6 +114,7 @@ class GadgetStream:
         log_level: int = 4,
         timeout_ns: int = 0,
         on_slots: OnSlots | None = None,
+        on_log: OnLog | None = None,
     ) -> None:
         self.connection = connection
         self.gadget = gadget
@@ -121,6 +124,8 @@ class GadgetStream:
         self.on_records = on_records
         #: When set, payloads are parsed into slots only and handed here instead of decoded.
         self.on_slots = on_slots
+        #: When set, every IG log event is also handed here as (severity name, message).
+        self.on_log = on_log
         self.log_level = log_level
         self.timeout_ns = timeout_ns
         self.decoder: GadgetDecoder | None = None
@@ -131,6 +136,11 @@ class GadgetStream:
         self.stopped_by_us = False
         #: Payloads until the next timed one (the first payload is timed).
         self._until_sample = 1
+
+    @property
+    def seq(self) -> int:
+        """`seq` of the last payload received on this run (0 before the first)."""
+        return self._last_seq
 
     def stop(self) -> None:
         """Ask IG to stop gracefully; `run()` returns once IG has flushed and ended the stream."""
@@ -251,6 +261,8 @@ class GadgetStream:
             self.stats.lost[(self.gadget, LossReason.LOST_SAMPLES)] += int(m[1])
         method = _LOG_METHODS[severity] if severity < len(_LOG_METHODS) else "debug"
         getattr(log, method)("ig log", gadget=self.gadget, severity=name, message=message)
+        if self.on_log is not None and severity < len(SEVERITIES):
+            self.on_log(name, message)
 
 
 __all__ = ["GadgetStream", "OnRecords", "OnSlots", "SessionError", "TargetError"]

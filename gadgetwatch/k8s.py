@@ -197,6 +197,9 @@ class PodInfo:
     owner: tuple[str, str] | None
     #: Mount paths per container (init containers included), service-account token excluded.
     mounts: Mapping[str, tuple[str, ...]]
+    #: ``status.podIP``; "" before it is assigned and for host-network pods (the node's IP is
+    #: not the pod's own).
+    ip: str = ""
 
 
 def pod_info(raw: Mapping[str, Any]) -> PodInfo:
@@ -223,6 +226,8 @@ def pod_info(raw: Mapping[str, Any]) -> PodInfo:
                 and m.get("mountPath") != SERVICE_ACCOUNT_MOUNT
                 and m.get("name") not in token_volumes
             )
+    status = raw.get("status") or {}
+    ip = "" if spec.get("hostNetwork") else str(status.get("podIP") or "")
     return PodInfo(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -230,6 +235,7 @@ def pod_info(raw: Mapping[str, Any]) -> PodInfo:
         annotations=dict(meta.get("annotations") or {}),
         owner=owner,
         mounts=mounts,
+        ip=ip,
     )
 
 
@@ -316,6 +322,10 @@ class PodCache:
     def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
         info = self._pods.get((namespace, pod))
         return info.mounts.get(container, ()) if info else ()
+
+    def pod_ip(self, namespace: str, pod: str) -> str:
+        info = self._pods.get((namespace, pod))
+        return info.ip if info else ""
 
     def pod(self, namespace: str, name: str) -> PodInfo | None:
         return self._pods.get((namespace, name))

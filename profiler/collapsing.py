@@ -8,21 +8,29 @@ Two moments:
    as a trie; a directory with more distinct children than its threshold gets one wildcard child
    ``⋯`` instead, whose subtree is the union of the children's subtrees (flags unioned). Once a
    directory is collapsed, literals that arrive later under it are folded into the wildcard. The
-   threshold is per prefix (longest prefix wins, `Thresholds`). Ingress entries of one
+   threshold is per prefix (longest prefix wins, `Thresholds`). Before that, when file
+   generalisation is on (`rotation` > 0), children of one directory whose names differ only in
+   numbers and dates (`generalizing.file_shape`: ``access.log.1``, ``000073.sst``) become one
+   pattern child (``access.log.⟨n⟩``) once `rotation` distinct names share the shape; a pattern
+   child already there absorbs later literals of its shape. Ingress entries of one
    (port, protocol) with more distinct raw peer addresses than the default threshold become one
    entry with peer ``*``: a public service's clients are not behaviour.
 
-Matching (`PathMatcher`) understands ``⋯`` as exactly one path segment of any value. Exact paths
-are one dict lookup; wildcard patterns are tried only on a miss, grouped by segment count.
+Matching (`PathMatcher`) understands ``⋯`` as exactly one path segment of any value, and a
+segment with ``⟨n⟩``/``⟨date⟩`` placeholders as any segment of that shape (the segment's own
+`file_shape` equals it). Exact paths are one dict lookup; patterns are tried only on a miss,
+grouped by segment count.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from profiler.config import ProfilerSettings
+from profiler.generalizing import Generalization, file_shape, is_file_pattern
 from profiler.profiles import ANY_ADDRESS, NO_PEER, WILDCARD, Ingress, intern_set
 
 V = TypeVar("V")
@@ -80,10 +88,16 @@ class _Node:
 
 
 def collapse_opens(
-    opens: Mapping[str, frozenset[str]], thresholds: Thresholds
+    opens: Mapping[str, frozenset[str]],
+    thresholds: Thresholds,
+    *,
+    rotation: int = 0,
+    counts: Counter[str] | None = None,
 ) -> dict[str, frozenset[str]]:
     """Return the collapsed path -> flags mapping (the input is not modified).
 
+    `rotation`: distinct names of one numbered/dated shape that make a directory's pattern
+    (0: file generalisation off); `counts["files"]` grows by the literals folded into one.
     Relative paths (IG without ``--paths`` reports them as passed) are kept literally.
     """
     root = _Node()
@@ -96,20 +110,48 @@ def collapse_opens(
         for segment in path[1:].split("/"):
             node = node.children.setdefault(segment, _Node())
         node.flags = flags if node.flags is None else node.flags | flags
-    _collapse(root, "", thresholds)
+    folded = [0]
+    _collapse(root, "", thresholds, rotation, folded)
     _flatten(root, "", result)
+    if counts is not None and folded[0]:
+        counts[Generalization.FILES.value] += folded[0]
     return result
 
 
-def _collapse(node: _Node, directory: str, thresholds: Thresholds) -> None:
+def _rotate(node: _Node, rotation: int) -> int:
+    """Fold children of one numbered/dated shape into their pattern child; returns how many."""
+    groups: dict[str, list[str]] = {}
+    for name in node.children:
+        shape = file_shape(name)
+        if shape != name:
+            groups.setdefault(shape, []).append(name)
+    folded = 0
+    for shape, names in groups.items():
+        pattern = node.children.get(shape)
+        if pattern is None and len(names) < rotation:
+            continue
+        if pattern is None:
+            pattern = node.children[shape] = _Node()
+        for name in names:
+            pattern.absorb(node.children.pop(name))
+        folded += len(names)
+    return folded
+
+
+def _collapse(
+    node: _Node, directory: str, thresholds: Thresholds, rotation: int, folded: list[int]
+) -> None:
     children = node.children
+    if rotation and len(children) > 1:
+        folded[0] += _rotate(node, rotation)
+        children = node.children
     if WILDCARD in children or len(children) > thresholds.for_directory(directory or "/"):
         merged = children.pop(WILDCARD, None) or _Node()
         for child in children.values():
             merged.absorb(child)
         node.children = {WILDCARD: merged}
     for name, child in node.children.items():
-        _collapse(child, f"{directory}/{name}", thresholds)
+        _collapse(child, f"{directory}/{name}", thresholds, rotation, folded)
 
 
 def _flatten(node: _Node, prefix: str, out: dict[str, frozenset[str]]) -> None:
@@ -141,10 +183,21 @@ def has_wildcard(path: str) -> bool:
     return WILDCARD in path
 
 
+def is_pattern(path: str) -> bool:
+    """The key holds a ``⋯`` segment or a numbered/dated file pattern."""
+    return WILDCARD in path or "⟨" in path
+
+
+def _segment_matches(pattern: str, segment: str) -> bool:
+    if pattern in (WILDCARD, segment):
+        return True
+    return is_file_pattern(pattern) and file_shape(segment) == pattern
+
+
 def segments_match(pattern: tuple[str, ...], segments: list[str]) -> bool:
     if len(pattern) != len(segments):
         return False
-    return all(p in (WILDCARD, s) for p, s in zip(pattern, segments, strict=True))
+    return all(_segment_matches(p, s) for p, s in zip(pattern, segments, strict=True))
 
 
 class PathMatcher(Generic[V]):
@@ -160,7 +213,7 @@ class PathMatcher(Generic[V]):
         self._exact = dict(mapping)
         self._patterns: dict[int, list[tuple[tuple[str, ...], frozenset[V]]]] = {}
         for key, value in mapping.items():
-            if WILDCARD in key:
+            if is_pattern(key):
                 parts = tuple(key.split("/"))
                 self._patterns.setdefault(len(parts), []).append((parts, value))
 

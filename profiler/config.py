@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from gadgetclient.config import SETTINGS_CONFIG
 from gadgetclient.durations import Duration
+from profiler.generalizing import Generalization
 
 
 class RolloutPolicy(enum.StrEnum):
@@ -104,6 +105,28 @@ class ProfilerSettings(BaseModel):
     """Per-prefix thresholds, the longest matching prefix wins. `/etc` holds many legitimate
     literal files (certificates, zoneinfo); `/tmp` is where random names live."""
 
+    generalize: tuple[Generalization, ...] = (
+        Generalization.DNS,
+        Generalization.ARGS,
+        Generalization.FILES,
+    )
+    """Generalisations learning applies (docs/profiles.md "Generalisation"): `dns` (generated
+    names under one parent become `*.<parent>`), `args` (the pod's own name, ordinal, IP and
+    node in arguments become placeholders), `files` (numbered and dated file names of one
+    shape become a pattern). All on by default; the pod annotation `generalizeAnnotation`
+    narrows them per workload."""
+    generalize_annotation: str = "gadgetwatch.io/generalize"
+    """Pod annotation choosing a workload's generalisations: `none` (off), `all`, or the kinds
+    to keep (`"dns,files"`). Only kinds also in `generalize` apply; a bad value is counted as
+    an error and the settings apply."""
+    dns_wildcard_threshold: int = Field(default=4, ge=2, le=100_000)
+    """Distinct generated-looking first labels of one shape under one parent domain that make
+    it `*.<parent>`. A CDN client gets a new edge name every few minutes, so a day shows
+    dozens; 4 keeps two or three fixed hosts literal. At least 2: one name is no pattern."""
+    rotation_threshold: int = Field(default=2, ge=2, le=100_000)
+    """Distinct file names of one numbered/dated shape in one directory that make it a pattern
+    (`access.log.⟨n⟩`). Rotation shows at most one or two new names in a learning day, so 2;
+    one name alone is no pattern."""
     store: StoreKind = StoreKind.DIRECTORY
     """`directory` (the embedded default, for hosts and laptops) or `kubernetes`
     (`ApplicationProfile` resources in the workload's namespace)."""

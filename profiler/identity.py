@@ -65,6 +65,10 @@ class PodMetadata(Protocol):
         """Mount paths of the container's volumes (excluding the service-account token mount)."""
         ...
 
+    def pod_ip(self, namespace: str, pod: str) -> str:
+        """The pod's IP (``status.podIP``), "" when unknown or on the host network."""
+        ...
+
 
 class NoPodMetadata:
     """Host mode / offline: nothing beyond what IG sent. Owners resolve to themselves."""
@@ -80,6 +84,9 @@ class NoPodMetadata:
 
     def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
         return ()
+
+    def pod_ip(self, namespace: str, pod: str) -> str:
+        return ""
 
 
 #: Owner kind used for profiles of plain containers (no Kubernetes).

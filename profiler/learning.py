@@ -68,6 +68,7 @@ from profiler.collapsing import (
     collapse_ingress,
     collapse_opens,
     collapse_proc,
+    is_pattern,
 )
 from profiler.config import ProfilerSettings, RolloutPolicy
 from profiler.documents import serialized_size
@@ -78,12 +79,19 @@ from profiler.errors import (
     ProfilerError,
     TooLargeError,
 )
+from profiler.generalizing import (
+    DNS_WILDCARD_PREFIX,
+    ArgNormalizer,
+    Generalization,
+    arg_normalizer,
+    collapse_dns,
+    parse_generalize,
+)
 from profiler.identity import PodMetadata, WorkloadKey, workload_key
 from profiler.merging import merge_entries, merge_meta
 from profiler.profiles import (
     NO_PEER,
     REVISION_LABELS,
-    WILDCARD,
     Entries,
     ManagedBy,
     Profile,
@@ -125,6 +133,8 @@ class _Track:
     closed: str = ""
     #: Wildcard-aware matcher for opens once the profile holds collapsed paths.
     open_patterns: PathMatcher[str] | None = None
+    #: Generalisations learning applies to this profile (settings, narrowed by the annotation).
+    generalize: frozenset[Generalization] = frozenset()
 
 
 def _error_reason(exc: ProfilerError) -> str:
@@ -167,6 +177,7 @@ class Learner:
         self._cache = cache
         self._pods = pod_metadata
         self._thresholds = Thresholds.from_settings(settings)
+        self._generalize = frozenset(settings.generalize)
         self._grace_ns = int(settings.attach_grace.total_seconds() * _NS)
         self._period_ns = int(settings.learning_period.total_seconds() * _NS)
         self._rollout_period_ns = int(settings.rollout_learning_period.total_seconds() * _NS)
@@ -175,6 +186,8 @@ class Learner:
         self._now_ns = 0
         self._tracks: dict[WorkloadKey, _Track] = {}
         self._instances: dict[ContainerId, _Track] = {}
+        #: Per container: its identity in arguments (absent when `args` generalisation is off).
+        self._normalizers: dict[ContainerId, ArgNormalizer] = {}
         self._flush_lock = asyncio.Lock()
         #: Flush rounds in a row in which a write failed (reset by a round without failure).
         self.failed_rounds = 0
@@ -205,6 +218,7 @@ class Learner:
     def forget(self, container_id: ContainerId) -> None:
         """The container is gone; drop its identity entry (its profile stays)."""
         self._instances.pop(container_id, None)
+        self._normalizers.pop(container_id, None)
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -257,15 +271,23 @@ class Learner:
 
     def _learn_exec(self, track: _Track, event: ExecEvent) -> None:
         entries = track.profile.entries
+        args = event.args
         known = entries.execs.get(event.path)
-        if known is not None and event.args in known:
-            return
-        if type(event.path) is not str or type(event.args) is not tuple:
+        if known is not None and args in known:
+            return  # known literally: no identity in it (the common case, no normalising)
+        normalizer = self._normalizers.get(event.container.key)
+        if normalizer is not None:
+            args = normalizer.normalize(args)
+            if known is not None and args in known:
+                return
+        if type(event.path) is not str or type(args) is not tuple:
             raise TypeError("exec path must be a str and args a tuple")
         if self._room(track):
-            entries.add_exec(event.path, event.args)
-            track.delta.add_exec(event.path, event.args)
+            entries.add_exec(event.path, args)
+            track.delta.add_exec(event.path, args)
             track.count += 1
+            if args is not event.args:
+                self.stats.generalized[Generalization.ARGS.value] += 1
 
     def _learn_open(self, track: _Track, event: OpenEvent) -> None:
         path = event.path
@@ -308,6 +330,15 @@ class Learner:
         known = entries.dns.get(event.name)
         if known is not None and known.issuperset(event.addresses):
             return
+        if known is None and entries.dns and Generalization.DNS in track.generalize:
+            # A learned `*.<parent>` takes later names under that parent (addresses unioned).
+            wildcard = DNS_WILDCARD_PREFIX + event.name.partition(".")[2]
+            covered = entries.dns.get(wildcard)
+            if covered is not None:
+                if not covered.issuperset(event.addresses):
+                    entries.add_dns(wildcard, event.addresses)
+                    track.delta.add_dns(wildcard, event.addresses)
+                return
         if known is not None or self._room(track):
             if known is None:
                 track.count += 1
@@ -348,10 +379,40 @@ class Learner:
             self._tracks[key] = track
         self._join(track, container, start=start, attached=attached, revision=revision)
         self._record_provenance(track, container, revision=revision, labels=labels)
+        track.generalize = self._generalizations(container)
         if len(self._instances) >= MAX_TRACKED_CONTAINERS:
             self._instances.clear()
+            self._normalizers.clear()
         self._instances[container.key] = track
+        if Generalization.ARGS in track.generalize:
+            ip = ""
+            if container.namespace and container.pod and not container.host_network:
+                ip = self._pods.pod_ip(container.namespace, container.pod)
+            normalizer = arg_normalizer(container, ip)
+            if normalizer:
+                self._normalizers[container.key] = normalizer
         return track
+
+    def _generalizations(self, container: Container) -> frozenset[Generalization]:
+        """The settings' generalisations, narrowed by the pod's annotation."""
+        enabled = self._generalize
+        if not (enabled and container.namespace and container.pod):
+            return enabled
+        annotations = self._pods.annotations(container.namespace, container.pod)
+        raw = annotations.get(self.settings.generalize_annotation)
+        if raw is None:
+            return enabled
+        chosen = parse_generalize(raw)
+        if chosen is None:
+            self.stats.errors[("annotation", "invalid")] += 1
+            log.error(
+                "invalid generalize annotation",
+                pod=f"{container.namespace}/{container.pod}",
+                annotation=self.settings.generalize_annotation,
+                value=raw,
+            )
+            return enabled
+        return enabled & chosen
 
     def _new_track(
         self, key: WorkloadKey, container: Container, *, start: int, attached: bool
@@ -480,10 +541,15 @@ class Learner:
             track.closed = ""
             track.end_ns = meta.learning_end_ns
         opens = track.profile.entries.opens
-        has_patterns = any(WILDCARD in path for path in opens)
+        has_patterns = any(is_pattern(path) for path in opens)
         track.open_patterns = PathMatcher(opens) if has_patterns else None
 
     def _finish(self, track: _Track) -> None:
+        # The detector judges against this profile from now on, possibly before the next flush
+        # collapses it: collapse and generalise it here too, so a replay's alerts do not depend
+        # on when the wall-clock flush timer fired.
+        self._collapse(track.profile.entries, track.generalize, count=False)
+        track.count = track.profile.entries.total()
         meta = track.profile.meta
         meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
         meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
@@ -521,8 +587,9 @@ class Learner:
         if meta.managed_by is ManagedBy.USER:
             return candidate
         entries = candidate.entries
-        entries.opens = collapse_opens(entries.opens, self._thresholds)
-        entries.ingress = collapse_ingress(entries.ingress, self.settings.collapse_threshold)
+        track = self._tracks.get(candidate.key)
+        kinds = track.generalize if track is not None else self._generalize
+        self._collapse(entries, kinds, count=True)
         if meta.status is ProfileStatus.LEARNING and self._now_ns >= meta.learning_end_ns > 0:
             meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
             meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
@@ -538,6 +605,27 @@ class Learner:
                 current, candidate, f"serialized size {size} > cap {self.settings.max_bytes} bytes"
             )
         return candidate
+
+    def _collapse(self, entries: Entries, kinds: frozenset[Generalization], *, count: bool) -> None:
+        """Collapse and generalise in place (`count`: add to the metrics; only at flush, where
+        each literal is folded once, not again when a learning period ends)."""
+        generalized = self.stats.generalized
+        rotation = self.settings.rotation_threshold if Generalization.FILES in kinds else 0
+        entries.opens = collapse_opens(
+            entries.opens,
+            self._thresholds,
+            rotation=rotation,
+            counts=generalized if count else None,
+        )
+        entries.ingress = collapse_ingress(entries.ingress, self.settings.collapse_threshold)
+        if Generalization.DNS in kinds and entries.dns:
+            dns = collapse_dns(entries.dns, self.settings.dns_wildcard_threshold)
+            entries.dns = dns.dns
+            if count:
+                generalized[Generalization.DNS.value] += dns.folded
+                if dns.refused:
+                    refused = self.stats.generalization_refused
+                    refused[(Generalization.DNS.value, "public_suffix")] += dns.refused
 
     def _refuse(self, current: Profile | None, candidate: Profile, reason: str) -> Profile:
         """Keep the stored entries, mark too-large; count the entries that were not taken."""

@@ -20,3 +20,9 @@ class ProfilerStats:
     by_status: Counter[str] = field(default_factory=Counter)
     #: deltas waiting to be written (a gauge)
     pending_deltas: int = 0
+    #: learned literals replaced by a generalised entry, by kind: files (folded into a
+    #: numbered/dated pattern), dns (folded into `*.<parent>`), args (stored with placeholders)
+    generalized: Counter[str] = field(default_factory=Counter)
+    #: generalisations that met their threshold but were refused, by (kind, reason), e.g.
+    #: ("dns", "public_suffix")
+    generalization_refused: Counter[tuple[str, str]] = field(default_factory=Counter)

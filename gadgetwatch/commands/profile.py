@@ -20,6 +20,7 @@ from profiler import advice, diffing, exporting, netpol, seccomp
 from profiler.dirstore import HOST_DIR, DirectoryStore
 from profiler.documents import dump_json, dump_yaml, to_document
 from profiler.errors import NotFoundError, ProfilerError
+from profiler.generalizing import generalized_entries
 from profiler.profiles import Profile
 from profiler.store import ProfileStore
 
@@ -202,6 +203,12 @@ def _human(profile: Profile) -> str:
         + f" (total {profile.entries.total()})",
         "",
     ]
+    entries = profile.entries
+    general = list(generalized_entries(entries.execs, entries.opens, entries.dns))
+    if general:
+        lines += ['Generalised (docs/profiles.md "Generalisation"):']
+        lines += [f"  {kind.value:6} {text}" for kind, text in general]
+        lines += [""]
     lines += [f"  {line}" for line in diffing.entry_lines(profile.entries)]
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,8 @@
         [--duration D] [--pods PODS.json] -o FILE
 
 Runs the gadgets through `gadgetclient.GadgetSource` (same sessions, decoder and reconnects as
-the agent) and writes every decoded payload as one capture line (`docs/capture-format.md`).
+the agent) and writes every decoded payload as one capture line with its `seq`, and every IG
+log event ("lost N samples") as a log line where it arrived (`docs/capture-format.md`).
 Stops after `--duration`, on Ctrl-C or SIGTERM (gracefully: advise_seccomp's final flush is
 recorded), or when the target ends every stream (a replay). On a terminal a progress line shows
 the count per gadget. Expected failures print one line on stderr and exit 1.
@@ -30,7 +31,7 @@ from gadgetclient.capture import CaptureWriter, PodRecord
 from gadgetclient.config import GadgetClientSettings, TlsSettings
 from gadgetclient.durations import parse_duration
 from gadgetclient.errors import GadgetClientError
-from gadgetclient.source import GadgetSource, RawRecord
+from gadgetclient.source import GadgetSource, RawLog, RawRecord
 from gadgetwatch.k8s import pod_info
 
 #: Seconds between progress-line refreshes on a terminal.
@@ -135,6 +136,7 @@ def pod_records(path: Path) -> list[PodRecord]:
                 annotations=info.annotations,
                 owner=info.owner,
                 mounts=info.mounts,
+                pod_ip=info.ip,
             )
         )
     return records
@@ -168,14 +170,17 @@ async def _record(
         return writers[0]
 
     def on_raw(rec: RawRecord) -> None:
-        writer().write(rec.gadget, rec.datasource, rec.node, rec.data)
+        writer().write(rec.gadget, rec.datasource, rec.node, rec.data, rec.seq)
         counts[rec.gadget] = counts.get(rec.gadget, 0) + 1
+
+    def on_log(entry: RawLog) -> None:
+        writer().write_log(entry.gadget, entry.node, entry.severity, entry.message)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(source.stop()))
-    task = asyncio.create_task(source.run(on_raw=on_raw))
+    task = asyncio.create_task(source.run(on_raw=on_raw, on_log=on_log))
     tty = sys.stderr.isatty()
     deadline = loop.time() + duration if duration is not None else None
     try:

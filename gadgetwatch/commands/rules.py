@@ -1,6 +1,6 @@
 """`gadgetwatch rules`: the rule catalogue, and checking bindings/exceptions files.
 
-``gadgetwatch rules list [-o json]`` prints every rule (id, name, severity, profile
+``gadgetwatch rules list [-o json|yaml]`` prints every rule (id, name, severity, profile
 dependency, event kinds, parameters, tags, MITRE) including the predecessors' rules that IG
 cannot evaluate, each with the reason. ``gadgetwatch rules check FILE...`` loads bindings and
 exceptions exactly as the agent does and prints every problem with its location; the exit
@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from detector.errors import RuleSourceError
 from detector.rules import Catalogue, Rule, default_catalogue
 from detector.ruleset import load_files
@@ -26,7 +28,7 @@ def register(sub: Any) -> None:
     )
     rules_sub = parser.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
     lst = rules_sub.add_parser("list", help="print the rule catalogue")
-    lst.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    lst.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     lst.set_defaults(handler=_list)
     chk = rules_sub.add_parser(
         "check", help="validate RuntimeRuleAlertBinding / RuntimeAlertException files"
@@ -80,6 +82,10 @@ def _list(args: argparse.Namespace) -> int:
     catalogue = default_catalogue()
     if args.output == "json":
         print(json.dumps(catalogue_to_json(catalogue), indent=2))
+        return 0
+    if args.output == "yaml":
+        # The same document as JSON; parameter defaults (R0010's sensitive paths) read best here.
+        print(yaml.safe_dump(catalogue_to_json(catalogue), sort_keys=False, width=100), end="")
         return 0
     print(f"{'ID':6} {'SEVERITY':8} {'PROFILE':8} {'EVENTS':16} NAME")
     for rule in catalogue.rules:

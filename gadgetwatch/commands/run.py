@@ -114,6 +114,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gadgetclient.errors import CaptureError
     from gadgetwatch.agent import Agent, AgentError, summary_lines
     from gadgetwatch.config import load_settings
 
@@ -135,7 +136,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     try:
         code = asyncio.run(agent.run())
-    except AgentError as exc:
+    except (AgentError, CaptureError) as exc:
+        # A bad capture names its file and line (`CaptureError.where`): one line, no traceback.
         print(f"gadgetwatch: {exc}", file=sys.stderr)
         code = 1
     if args.summary:

@@ -64,9 +64,11 @@ class PodMeta:
         self,
         mounts: Mapping[str, Sequence[str]] | None = None,
         labels: Mapping[str, Mapping[str, str]] | None = None,
+        pod_ips: Mapping[str, str] | None = None,
     ) -> None:
         self.mounts = dict(mounts or {})
         self.pod_labels = dict(labels or {})
+        self.pod_ips = dict(pod_ips or {})
 
     def top_owner(self, namespace: str, kind: str, name: str) -> tuple[str, str]:
         if kind == "ReplicaSet":
@@ -81,6 +83,9 @@ class PodMeta:
 
     def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
         return self.mounts.get(container, ())
+
+    def pod_ip(self, namespace: str, pod: str) -> str:
+        return self.pod_ips.get(pod, "")
 
 
 def proc(comm: str = "app", pid: int = 100, **kw: Any) -> Process:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gadgetclient.capture import Capture, read_capture
+from gadgetclient.capture import CAPTURE_VERSION, Capture, read_capture
 from gadgetclient.events import DnsEvent, ExecEvent, TcpEvent
 from gadgetclient.source import GadgetSource, RawRecord
 from gadgetwatch.cli import main
@@ -115,7 +115,7 @@ def test_record_command_reproduces_the_capture(tmp_path: Path, sock_path: Path) 
 
     assert asyncio.run(scenario()) == 0
     recorded = read_capture(tmp_path / "out.jsonl")
-    assert recorded.header["gadgetwatchCapture"] == 1
+    assert recorded.header["gadgetwatchCapture"] == CAPTURE_VERSION
     # The header says what each gadget ran with: gadgetwatch's defaults and the user's params.
     ran = recorded.header["params"]
     assert ran["trace_exec"]["operator.oci.ebpf.paths"] == "true"

@@ -133,10 +133,12 @@ class FakePods:
         owners: Mapping[tuple[str, str], tuple[str, str]] | None = None,
         annotations: Mapping[str, Mapping[str, str]] | None = None,
         mounts: Sequence[str] = (),
+        pod_ips: Mapping[str, str] | None = None,
     ) -> None:
         self._owners = dict(owners or {})
         self._annotations = dict(annotations or {})
         self._mounts = tuple(mounts)
+        self._pod_ips = dict(pod_ips or {})
 
     def top_owner(self, namespace: str, kind: str, name: str) -> tuple[str, str]:
         return self._owners.get((kind, name), (kind, name))
@@ -149,6 +151,9 @@ class FakePods:
 
     def volume_mounts(self, namespace: str, pod: str, container: str) -> Sequence[str]:
         return self._mounts
+
+    def pod_ip(self, namespace: str, pod: str) -> str:
+        return self._pod_ips.get(pod, "")
 
 
 def settings(**overrides: Any) -> ProfilerSettings:

@@ -55,12 +55,13 @@ def test_matching_understands_wildcards() -> None:
 async def test_flush_collapses_and_learner_matches_wildcards(store: DirectoryStore) -> None:
     lrn = learner(store, pods=PODS, attached_at_ns=T0, collapse_threshold=3, collapse_prefixes=())
     c = container()
-    lrn.observe([open_(c, T0 + i, f"/srv/sessions/{i}", "O_RDWR") for i in range(5)])
+    # Names without numbers: numbered ones would fold into `⟨n⟩` first (file generalisation).
+    lrn.observe([open_(c, T0 + i, f"/srv/sessions/s{'abcde'[i]}", "O_RDWR") for i in range(5)])
     await lrn.flush()
     stored = await store.get(KEY)
     assert stored is not None
     assert stored.entries.opens == {"/srv/sessions/⋯": {"O_RDWR"}}
-    lrn.observe([open_(c, T0 + 10, "/srv/sessions/99", "O_RDWR")])
+    lrn.observe([open_(c, T0 + 10, "/srv/sessions/szz", "O_RDWR")])
     assert await lrn.flush() == 0  # already covered by the wildcard: nothing new
 
 
@@ -82,7 +83,14 @@ async def test_entry_cap_makes_the_profile_too_large(store: DirectoryStore) -> N
 
 
 async def test_byte_cap_keeps_the_stored_entries(store: DirectoryStore) -> None:
-    lrn = learner(store, pods=PODS, attached_at_ns=T0, max_bytes=8192, collapse_threshold=10_000)
+    lrn = learner(
+        store,
+        pods=PODS,
+        attached_at_ns=T0,
+        max_bytes=8192,
+        collapse_threshold=10_000,
+        generalize=frozenset(),  # numbered names must stay literal to fill the cap
+    )
     c = container()
     lrn.observe([exec_(c, T0, "/bin/small")])
     await lrn.flush()

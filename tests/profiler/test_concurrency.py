@@ -66,7 +66,14 @@ def paths(profile: Profile) -> set[str]:
 async def test_concurrent_writers_with_forced_conflicts_lose_nothing(tmp_path: object) -> None:
     store = ConflictingStore(tmp_path / "p", every=3)  # type: ignore[operator]
     learners = [
-        learner(store, pods=PODS, attached_at_ns=T0, collapse_threshold=1000, flush_attempts=3)
+        learner(
+            store,
+            pods=PODS,
+            attached_at_ns=T0,
+            collapse_threshold=1000,
+            flush_attempts=3,
+            generalize=frozenset(),
+        )
         for _ in range(WRITERS)
     ]
     expected = await run_writers(store, learners)

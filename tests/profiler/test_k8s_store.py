@@ -84,7 +84,14 @@ async def test_concurrent_learners_with_injected_conflicts(
     k8s: KubernetesStore, kube_api: KubeApi
 ) -> None:
     learners = [
-        learner(k8s, pods=PODS, attached_at_ns=T0, flush_attempts=3, collapse_threshold=1000)
+        learner(
+            k8s,
+            pods=PODS,
+            attached_at_ns=T0,
+            flush_attempts=3,
+            collapse_threshold=1000,
+            generalize=frozenset(),
+        )
         for _ in range(4)
     ]
     expected: set[str] = set()
