@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     lst.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     lst.set_defaults(handler=_list)
     chk = rules_sub.add_parser(
-        "check", help="validate RuntimeRuleAlertBinding / RuntimeAlertException files"
+        "check", help="validate binding, exception and guard (RuntimeGuard) files"
     )
     chk.add_argument("files", nargs="+", type=Path, metavar="FILE")
     chk.set_defaults(handler=_check)
@@ -111,7 +111,7 @@ def _check(args: argparse.Namespace) -> int:
         print(problem)
     print(
         f"{len(ruleset.bindings)} binding(s), {len(ruleset.exceptions)} exception(s), "
-        f"{len(ruleset.errors)} error(s), {len(ruleset.problems) - len(ruleset.errors)} "
+        f"{len(ruleset.guards)} guard(s), {len(ruleset.errors)} error(s), {len(ruleset.problems) - len(ruleset.errors)} "
         "warning(s)"
     )
     return 1 if ruleset.errors else 0
