@@ -111,7 +111,7 @@ def _check(args: argparse.Namespace) -> int:
         print(problem)
     print(
         f"{len(ruleset.bindings)} binding(s), {len(ruleset.exceptions)} exception(s), "
-        f"{len(ruleset.guards)} guard(s), {len(ruleset.errors)} error(s), {len(ruleset.problems) - len(ruleset.errors)} "
-        "warning(s)"
+        f"{len(ruleset.guards)} guard(s), {len(ruleset.errors)} error(s), "
+        f"{len(ruleset.problems) - len(ruleset.errors)} warning(s)"
     )
     return 1 if ruleset.errors else 0
