@@ -54,7 +54,7 @@ from detector.catalogue_anomaly import exec_path
 from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
 from detector.exceptions import Allowance
-from detector.guards import GUARD_RULE, GuardCheck, compile_guard
+from detector.guards import GUARD_RULE, GuardCheck, GuardFilter, compile_guard
 from detector.loading import Level
 from detector.matching import NamespaceLabels, Scope, ScopeResolver
 from detector.processes import ProcessTable
@@ -172,6 +172,7 @@ class _Plan:
         "by_kind",
         "compiled_ns",
         "guard_bound",
+        "guard_filter",
         "guards",
         "has_required",
         "kubernetes",
@@ -198,9 +199,11 @@ class _Plan:
         mounts: tuple[str, ...] = (),
         guards: dict[EventKind, tuple[_Guard, ...]] | None = None,
         guard_bound: _Bound | None = None,
+        guard_filter: GuardFilter | None = None,
     ) -> None:
         self.workload = workload
         self.guards = guards or {}
+        self.guard_filter = guard_filter
         #: R3000 as the alert builder sees it (severity per guard is on `_Guard`).
         self.guard_bound = guard_bound
         #: The resolved scope and volume mounts the rules were built from: a refresh that
@@ -393,17 +396,17 @@ class Detector:
         if kind is EventKind.EXEC:
             assert isinstance(event, ExecEvent)
             self._processes.record(event, exec_path(event))
-        guards = plan.guards.get(kind) if plan.guards else None
-        if guards:
-            self._guard(event, plan, guards, alerts)
         if kind is EventKind.DNS and plan.wants_answers:
             assert isinstance(event, DnsEvent)
             if event.is_response and event.addresses:
                 self._resolved.record(
                     plan.workload, event.name, event.addresses, event.timestamp_ns
                 )
+        guards = plan.guards.get(kind) if plan.guards else None
         bound = plan.by_kind.get(kind)
         if not bound:
+            if guards:
+                self._guard(event, plan, guards, alerts)
             return
         profile: ProfileView | None = None
         usable = False
@@ -428,11 +431,16 @@ class Detector:
             memo = plan.memo[kind]
             memo_key = _memo_key(event)
             if memo_key in memo:
+                # Never holds an event that touched a guarded resource (see below).
                 self.stats.memo_hits[kind] += 1
                 return
+        # Guards run whatever the profile gate says; an event that touched a guarded resource
+        # is never memoised, as who acted decides (the memo key leaves the process out).
+        found = False
+        if guards:
+            found = self._guard(event, plan, guards, alerts)
         rule_profile = profile if usable else None
         evaluations = self.stats.evaluations
-        found = False
         for b in bound:
             if b.required and not usable:
                 self.stats.suppressed[(b.rule_id, gate)] += 1
@@ -455,9 +463,13 @@ class Detector:
 
     def _guard(
         self, event: Event, plan: _Plan, guards: tuple[_Guard, ...], alerts: list[Alert]
-    ) -> None:
+    ) -> bool:
+        """Run the guards of the event's kind; True when it touched a guarded resource."""
         b = plan.guard_bound
         assert b is not None
+        assert plan.guard_filter is not None
+        if not plan.guard_filter.touches(event):
+            return False
         for g in guards:
             self.stats.evaluations[b.rule_id] += 1
             try:
@@ -470,6 +482,7 @@ class Detector:
                 finding, actor = found
                 profile = self._profiles.get(plan.workload)
                 self._admit(event, plan, b, finding, profile, alerts, actor, g.severity)
+        return True
 
     def _admit(
         self,
@@ -601,6 +614,7 @@ class Detector:
             guard_bound=_Bound(GUARD_RULE, GUARD_RULE.build({}, env), GUARD_RULE.severity)
             if guards
             else None,
+            guard_filter=GuardFilter(scope.guards) if guards else None,
             workload=workload,
             by_kind={k: tuple(v) for k, v in by_kind.items()},
             allowance=scope.allowance,

@@ -33,7 +33,7 @@ the process that ran it, so an exec guard says which parents may start the execu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,10 @@ MSG = 256
 #: Kinds of events a guard can watch.
 GUARD_KINDS = frozenset({EventKind.OPEN, EventKind.EXEC, EventKind.TCP, EventKind.DNS})
 
+#: Peers whose guarded-or-not answer `GuardFilter` keeps per plan (cleared when full): far
+#: above the distinct peers of one container, small enough to be negligible memory.
+PEER_CACHE = 4096
+
 ActorFn = Callable[[Event], Actor]
 GuardCheck = Callable[[Event, ActorFn], tuple[Finding, Actor] | None]
 
@@ -121,6 +125,9 @@ class GuardedResource:
     allowed: SourceSet
     #: Allowed sources as written, for the message.
     allowed_text: str
+    #: The patterns as loaded (for `GuardFilter`).
+    path_patterns: tuple[str, ...] = ()
+    exec_patterns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,6 +267,50 @@ def _both_run_spellings(paths: list[str]) -> list[str]:
     return out
 
 
+class GuardFilter:
+    """Whether an event reaches *any* resource guarded in a plan: one combined look-up per
+    event, so the per-guard checks (and the actor look-up) run only on a hit. Most events of
+    a guarded container touch nothing guarded."""
+
+    __slots__ = ("_addresses", "_domains", "_execs", "_paths", "_peers", "_suffixes")
+
+    def __init__(self, guards: Sequence[RuntimeGuard]) -> None:
+        resources = [r for g in guards for r in g.resources]
+        self._paths = PathSet([p for r in resources for p in r.path_patterns])
+        self._execs = PathSet([p for r in resources for p in r.exec_patterns], prefixes=False)
+        self._domains = frozenset(d for r in resources for d in r.domains)
+        self._suffixes = tuple(d for r in resources for d in r.domain_suffixes)
+        self._addresses = tuple(a for r in resources for a in r.addresses)
+        #: (address, port) -> guarded: parsing an address costs more than the rest of the
+        #: check, and a container talks to few peers.
+        self._peers: dict[tuple[str, int], bool] = {}
+
+    def touches(self, event: Event) -> bool:
+        kind = event.kind
+        if kind is EventKind.OPEN:
+            assert isinstance(event, OpenEvent)
+            return bool(self._paths) and self._paths.matches(open_path(event))
+        if kind is EventKind.TCP:
+            assert isinstance(event, TcpEvent)
+            if not self._addresses:
+                return False
+            peer = (event.dst_addr, event.dst_port)
+            hit = self._peers.get(peer)
+            if hit is None:
+                if len(self._peers) >= PEER_CACHE:
+                    self._peers.clear()
+                hit = self._peers[peer] = _address_allowed(self._addresses, *peer)
+            return hit
+        if kind is EventKind.EXEC:
+            assert isinstance(event, ExecEvent)
+            return bool(self._execs) and self._execs.matches(exec_path(event))
+        if kind is EventKind.DNS:
+            assert isinstance(event, DnsEvent)
+            name = event.name.rstrip(".").lower()
+            return name in self._domains or (bool(self._suffixes) and name.endswith(self._suffixes))
+        return False
+
+
 _SPEC_KEYS = (
     "reason",
     "severity",
@@ -357,8 +408,11 @@ def _parse_resource(
     allowed = parse_from_source(item.get("fromSource"), ctx=ctx, path=(*path, "fromSource"))
     if allowed is None:
         return None
+    both = _both_run_spellings(paths)
     return GuardedResource(
-        paths=PathSet(_both_run_spellings(paths)),
+        path_patterns=tuple(both),
+        exec_patterns=tuple(execs),
+        paths=PathSet(both),
         execs=PathSet(execs),
         domains=frozenset(d for d in domains if not d.startswith("*.")),
         domain_suffixes=tuple(d[1:] for d in domains if d.startswith("*.")),
