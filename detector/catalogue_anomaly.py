@@ -16,11 +16,11 @@ longer-bounded values are in the alert's event fields).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from detector.addresses import is_private
 from detector.alerts import RuleId, Severity, safe_text
 from detector.paths import PathSet, basename
 from detector.rules import (
@@ -467,18 +467,6 @@ def _sensitive_file(params: Mapping[str, Any], env: RuleEnv) -> Check:
     return check
 
 
-def is_private(addr: str) -> bool:
-    """RFC 1918/4193, loopback, link-local, CGNAT: addresses that pods churn through."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip in _CGNAT
-
-
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-
-
 def _egress(params: Mapping[str, Any], env: RuleEnv) -> Check:
     ignore_private = params["ignorePrivate"]
     by_answer = params["allowResolvedAddresses"]
@@ -769,7 +757,7 @@ RULES: tuple[Rule, ...] = (
                 True,
                 "Ignore private, link-local and CGNAT destinations: pod and service IPs "
                 "change with every rollout, so only public destinations are stable enough "
-                "to compare with a profile.",
+                "to compare with a profile (R2100 compares in-cluster peers by identity).",
             ),
             ParamSpec(
                 "allowResolvedAddresses",

@@ -592,12 +592,17 @@ class Detector:
         if container.pod and not container.host_network:
             pod_ip = self._pod_metadata.pod_ip(container.namespace, container.pod)
         args = arg_normalizer(container, pod_ip)
+        fallback: Mapping[str, str] = {}
+        if not container.pod_labels and container.pod:
+            fallback = self._pod_metadata.labels(container.namespace, container.pod)
         env = RuleEnv(
             mounts=mounts,
             cluster_dns_suffixes=self._env.cluster_dns_suffixes,
             api_server_addresses=self._env.api_server_addresses,
             ssh_allowed_ports=self._env.ssh_allowed_ports,
             args=args if args else None,
+            workload=workload,
+            pod_labels=labels_of(container, fallback),
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:

@@ -30,6 +30,7 @@ from typing import Any
 from detector.alerts import RuleId, Severity
 from gadgetclient.events import Event, EventKind
 from profiler.generalizing import ArgNormalizer
+from profiler.identity import WorkloadKey
 from profiler.readmodel import ProfileView
 
 
@@ -110,6 +111,10 @@ class RuleEnv:
     #: The container's own pod name, ordinal, pod IP and node as argument placeholders, so an
     #: exec is matched the way learning stored it (`profiler.generalizing`); None: no identity.
     args: ArgNormalizer | None = None
+    #: The container's workload (namespace, top-level owner, container) and pod labels, for
+    #: rules whose parameters allow legitimate users by workload (R2101, R2102).
+    workload: WorkloadKey | None = None
+    pod_labels: tuple[tuple[str, str], ...] = ()
 
 
 Check = Callable[[Event, ProfileView | None], Finding | None]
@@ -123,6 +128,10 @@ class ParamKind(enum.StrEnum):
     STRINGS = "strings"
     #: list of TCP/UDP ports 1-65535
     PORTS = "ports"
+    #: list of ``namespace/Kind/name`` workload patterns (``*`` globs within a segment)
+    WORKLOADS = "workloads"
+    #: list of ``key=value`` pod labels
+    LABELS = "labels"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +164,10 @@ class ParamSpec:
                 raise ValueError(f"items must be non-empty strings, got {item!r}")
             if self.kind is ParamKind.PATHS and not item.startswith("/"):
                 raise ValueError(f"paths must be absolute, got {item!r}")
+            if self.kind is ParamKind.WORKLOADS and (item.count("/") != 2 or "" in item.split("/")):
+                raise ValueError(f"workloads must be namespace/Kind/name, got {item!r}")
+            if self.kind is ParamKind.LABELS and (item.count("=") != 1 or item.startswith("=")):
+                raise ValueError(f"labels must be key=value, got {item!r}")
             items.append(item)
         return tuple(items)
 
@@ -255,10 +268,10 @@ class Catalogue:
 
 def default_catalogue() -> Catalogue:
     """The built-in catalogue (imported lazily: the catalogue modules import this one)."""
-    from detector import catalogue_anomaly, catalogue_signature, guards
+    from detector import catalogue_anomaly, catalogue_network, catalogue_signature, guards
 
     return Catalogue(
-        (*catalogue_anomaly.RULES, *catalogue_signature.RULES),
+        (*catalogue_anomaly.RULES, *catalogue_signature.RULES, *catalogue_network.RULES),
         catalogue_signature.UNAVAILABLE,
         (guards.GUARD_RULE,),
     )

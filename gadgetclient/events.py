@@ -34,8 +34,14 @@ class Container:
     """Who the event belongs to: the Kubernetes and container-runtime identity IG enriched it with.
 
     Empty strings mean "IG did not know" (a host process, or a plain `ig daemon` without
-    Kubernetes). ``owner_kind``/``owner_name`` are IG's *direct* owner (a ReplicaSet, not its
-    Deployment); the profiler resolves the top-level owner.
+    Kubernetes). ``owner_kind``/``owner_name`` are IG's ``k8s.owner``: the *top-level* owner.
+    IG (`pkg/container-collection`, ``ownerReferenceEnrichment``) starts at the pod and follows
+    the controller reference while its kind is one of Deployment, ReplicaSet, StatefulSet,
+    DaemonSet, Job, CronJob, ReplicationController, so a Deployment's pod carries
+    ``Deployment``, a CronJob's run ``CronJob``, and a bare ReplicaSet or Job itself. When a
+    lookup on that walk fails (the gadget's RBAC, an unreachable API server) IG sends no owner
+    at all. Captures from other producers may carry a direct owner; `profiler.identity`
+    resolves every case to the same workload.
     """
 
     node: str = ""

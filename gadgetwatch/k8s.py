@@ -20,9 +20,10 @@ any other error it retries with capped exponential backoff.
 
 `PodMetadata` lookups are synchronous and never call the API. An owner not yet resolved gets a
 heuristic answer at once (ReplicaSet `web-5d4f8` of a pod labelled `pod-template-hash=5d4f8` →
-Deployment `web`; a Job named like a CronJob's run → that CronJob) and an exact lookup is started
-in the background; owners of watched pods are resolved as the pods arrive, before IG's first
-event for them usually does.
+Deployment `web`; a Job named like a CronJob's run → that CronJob; this is
+`profiler.identity.owner_heuristic`, the function the no-cache path uses) and an exact lookup
+is started in the background; owners of watched pods are resolved as the pods arrive, before
+IG's first event for them usually does.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import contextvars
 import functools
 import json
 import random
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +45,8 @@ import structlog
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as _k8s_config
+
+from profiler.identity import owner_heuristic
 
 log = structlog.get_logger(__name__)
 
@@ -69,8 +71,6 @@ WATCH_TIMEOUT_S = 300
 WATCH_READ_SLACK_S = 30
 #: Connect/read timeout of ordinary calls, so a hung API server cannot hold a worker forever.
 CALL_TIMEOUT_S = (5.0, 30.0)
-#: A CronJob's Job is named `<cronjob>-<scheduled time in minutes since the epoch>`.
-_CRONJOB_RUN = re.compile(r"^(?P<cronjob>.+)-\d{8,}$")
 
 
 class KubernetesError(Exception):
@@ -333,19 +333,15 @@ class PodCache:
     # -- owners -------------------------------------------------------------------------------
 
     def _heuristic(self, namespace: str, kind: str, name: str) -> tuple[str, str]:
+        """`profiler.identity.owner_heuristic`, the same function the no-cache path uses,
+        with the pod-template-hash of a watched pod that this ReplicaSet owns."""
+        labels: Mapping[str, str] = {}
         if kind == "ReplicaSet":
             for info in self._pods.values():
-                pth = info.labels.get("pod-template-hash")
-                if (
-                    info.namespace == namespace
-                    and info.owner == (kind, name)
-                    and pth
-                    and name.endswith(f"-{pth}")
-                ):
-                    return "Deployment", name[: -len(pth) - 1]
-        if kind == "Job" and (match := _CRONJOB_RUN.match(name)):
-            return "CronJob", match.group("cronjob")
-        return kind, name
+                if info.namespace == namespace and info.owner == (kind, name):
+                    labels = info.labels
+                    break
+        return owner_heuristic(kind, name, labels)
 
     def _remember(self, key: tuple[str, str, str], value: tuple[str, str]) -> None:
         self._owners[key] = value

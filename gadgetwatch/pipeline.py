@@ -1,8 +1,9 @@
 """The event pipeline between the gadget sessions and the alert fan-out.
 
     gadget sessions ──on_batch──► Batcher ──► [bounded queue] ──► processing task
-                                                                   profiler.observe(batch)
-                                                                   detector.evaluate(batch)
+                                                                   per slice of the batch:
+                                                                     profiler.observe_until
+                                                                     detector.evaluate(slice)
                                                                    sink(alert) per alert
                                                                    repeat_sink(repeats)
 
@@ -12,6 +13,13 @@ gives a guarantee the detector needs: when it evaluates an event, the profile al
 every earlier event of that container (in particular, the learning period has been closed by
 event time). Two queues could let the detector overtake the profiler and judge an intrusion
 against a profile that is still learning.
+
+Why slices: the profiler learns a batch up to the next lifecycle transition (a learning period
+closing, a rollout reopening learning, a cap reached) and stops there, the detector judges that
+slice, then the profiler goes on. So every event is judged against the profile state of its
+own moment in event time: not the state before a transition an earlier event of the batch
+caused, nor one that a later event of the batch will cause. Transitions are rare, so nearly
+every batch is one slice.
 
 Scaling past one core (design notes in the README): gadget streams are independent and every
 decision is per container, so the stage shards by `Container.key` across worker processes, each
@@ -71,7 +79,10 @@ class PipelineStats:
 
 
 class Observer(Protocol):
-    def observe(self, events: Sequence[Event]) -> None: ...
+    def observe_until(self, events: Sequence[Event], start: int) -> int:
+        """Learn ``events[start:]`` up to the next lifecycle transition; return where it stopped
+        (see `profiler.learning.Learner.observe_until`)."""
+        ...
 
 
 class Evaluator(Protocol):
@@ -177,17 +188,26 @@ class Pipeline:
 
     def _process(self, batch: _Batch) -> None:
         events = batch.events
-        try:
-            self._profiler.observe(events)
-        except Exception:  # a bug must not take detection down with it
-            self.stats.dropped[("profiling", "internal_error")] += len(events)
-            log.exception("profiler failed on a batch")
-        try:
-            alerts = self._detector.evaluate(events)
-        except Exception:
-            self.stats.dropped[("detection", "internal_error")] += len(events)
-            log.exception("detector failed on a batch")
-            alerts = []
+        alerts: list[Alert] = []
+        start, end = 0, len(events)
+        while start < end:
+            try:
+                stop = self._profiler.observe_until(events, start)
+            except Exception:  # a bug must not take detection down with it
+                self.stats.dropped[("profiling", "internal_error")] += end - start
+                log.exception("profiler failed on a batch")
+                stop = end
+            if not start < stop <= end:  # a broken profiler must not stall the stage
+                self.stats.dropped[("profiling", "internal_error")] += end - start
+                log.error("profiler returned an invalid position", start=start, stop=stop)
+                stop = end
+            chunk = events if start == 0 and stop == end else events[start:stop]
+            try:
+                alerts.extend(self._detector.evaluate(chunk))
+            except Exception:
+                self.stats.dropped[("detection", "internal_error")] += len(chunk)
+                log.exception("detector failed on a batch")
+            start = stop
         self.stats.processed += len(events)
         if alerts:
             latency = self._clock() - batch.received_at

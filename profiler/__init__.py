@@ -3,8 +3,10 @@
 Write side: `learning.Learner.observe(events)` merges typed events into per-workload-container
 profiles (`profiles.Profile`), identity from `identity.workload_key`; `Learner.flush()` / `run()`
 writes deltas through `store.write_merged` into a `store.ProfileStore` (`dirstore.DirectoryStore`
-or `k8s_store.KubernetesStore`). Read side: `cache.ProfileCache`, fed by the store's `watch`
-and by the learner's writes, answers the detector (`readmodel.ProfileReadModel`).
+or `k8s_store.KubernetesStore`). Read side: `cache.ProfileCache`, the one owner of what each
+workload's profile allows now on this node, answers the detector (`readmodel.ProfileReadModel`):
+the learner publishes every lifecycle decision into it on event time (`Learner.observe_until`),
+the store's `watch` adds what other nodes wrote.
 Tools: `exporting` (staging -> production), `diffing`, and the hardening artifacts `seccomp`,
 `netpol`, `advice`. See docs/profiles.md.
 

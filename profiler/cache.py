@@ -1,11 +1,17 @@
 """`ProfileCache`: the concrete read model the detector asks (`ProfileReadModel`).
 
-Data flow: a store's `watch` (Kubernetes watch, or directory polling) and the learner's own
-writes call `upsert`/`remove`; each upsert compiles the profile once into a `CompiledProfile`
-(a `ProfileView`) whose questions are dictionary and set lookups, so they can sit on the
-per-event hot path. Compilation costs O(entries) per stored version, at most once per profile
-per flush period; reads cost O(1) for exact entries, plus a scan of the (few) wildcard patterns
-with the same segment count on a miss.
+Data flow::
+
+    Learner (on event time) ──publish──►┐
+                                        ├─► join ─► CompiledProfile ─► Detector.get
+    store watch / write results ─upsert─►┘
+
+The learner publishes every lifecycle decision while it handles the event that caused it; the
+store feed adds what other nodes wrote. Each change is compiled once, lazily, into a
+`CompiledProfile` (a `ProfileView`) whose questions are dictionary and set lookups, so they can
+sit on the per-event hot path. Compilation costs O(entries) per change (lifecycle transitions
+and flushes, not events); reads cost O(1) for exact entries, plus a scan of the (few) wildcard
+patterns with the same segment count on a miss.
 
 Semantics of the questions (kept exact; the detector's anomaly rules rely on them):
 
@@ -26,6 +32,8 @@ Semantics of the questions (kept exact; the detector's anomaly rules rely on the
 - `opened_under(directory)`: some recorded open path lies in the directory (answers are
   memoised per directory: rules ask about a handful of fixed directories);
 - `rule_policy(rule_id)`: the process names the profile's per-rule policy allows.
+- `allows_peer(peer, port)`: an outgoing connection went to a peer of this identity
+  (`identity.peer_key`: workload, Service, or unnamed address) on this port, at any address.
 
 Protocols are compared upper-case. Only `status == completed` profiles should drive anomaly
 rules; the view answers for any status and the detector decides.
@@ -41,7 +49,8 @@ import structlog
 from gadgetclient.pathnorm import is_normal, normalise_path
 from profiler.collapsing import PathMatcher, collapse_proc
 from profiler.errors import ProfilerError
-from profiler.identity import WorkloadKey
+from profiler.identity import PeerKey, WorkloadKey, peer_key
+from profiler.merging import merge_meta, merged
 from profiler.profiles import ANY_ADDRESS, Profile
 from profiler.readmodel import ProfileStatus
 from profiler.stats import ProfilerStats
@@ -65,6 +74,7 @@ class CompiledProfile:
         "_execs",
         "_ingress",
         "_opens",
+        "_peers",
         "_syscalls",
         "_under",
         "profile",
@@ -82,6 +92,9 @@ class CompiledProfile:
         self._egress = frozenset((a, port, proto) for a, port, proto, _ in entries.egress)
         self._ingress = frozenset((port, proto) for port, proto, _, _ in entries.ingress)
         self._under: dict[str, bool] = {}
+        self._peers = frozenset(
+            (peer_key(peer, addr), port) for addr, port, _, peer in entries.egress
+        )
 
     @property
     def name(self) -> str:
@@ -150,54 +163,94 @@ class CompiledProfile:
     def allows_ingress(self, port: int, proto: str) -> bool:
         return (port, proto.upper()) in self._ingress
 
+    def allows_peer(self, peer: PeerKey, port: int) -> bool:
+        return (peer, port) in self._peers
+
 
 class ProfileCache:
-    """In-memory `ProfileReadModel` and `ProfileSink`. All methods run on the event loop."""
+    """The single owner, on this node, of what each workload's profile allows right now.
+
+    Two feeds, each with its own entry point, and one answer per key:
+
+    - `publish(profile)`: the local learner's decisions (completed, partial, reopened for
+      relearning, too-large, collapse), delivered synchronously while the learner handles the
+      event that caused them, so the detector judges the very next event of the workload
+      against them; no timer, store or replay speed sits between the two;
+    - `upsert`/`remove` (the `ProfileSink` role): what the store holds, fed by its watch and by
+      the learner's write results; this is how other nodes' entries arrive.
+
+    The answer for a key is the *join* of the two (`merging.merged`: entries are a union,
+    lifecycle metadata a lattice join in which a reopened series outranks an older one). A join
+    does not depend on the order the feeds arrive in, so a store version that predates a local
+    decision (a watch event still in flight, a directory rescan that read the file before the
+    last write) can never undo it, and a later store version only adds to it. Views are compiled
+    lazily, once per change, on the first lookup after it. All methods run on the event loop.
+    """
 
     def __init__(self, stats: ProfilerStats | None = None) -> None:
         self.stats = stats if stats is not None else ProfilerStats()
         self._views: dict[WorkloadKey, CompiledProfile] = {}
+        self._stored: dict[WorkloadKey, Profile] = {}
+        self._local: dict[WorkloadKey, Profile] = {}
+        #: Effective status per key, for the `by_status` gauge (kept without compiling).
+        self._status: dict[WorkloadKey, ProfileStatus] = {}
         self._ready = asyncio.Event()
 
     # -- ProfileReadModel -------------------------------------------------------------------
 
     def get(self, key: WorkloadKey) -> CompiledProfile | None:
-        return self._views.get(key)
+        view = self._views.get(key)
+        if view is None and key in self._status:
+            view = self._compile(key)
+        return view
 
     # -- extras for the learner and the CLI ---------------------------------------------------
 
     def profile(self, key: WorkloadKey) -> Profile | None:
-        view = self._views.get(key)
+        view = self.get(key)
         return view.profile if view is not None else None
 
     def keys(self) -> Iterator[WorkloadKey]:
-        return iter(list(self._views))
+        return iter(list(self._status))
 
     def __len__(self) -> int:
-        return len(self._views)
+        return len(self._status)
 
     async def wait_synced(self) -> None:
         """Return once the store's initial listing has been loaded."""
         await self._ready.wait()
 
-    # -- ProfileSink ------------------------------------------------------------------------
+    # -- the learner's feed -----------------------------------------------------------------
+
+    def publish(self, profile: Profile) -> None:
+        """The local learner decided `profile` (a copy it will not mutate): visible at once."""
+        self._local[profile.key] = profile
+        self._changed(profile.key)
+
+    # -- ProfileSink: the store's feed ------------------------------------------------------
 
     def upsert(self, profile: Profile) -> None:
-        old = self._views.get(profile.key)
-        if old is not None and _older(profile.resource_version, old.profile.resource_version):
-            # Two feeds race here: the learner's own write result and the store's watch (or the
-            # directory rescan, which may have read the file before that write). Taking the
-            # older one would undo a completed profile and pause anomaly rules for it.
+        old = self._stored.get(profile.key)
+        if old is not None and _older(profile.resource_version, old.resource_version):
+            # Two store feeds race here: the learner's own write result and the store's watch
+            # (or the directory rescan). Only the newest stored version is kept; the join with
+            # the local decisions below makes the race harmless for them anyway.
             return
-        if old is not None:
-            self.stats.by_status[old.status.value] -= 1
-        self._views[profile.key] = CompiledProfile(profile)
-        self.stats.by_status[profile.meta.status.value] += 1
+        self._stored[profile.key] = profile
+        self._changed(profile.key)
 
     def remove(self, key: WorkloadKey) -> None:
-        old = self._views.pop(key, None)
+        """The stored object is gone. What this node's learner decided stays until it decides
+        again (its next write recreates the object); without local state the key is gone."""
+        if self._stored.pop(key, None) is None:
+            return
+        if key in self._local:
+            self._changed(key)
+            return
+        self._views.pop(key, None)
+        old = self._status.pop(key, None)
         if old is not None:
-            self.stats.by_status[old.status.value] -= 1
+            self.stats.by_status[old.value] -= 1
 
     def invalid(self, error: ProfilerError) -> None:
         self.stats.errors[("cache", "invalid")] += 1
@@ -205,6 +258,37 @@ class ProfileCache:
 
     def synced(self) -> None:
         self._ready.set()
+
+    # -- the join -----------------------------------------------------------------------------
+
+    def _changed(self, key: WorkloadKey) -> None:
+        self._views.pop(key, None)
+        local, stored = self._local.get(key), self._stored.get(key)
+        if local is not None and stored is not None:
+            status = merge_meta(local.meta, stored.meta).status
+        else:
+            chosen = local if local is not None else stored
+            assert chosen is not None
+            status = chosen.meta.status
+        old = self._status.get(key)
+        if old is not status:
+            if old is not None:
+                self.stats.by_status[old.value] -= 1
+            self.stats.by_status[status.value] += 1
+            self._status[key] = status
+
+    def _compile(self, key: WorkloadKey) -> CompiledProfile:
+        local, stored = self._local.get(key), self._stored.get(key)
+        if local is not None and stored is not None:
+            profile = merged(local, stored)
+            profile.resource_version = stored.resource_version
+        else:
+            chosen = local if local is not None else stored
+            assert chosen is not None
+            profile = chosen
+        view = CompiledProfile(profile)
+        self._views[key] = view
+        return view
 
 
 def _older(candidate: str, current: str) -> bool:

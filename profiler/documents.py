@@ -46,7 +46,7 @@ from gadgetclient.safeyaml import check_limits
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.profiles import ANY_PROCESS, NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
-from profiler.readmodel import ProfileStatus
+from profiler.status import ProfileStatus
 
 API_VERSION = "kubescape.io/v1"
 KIND = "ApplicationProfile"

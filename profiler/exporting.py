@@ -25,7 +25,7 @@ from profiler.documents import check_seal, from_document, load_yaml, seal, to_do
 from profiler.errors import ConflictError, InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.profiles import Entries, ManagedBy, Profile
-from profiler.readmodel import ProfileStatus
+from profiler.status import ProfileStatus
 from profiler.store import ProfileStore
 
 #: Attempts to replace an existing object that keeps changing under the import; an agent

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from profiler.errors import IncompleteProfileError
 from profiler.profiles import Profile
-from profiler.readmodel import ProfileStatus
+from profiler.status import ProfileStatus
 
 
 def require_completed(profile: Profile, *, artifact: str, force: bool) -> list[str]:

@@ -2,11 +2,18 @@
 
 Data flow::
 
-    observe(batch) ─► per event: container -> _Track (identity resolved once per container)
+    observe_until(batch, i) ─► per event: container -> _Track (identity resolved once)
                       lifecycle check on event time ─► membership test ─► add to profile + delta
+                      every lifecycle decision ─► cache.publish (the detector sees it for the
+                      workload's very next event; see `observe_until` for the exact contract)
     flush()        ─► tick (close learning periods) ─► per dirty track: write_merged(delta)
                       ─► adopt what the store holds (other nodes' entries, collapse, status)
-                      ─► cache.upsert (the detector sees the new version)
+                      ─► cache.upsert (the stored version joins the local decisions)
+
+Event time, end to end: nothing the detector reads about a workload's lifecycle waits for a
+flush. A flush only makes the local profile durable and brings other nodes' entries; with
+`updatePeriod` 100 ms or 24 h the detector answers every event the same way (the one thing a
+flush may change is *when* another node's entries arrive).
 
 Hot path: one dict lookup finds the track of the event's container; the membership test is a
 dict/set lookup on values the event already carries (path, argument tuple, flag tuple, small
@@ -27,6 +34,8 @@ Lifecycle (all on event time, `timestamp_ns`; the clock is the largest timestamp
 - a rollout (an image digest or pod-template revision not seen before) on a finished profile
   follows `rolloutPolicy`: `relearn` (default) reopens learning for `rolloutLearningPeriod`,
   merging into the kept profile; `keep` leaves it finished and only records the revision;
+- collapse: when a profile completes (and before the entry cap is judged) its dynamic paths and
+  ingress peers collapse here, on event time, exactly as a flush would collapse them;
 - `too-large`: the entry cap was reached (here, or after merging with other nodes at flush, or
   the store refused the size); the profile stops growing, and every event it could not take is
   counted ("too_large"); it is never truncated;
@@ -97,8 +106,8 @@ from profiler.profiles import (
     Profile,
     ProfileMeta,
 )
-from profiler.readmodel import ProfileStatus
 from profiler.stats import ProfilerStats
+from profiler.status import ProfileStatus
 from profiler.store import ProfileStore, write_merged
 
 log = structlog.get_logger(__name__)
@@ -189,6 +198,8 @@ class Learner:
         #: Per container: its identity in arguments (absent when `args` generalisation is off).
         self._normalizers: dict[ContainerId, ArgNormalizer] = {}
         self._flush_lock = asyncio.Lock()
+        #: Decisions made while learning an event, published before the next one is judged.
+        self._deferred: list[Profile] = []
         #: Flush rounds in a row in which a write failed (reset by a round without failure).
         self.failed_rounds = 0
         #: The last write error (a full disk, an unreachable API server), "" once writes work.
@@ -223,24 +234,55 @@ class Learner:
     # -- the hot path -------------------------------------------------------------------------
 
     def observe(self, events: Sequence[Event]) -> None:
-        """Merge a batch of events. Never raises: a bad event is counted and skipped."""
+        """Merge a whole batch (tests, tools). Never raises: a bad event is counted and skipped.
+
+        The agent's pipeline calls `observe_until` instead, to interleave the detector."""
+        start = 0
+        while start < len(events):
+            start = self.observe_until(events, start)
+        self._publish_deferred()
+
+    def observe_until(self, events: Sequence[Event], start: int = 0) -> int:
+        """Merge ``events[start:]`` up to the next lifecycle transition; return where it stopped.
+
+        The contract the pipeline relies on: when this returns ``stop``, the read model
+        (`ProfileCache`) holds exactly the state ``events[start:stop]`` must be judged against,
+        so the detector evaluates that slice and then calls this again from ``stop``. A
+        transition an event causes *before* it is learned (its container's first event joins
+        or reopens a profile; its timestamp closes a learning period) applies to that event:
+        the call stops just before it, unless it is the first of the call, in which case the
+        transition is published at once. A transition an event causes *by* being learned (the
+        entry cap) applies from the next event: it is published at the start of the next call.
+        Never raises: a bad event is counted and skipped.
+        """
+        self._publish_deferred()
         merged = self.stats.merged
         skipped = self.stats.skipped
         enabled = self.settings.enabled
-        for event in events:
+        instances = self._instances
+        for i in range(start, len(events)):
+            event = events[i]
             try:
                 ts = event.timestamp_ns
+                if not enabled:
+                    self._tick_clock(ts)
+                    skipped[(event.kind, SKIP_DISABLED)] += 1
+                    continue
+                track = instances.get(event.container.key)
+                if i > start and (
+                    track is None or ((ts < track.end_ns) if track.closed else (ts >= track.end_ns))
+                ):
+                    return i  # a transition or a late learning event: judged after it
                 if ts > self._now_ns:
                     self._now_ns = ts
                     if not self._attached_at_ns:
                         self._attached_at_ns = ts
-                if not enabled:
-                    skipped[(event.kind, SKIP_DISABLED)] += 1
-                    continue
-                track = self._instances.get(event.container.key)
                 if track is None:
                     track = self._attach(event.container, ts)
                 if track.closed:
+                    if ts < track.end_ns:  # only finished tracks have end_ns set when closed
+                        self._learn_late(track, event)
+                        continue
                     skipped[(event.kind, track.closed)] += 1
                     continue
                 if ts >= track.end_ns:
@@ -255,19 +297,63 @@ class Learner:
                 self._learn[type(event)](track, event)
                 if track.closed:  # the cap was reached by this very event
                     skipped[(event.kind, track.closed)] += 1
-                else:
-                    merged[event.kind] += 1
+                    return i + 1
+                merged[event.kind] += 1
             except Exception as exc:  # one bad event never stops the batch
                 self.stats.errors[("learning", type(exc).__name__)] += 1
                 log.error(
                     "event not learned", kind=str(getattr(event, "kind", "?")), error=repr(exc)
                 )
+        return len(events)
+
+    def _learn_late(self, track: _Track, event: Event) -> None:
+        """An event stamped inside the finished learning period, arriving after it closed.
+
+        IG's gadget streams are independent, so an open event of a container can arrive after
+        an exec event of the same container that is later in event time (and a flush may close
+        a period on another stream's clock). Judging on event time means the late event is
+        learned like any learning event, and the profile the detector sees grows with it
+        (published at once), so it is never reported as an anomaly because it arrived late.
+        """
+        before = track.delta.total()
+        self._learn[type(event)](track, event)
+        self.stats.merged[event.kind] += 1
+        if track.closed == SKIP_COMPLETED and track.delta.total() != before:
+            track.dirty = True
+            self._cache.publish(track.profile.copy())
+
+    def _tick_clock(self, ts: int) -> None:
+        if ts > self._now_ns:
+            self._now_ns = ts
+            if not self._attached_at_ns:
+                self._attached_at_ns = ts
+
+    def _publish_deferred(self) -> None:
+        if self._deferred:
+            for profile in self._deferred:
+                self._cache.publish(profile)
+            self._deferred.clear()
 
     def _room(self, track: _Track, n: int = 1) -> bool:
         if track.count + n <= self.settings.max_entries:
             return True
-        self._mark_too_large(track, f"entries {track.count + n} > cap {self.settings.max_entries}")
+        # Collapse first, on event time: the cap then counts what the stored profile would
+        # count, whether or not a flush (which collapses too) happened to run before.
+        self._collapse(track)
+        if track.count + n <= self.settings.max_entries:
+            return True
+        reason = f"entries {track.count + n} > cap {self.settings.max_entries}"
+        self._mark_too_large(track, reason, defer=True)
         return False
+
+    def _collapse(self, track: _Track) -> None:
+        """Collapse and generalise the track's profile now, on event time, as a flush would
+        (without counting: the flush counts each literal it folds once)."""
+        entries = track.profile.entries
+        self._collapse_entries(entries, track.generalize, count=False)
+        track.count = entries.total()
+        has_patterns = any(is_pattern(path) for path in entries.opens)
+        track.open_patterns = PathMatcher(entries.opens) if has_patterns else None
 
     def _learn_exec(self, track: _Track, event: ExecEvent) -> None:
         entries = track.profile.entries
@@ -437,6 +523,9 @@ class Learner:
         )
         track = _Track(profile=Profile(key=key, meta=meta), dirty=True)
         self._sync_state(track)
+        # The detector now says "learning" for this workload, not "no profile", whether or
+        # not a flush has run.
+        self._cache.publish(track.profile.copy())
         return track
 
     def _join(
@@ -478,6 +567,7 @@ class Learner:
         meta.learning_period_ns = self._rollout_period_ns
         track.dirty = True
         self._sync_state(track)
+        self._cache.publish(track.profile.copy())
         log.info("profile learning reopened", profile=track.profile.key.display(), reason=reason)
 
     def _record_provenance(
@@ -533,10 +623,15 @@ class Learner:
         meta = track.profile.meta
         if meta.managed_by is ManagedBy.USER:
             track.closed = SKIP_USER
+            track.end_ns = 0
         elif meta.status is ProfileStatus.TOO_LARGE:
             track.closed = SKIP_TOO_LARGE
+            track.end_ns = 0
         elif meta.status is not ProfileStatus.LEARNING:
+            # Kept on a finished track: an event stamped before it belongs to the learning
+            # period, however late it arrives (`_learn_late`).
             track.closed = SKIP_COMPLETED
+            track.end_ns = meta.learning_end_ns
         else:
             track.closed = ""
             track.end_ns = meta.learning_end_ns
@@ -545,11 +640,6 @@ class Learner:
         track.open_patterns = PathMatcher(opens) if has_patterns else None
 
     def _finish(self, track: _Track) -> None:
-        # The detector judges against this profile from now on, possibly before the next flush
-        # collapses it: collapse and generalise it here too, so a replay's alerts do not depend
-        # on when the wall-clock flush timer fired.
-        self._collapse(track.profile.entries, track.generalize, count=False)
-        track.count = track.profile.entries.total()
         meta = track.profile.meta
         meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
         meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
@@ -557,17 +647,25 @@ class Learner:
             meta.reason += "; start-up of the containers was not seen"
         meta.updated_ns = max(meta.updated_ns, meta.learning_end_ns)
         track.dirty = True
+        # The detector judges against this profile from now on, possibly before the next flush
+        # collapses it: collapse and generalise it here too, so a replay's alerts do not depend
+        # on when the wall-clock flush timer fired.
+        self._collapse(track)
         self._sync_state(track)
-        self._cache.upsert(track.profile.copy())
+        self._cache.publish(track.profile.copy())
         log.info("profile learned", profile=track.profile.key.display(), status=meta.status.value)
 
-    def _mark_too_large(self, track: _Track, reason: str) -> None:
+    def _mark_too_large(self, track: _Track, reason: str, *, defer: bool = False) -> None:
+        """`defer`: the event being learned caused it; it applies from the next event."""
         meta = track.profile.meta
         meta.status = ProfileStatus.TOO_LARGE
         meta.reason = reason
         track.dirty = True
         self._sync_state(track)
-        self._cache.upsert(track.profile.copy())
+        if defer:
+            self._deferred.append(track.profile.copy())
+        else:
+            self._cache.publish(track.profile.copy())
         log.error("profile too large", profile=track.profile.key.display(), reason=reason)
 
     def tick(self, now_ns: int | None = None) -> None:
@@ -589,7 +687,7 @@ class Learner:
         entries = candidate.entries
         track = self._tracks.get(candidate.key)
         kinds = track.generalize if track is not None else self._generalize
-        self._collapse(entries, kinds, count=True)
+        self._collapse_entries(entries, kinds, count=True)
         if meta.status is ProfileStatus.LEARNING and self._now_ns >= meta.learning_end_ns > 0:
             meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
             meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
@@ -606,7 +704,9 @@ class Learner:
             )
         return candidate
 
-    def _collapse(self, entries: Entries, kinds: frozenset[Generalization], *, count: bool) -> None:
+    def _collapse_entries(
+        self, entries: Entries, kinds: frozenset[Generalization], *, count: bool
+    ) -> None:
         """Collapse and generalise in place (`count`: add to the metrics; only at flush, where
         each literal is folded once, not again when a learning period ends)."""
         generalized = self.stats.generalized
@@ -643,6 +743,7 @@ class Learner:
     async def flush(self) -> int:
         """Write every pending delta; returns the number of profiles written successfully."""
         async with self._flush_lock:
+            self._publish_deferred()
             self.tick()
             written_count = failed = 0
             for key, track in list(self._tracks.items()):

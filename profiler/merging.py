@@ -19,7 +19,7 @@ Lifecycle metadata merges the same way, as a join on a small lattice:
 from __future__ import annotations
 
 from profiler.profiles import Entries, ManagedBy, Profile, ProfileMeta, intern_set
-from profiler.readmodel import ProfileStatus
+from profiler.status import ProfileStatus
 
 _RANK = {
     ProfileStatus.LEARNING: 0,

@@ -33,7 +33,7 @@ from typing import TypeVar
 
 from gadgetclient.events import PeerIdentity
 from profiler.identity import WorkloadKey
-from profiler.readmodel import ProfileStatus
+from profiler.status import ProfileStatus
 
 #: One path segment (or one address) of any value. U+22EF, the character the predecessors'
 #: collapsed profiles already use, so their users read it the same way.

@@ -1,28 +1,26 @@
-"""The read side of profiles, as the detector sees them.
+"""The read side of profiles, as the detector sees them: the questions, not the answers.
 
-The detector never talks to a profile store: it asks this read model, an in-memory cache fed by
-the store (watch-backed in Kubernetes, file-backed on a host). Lookups are O(1) dictionary reads
-so they can sit on the per-event hot path. Only profiles whose status is ``completed`` drive
-anomaly rules; the detector checks `ProfileView.status` itself and counts what it skips.
+The detector never talks to a profile store or to the learner: it asks a `ProfileReadModel`.
+The one implementation is `cache.ProfileCache`, the single owner on this node of "what does
+this workload's profile allow right now": the learner publishes its lifecycle decisions into it
+synchronously, on event time, and the store's watch adds what other nodes wrote (see
+`cache.py`). Lookups are O(1) dictionary reads so they can sit on the per-event hot path. Only
+profiles whose status is ``completed`` drive anomaly rules; the detector checks
+`ProfileView.status` itself and counts what it skips.
+
+This module only declares protocols; `cache.py` implements them and imports this module, never
+the other way round.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from typing import Protocol
 
-from profiler.identity import WorkloadKey
+from profiler.identity import PeerKey, WorkloadKey
+from profiler.status import ProfileStatus
 
-
-class ProfileStatus(enum.StrEnum):
-    LEARNING = "learning"
-    COMPLETED = "completed"
-    #: Learning finished, but the agent attached to an already running container, so the
-    #: container's start-up behaviour was not seen.
-    PARTIAL = "partial"
-    #: A size cap was reached; the profile stopped growing (never truncated silently).
-    TOO_LARGE = "too-large"
+__all__ = ["ProfileReadModel", "ProfileStatus", "ProfileView"]
 
 
 class ProfileView(Protocol):
@@ -68,19 +66,12 @@ class ProfileView(Protocol):
 
     def allows_ingress(self, port: int, proto: str) -> bool: ...
 
+    def allows_peer(self, peer: PeerKey, port: int) -> bool:
+        """An outgoing connection to this peer identity and port was seen (any address)."""
+        ...
+
 
 class ProfileReadModel(Protocol):
     def get(self, key: WorkloadKey) -> ProfileView | None:
         """The profile of this workload container, or None when none exists yet."""
         ...
-
-
-def __getattr__(name: str) -> object:
-    """`ProfileCache` (the concrete `ProfileReadModel`) and `CompiledProfile` (the concrete
-    `ProfileView`) live in `profiler.cache`, because they need the profile model, which imports
-    this module; they are re-exported here lazily. Prefer ``from profiler.cache import …``."""
-    if name in ("ProfileCache", "CompiledProfile"):
-        from profiler import cache
-
-        return getattr(cache, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from profiler.identity import WorkloadKey
+from profiler.identity import PeerKey, WorkloadKey
 from profiler.readmodel import ProfileStatus
 
 
@@ -41,6 +41,8 @@ class MemoryProfile:
     ingress: set[tuple[int, str]] = field(default_factory=set)
     #: rule id -> allowed process names ("*": the whole container)
     policies: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: (peer identity, port) of outgoing connections
+    peers: set[tuple[PeerKey, int]] = field(default_factory=set)
 
     def allows_exec(self, path: str, args: Sequence[str]) -> bool:
         if path not in self.execs:
@@ -75,6 +77,9 @@ class MemoryProfile:
     def allows_ingress(self, port: int, proto: str) -> bool:
         return (port, proto) in self.ingress
 
+    def allows_peer(self, peer: PeerKey, port: int) -> bool:
+        return (peer, port) in self.peers
+
 
 class MemoryProfiles:
     def __init__(self, profiles: Iterable[MemoryProfile] = ()) -> None:
@@ -100,6 +105,7 @@ def profile_from_dict(key: WorkloadKey, data: Mapping[str, Any]) -> MemoryProfil
         domains=set(data.get("domains", [])),
         egress={(a, int(p), pr) for a, p, pr in data.get("egress", [])},
         policies={r: frozenset(p) for r, p in (data.get("policies") or {}).items()},
+        peers={(PeerKey(k, ns, n), int(p)) for k, ns, n, p in data.get("peers", [])},
     )
 
 

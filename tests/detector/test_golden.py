@@ -42,7 +42,9 @@ def build_event(spec: dict[str, Any]) -> Event:
     if "open" in spec:
         return open_ev(spec["open"], *spec.get("flags", []), t=t, comm=spec.get("comm", "app"))
     if "tcp" in spec:
-        peer = PeerIdentity(**spec["peer"]) if "peer" in spec else None
+        raw = dict(spec.get("peer") or {})
+        raw["labels"] = tuple(sorted((k, v) for k, v in (raw.get("labels") or {}).items()))
+        peer = PeerIdentity(**raw) if "peer" in spec else None
         return tcp_ev(spec["tcp"], spec["port"], t=t, comm=spec.get("comm", "app"), peer=peer)
     if "dns" in spec:
         return dns_ev(spec["dns"], t=t, comm=spec.get("comm", "app"))

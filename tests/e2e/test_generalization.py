@@ -136,6 +136,9 @@ def _lines(*, attacks: bool) -> Iterator[dict[str, Any]]:
         yield line
 
 
+DEFAULT_BINDING = Path(__file__).resolve().parents[2] / "deploy/bindings/all-rules-all-pods.yaml"
+
+
 def write_capture(path: Path, lines: Iterator[dict[str, Any]]) -> Path:
     with path.open("w", encoding="utf-8") as out:
         out.write(json.dumps({"gadgetwatchCapture": 2, "generator": __name__}) + "\n")
@@ -144,9 +147,23 @@ def write_capture(path: Path, lines: Iterator[dict[str, Any]]) -> Path:
     return path
 
 
+def _bindings_enforcing_args(tmp_path: Path) -> Path:
+    """The default binding with R0001 `enforceArgs: true`: argument placeholders only matter
+    when arguments are compared (the default, as in Kubescape, compares the executable only)."""
+    doc = yaml.safe_load(DEFAULT_BINDING.read_text())
+    for rule in doc["spec"]["rules"]:
+        if rule["ruleName"] == "Unexpected process launched":
+            rule["parameters"] = {"enforceArgs": True}
+    path = tmp_path / "bindings.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 async def _run(tmp_path: Path, env: dict[str, str], capture: Path, *extra: str) -> Proc:
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"kubernetes": {"mode": "off"}, **_config_extra(extra)}))
+    settings: dict[str, Any] = {"kubernetes": {"mode": "off"}, **_config_extra(extra)}
+    settings["detector"] = {"bindingsFile": str(_bindings_enforcing_args(tmp_path))}
+    config.write_text(yaml.safe_dump(settings))
     proc = await Proc.start(
         "agent",
         [GADGETWATCH, "run", "--config", str(config), "--no-metrics", "--replay", str(capture),

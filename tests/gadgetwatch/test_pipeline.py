@@ -24,8 +24,9 @@ class RecordingProfiler:
     def __init__(self) -> None:
         self.seen: list[int] = []
 
-    def observe(self, events: Sequence[Event]) -> None:
-        self.seen.extend(e.timestamp_ns for e in events)
+    def observe_until(self, events: Sequence[Event], start: int) -> int:
+        self.seen.extend(e.timestamp_ns for e in events[start:])
+        return len(events)
 
 
 class EchoDetector:
@@ -147,3 +148,83 @@ async def test_a_failing_detector_is_counted_and_processing_continues() -> None:
     await task
     assert pipe.stats.dropped[("detection", "internal_error")] == 4
     assert profiler.seen == [1, 2, 3, 4]
+
+
+class SlicingProfiler:
+    """Stops at fixed positions, as the learner does at lifecycle transitions; records the
+    order of calls with the detector to prove each slice is judged before the next is
+    learned."""
+
+    def __init__(self, cuts: set[int], log: list[tuple[str, int, int]]) -> None:
+        self.cuts = cuts
+        self.log = log
+
+    def observe_until(self, events: Sequence[Event], start: int) -> int:
+        stop = next((i for i in range(start + 1, len(events)) if i in self.cuts), len(events))
+        self.log.append(("learn", start, stop))
+        return stop
+
+
+class SliceDetector:
+    def __init__(self, log: list[tuple[str, int, int]]) -> None:
+        self.log = log
+
+    def evaluate(self, events: Sequence[Event]) -> list[Alert]:
+        ts = [e.timestamp_ns for e in events]
+        self.log.append(("judge", ts[0], ts[-1]))
+        return []
+
+
+async def test_each_slice_is_judged_before_the_next_is_learned() -> None:
+    log: list[tuple[str, int, int]] = []
+    pipe = Pipeline(
+        profiler=SlicingProfiler({3, 5}, log),
+        detector=SliceDetector(log),
+        sink=lambda a: None,
+        stats=PipelineStats(),
+        queue_batches=4,
+        batch_size=8,
+        batch_delay_s=0.005,
+    )
+    task = asyncio.create_task(pipe.run())
+    pipe.feed([exec_event(i) for i in range(8)])
+    await pipe.close()
+    await task
+    assert log == [
+        ("learn", 0, 3), ("judge", 0, 2),
+        ("learn", 3, 5), ("judge", 3, 4),
+        ("learn", 5, 8), ("judge", 5, 7),
+    ]  # fmt: skip
+    assert pipe.stats.processed == 8
+    assert not pipe.stats.dropped
+
+
+class StuckProfiler:
+    def observe_until(self, events: Sequence[Event], start: int) -> int:
+        return start  # a bug: no progress
+
+
+async def test_a_profiler_that_makes_no_progress_cannot_stall_the_stage() -> None:
+    judged: list[int] = []
+
+    class Judge:
+        def evaluate(self, events: Sequence[Event]) -> list[Alert]:
+            judged.extend(e.timestamp_ns for e in events)
+            return []
+
+    stats = PipelineStats()
+    pipe = Pipeline(
+        profiler=StuckProfiler(),
+        detector=Judge(),
+        sink=lambda a: None,
+        stats=stats,
+        queue_batches=4,
+        batch_size=4,
+        batch_delay_s=0.005,
+    )
+    task = asyncio.create_task(pipe.run())
+    pipe.feed([exec_event(i) for i in range(4)])
+    await pipe.close()
+    await task
+    assert judged == [0, 1, 2, 3]  # detection still ran on every event
+    assert stats.dropped == {("profiling", "internal_error"): 4}

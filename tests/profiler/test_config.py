@@ -46,8 +46,9 @@ def test_bad_values_are_refused(data: dict[str, object]) -> None:
 
 async def test_run_flushes_on_stop(store: DirectoryStore) -> None:
     lrn = learner(store, attached_at_ns=T0)
-    lrn.observe([exec_(container(owner=("", "")), T0 + 1, "/bin/a")])
+    bare = container(owner=("", ""), pod="debug", labels=(), template_hash="")
+    lrn.observe([exec_(bare, T0 + 1, "/bin/a")])
     stop = asyncio.Event()
     stop.set()
     await lrn.run(stop)
-    assert await store.get(WorkloadKey("shop", "Pod", "web-5d4f-abcde", "nginx")) is not None
+    assert await store.get(WorkloadKey("shop", "Pod", "debug", "nginx")) is not None

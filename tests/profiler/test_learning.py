@@ -155,7 +155,10 @@ async def test_cache_serves_the_detector_after_flush(store: DirectoryStore) -> N
     lrn = learner(store, cache=cache, pods=PODS, attached_at_ns=T0)
     c = container()
     lrn.observe([exec_(c, T0 + 1, "/bin/sh", "-c", "true"), open_(c, T0 + 2, "/tmp/x", "O_RDWR")])
-    assert cache.get(KEY) is None
+    # The start of learning is a lifecycle decision: published at once, before any flush.
+    early = cache.get(KEY)
+    assert early is not None
+    assert early.status is ProfileStatus.LEARNING
     await lrn.flush()
     view = cache.get(KEY)
     assert view is not None
