@@ -189,7 +189,8 @@ spec:
     domains: ["*.internal"]
     fromSource: [{path: /usr/bin/aws}]
 """
-    d = make_detector(guard)
+    # R2101 (metadata endpoint, per workload) bound out: only the guard speaks here.
+    d = make_detector(binding_yaml("R0001") + "---\n" + guard)
     events: list[Event] = [
         started("/usr/bin/aws", 50),
         tcp_ev("169.254.169.254", 80, comm="aws"),
