@@ -65,6 +65,8 @@ def rule_to_dict(rule: Rule) -> dict[str, Any]:
 
 def catalogue_to_json(catalogue: Catalogue) -> list[dict[str, Any]]:
     out = [rule_to_dict(r) for r in catalogue.rules]
+    # Switched on by their own resources, never by a binding (R3000: RuntimeGuard).
+    out += [{**rule_to_dict(r), "activatedBy": "RuntimeGuard"} for r in catalogue.resource_rules]
     out += [
         {
             "id": u.id,
@@ -94,6 +96,12 @@ def _list(args: argparse.Namespace) -> int:
         for p in rule.parameters:
             default = list(p.default) if isinstance(p.default, tuple) else p.default
             print(f"{'':41} param {p.name} ({p.kind.value}, default {default})")
+    for rule in catalogue.resource_rules:
+        kinds = ",".join(sorted(k.value for k in rule.kinds))
+        print(
+            f"{rule.id:6} {rule.severity.label:8} {rule.profile.value:8} {kinds:16} {rule.name} "
+            "(switched on by RuntimeGuard resources, not by bindings)"
+        )
     print()
     print("Unavailable (IG's gadgets do not provide the data):")
     for u in catalogue.unavailable:
