@@ -2,6 +2,15 @@
 
     .venv/bin/python benchmarks/bench_pipeline.py [--rates 1000,2000,4000,8000,max]
         [--seconds 15] [--max-steady 150000] [--profile RATE] [--keep DIR]
+        [--feeder go|replay] [--transports native,grpcio] [--mixes realistic,exec]
+        [--feeder-check]
+
+Feeders: `go` (default) is the grpc-go IG stand-in of `tests/igfixture` (IG's own gRPC
+implementation, pre-encoded events, each gadget paced at its share of the rate; `--feeder-check`
+measures what it sustains alone: it must not be the bottleneck); `replay` is the grpcio replay
+server below (ordered, but it tops out near 5k payloads/s). Each rate runs once per transport
+(`gadgetclient.transport`) and per mix: `realistic` (the 500-container node below) and `exec`
+(its trace_exec lines only: an exec flood).
 
 Three kinds of process, all separate from this one (which only generates, watches and prints):
 
@@ -59,6 +68,7 @@ import time
 import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +85,7 @@ GADGETS = (
     "trace_capabilities",
     "advise_seccomp",
 )
+TRACE_GADGETS = GADGETS[:-1]
 #: Workload containers of `pipeline_capture.py` (15 x 2 + 10 x 1): profiles to complete.
 PROFILES = 40
 #: Seconds between samples of /proc and /metrics: fine enough to place the window within
@@ -240,18 +251,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prefix_capture(src: Path, dst: Path, lines: int) -> tuple[int, int]:
-    """Header + the first `lines` capture lines; returns (lines, events the agent will see)."""
+def prefix_capture(
+    src: Path, dst: Path, lines: int, keep: tuple[str, ...] = (), cycle: bool = False
+) -> tuple[int, int]:
+    """Header + the first `lines` capture lines (of the gadgets in `keep`, when given; with
+    `cycle`, the kept lines again from the start until there are `lines`); returns
+    (lines, events the agent will see)."""
     n = events = 0
+    prefixes = tuple(f'{{"gadget":"{g}"'.encode() for g in keep)
     with src.open("rb") as f, dst.open("wb") as out:
         out.write(f.readline())
-        for raw in f:
-            if n >= lines:
+        body = f.readlines()
+        if prefixes:
+            body = [raw for raw in body if raw.startswith(prefixes)]
+        while body and n < lines:
+            for raw in body:
+                if n >= lines:
+                    break
+                out.write(raw)
+                n += 1
+                # An advise_seccomp array holds one syscall set (one event) per container.
+                events += raw.count(b'"syscalls":[') if raw.startswith(b'{"gadget":"advise') else 1
+            if not cycle:
                 break
-            out.write(raw)
-            n += 1
-            # An advise_seccomp array holds one syscall set (one event) per container.
-            events += raw.count(b'"syscalls":[') if raw.startswith(b'{"gadget":"advise') else 1
     return n, events
 
 
@@ -270,9 +292,98 @@ def start_server(capture: Path, sock: Path, rate: float, log: Path) -> subproces
     return proc
 
 
+def start_go_feeder(
+    capture: Path, sock: Path, rate: float, log: Path, loops: int = 1
+) -> subprocess.Popen[str]:
+    """The grpc-go IG stand-in serving the capture `loops` times, each gadget at its share of
+    `rate`."""
+    import orjson
+
+    from gadgetclient.capture import Capture, CaptureLine
+    from tests import igfixture
+
+    events = capture.with_suffix(".events")
+    share: Counter[str] = Counter()
+    with capture.open("rb") as f:
+        f.readline()
+        for raw in f:
+            share[raw[11 : raw.index(b'"', 11)].decode()] += 1
+    total_lines = sum(share.values())
+    if not events.exists():  # compiled once per capture, shared by the transports' runs
+        lines = []
+        with capture.open("rb") as f:
+            f.readline()
+            for raw in f:
+                v = orjson.loads(raw)
+                lines.append(
+                    CaptureLine(v["gadget"], v["datasource"], v.get("node", ""), v["data"])
+                )
+        events.mkdir()
+        igfixture.write_events(events, Capture(lines=tuple(lines)))
+    rates = ",".join(f"{g}={rate * n / total_lines:.3f}" for g, n in share.items()) if rate else ""
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()
+    proc = subprocess.Popen(
+        [str(igfixture.binary()), "-listen", f"unix:{sock}", "-events-dir", str(events),
+         "-rates", rates, "-loops", str(loops)],
+        stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    if not proc.stdout.readline().startswith("LISTENING"):
+        raise SystemExit(f"grpc-go feeder did not start; see {log}")
+    return proc
+
+
+def feeder_check(work: Path, capture: Path, events: int) -> float:
+    """Events/s the grpc-go feeder sends alone, unpaced, to a receive-only native client."""
+    from gadgetclient.config import GadgetClientSettings
+    from gadgetclient.h2stream import WireEvent, run_call
+    from gadgetclient.targets import Endpoint
+    from gadgetclient.wire import run_request, stop_request
+
+    cap = work / "feeder-check.jsonl"
+    prefix_capture(capture, cap, events, keep=("trace_exec",), cycle=True)
+    sock = work / "feeder.sock"
+    proc = start_go_feeder(cap, sock, 0.0, work / "feeder-check.log")
+    got = 0
+
+    def count(batch: list[WireEvent]) -> None:
+        nonlocal got
+        got += len(batch)
+
+    async def receive() -> None:
+        req = run_request(image="trace_exec", params={}, log_level=1, timeout_ns=0)
+        await run_call(
+            Endpoint(address=f"unix://{sock}"),
+            GadgetClientSettings(read_coalesce=timedelta(0)),
+            path="/api.GadgetManager/RunGadget",
+            first=req.SerializeToString(),
+            on_events=count,
+            stop=asyncio.Event(),
+            stop_message=stop_request().SerializeToString(),
+        )
+
+    try:
+        t, c = time.perf_counter(), time.process_time()
+        asyncio.run(receive())
+        elapsed, client_cpu = time.perf_counter() - t, time.process_time() - c
+        feeder_cpu = proc_cpu_s(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    print(
+        f"feeder check: {got} events in {elapsed:.1f} s; the feeder's CPU "
+        f"{feeder_cpu / max(got, 1) * 1e6:.1f} µs/event (one core: "
+        f"{got / max(feeder_cpu, 1e-9):.0f} events/s); the receive-only native client's "
+        f"{client_cpu / max(got, 1) * 1e6:.1f} µs/event",
+        flush=True,
+    )
+    return got / elapsed
+
+
 def run_agent(
     *, work: Path, sock: Path, rate_label: str, expected: int, learning_events: int,
-    profile_s: float,
+    profile_s: float, transport: str = "native", gadgets: tuple[str, ...] = GADGETS,
 ) -> tuple[Result, dict[str, Series]]:  # fmt: skip
     res = Result(rate=rate_label, expected=expected)
     port = free_port()
@@ -283,6 +394,7 @@ def run_agent(
         "profiler:\n"
         "  updatePeriod: 1s  # profiles complete (and reach the detector) within a second\n"
         'kubernetes:\n  mode: "off"\n'
+        f"gadgetclient:\n  transport: {transport}\n  gadgets: [{', '.join(gadgets)}]\n"
     )
     cmd = [
         str(GADGETWATCH), "run", "--config", str(config), "--target", f"unix://{sock}",
@@ -439,11 +551,16 @@ def fmt_ms(v: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rates", default="1000,2000,4000,8000,max")
+    parser.add_argument("--rates", default="4000,8000,16000,max")
     parser.add_argument("--seconds", type=float, default=15.0, help="steady phase per rate")
     parser.add_argument("--max-steady", type=int, default=150_000, help="steady lines for max")
     parser.add_argument("--profile", default="", help="py-spy the agent at this rate (or max)")
     parser.add_argument("--keep", type=Path, help="work directory to keep (default: temporary)")
+    parser.add_argument("--feeder", choices=("go", "replay"), default="go")
+    parser.add_argument("--max-events", type=int, default=150_000, help="go feeder: for max")
+    parser.add_argument("--transports", default="native,grpcio")
+    parser.add_argument("--mixes", default="realistic,exec")
+    parser.add_argument("--feeder-check", action="store_true", help="measure the go feeder alone")
     parser.add_argument("--serve", nargs=3, metavar=("CAPTURE", "SOCK", "RATE"))
     parser.add_argument("--floor", nargs=2, metavar=("SOCK", "GADGET"))
     args = parser.parse_args()
@@ -467,54 +584,101 @@ def main() -> None:
         f"{counts['anomalies']} anomalies, generated in {time.perf_counter() - t:.0f} s ({work})",
         flush=True,
     )
+    if args.feeder_check:
+        rate = feeder_check(work, full, 60_000)
+        print(f"feeder check: to a receive-only native client {rate:.0f} events/s", flush=True)
     results: list[Result] = []
-    for label in args.rates.split(","):
-        rate = 0.0 if label == "max" else float(label)
-        steady = counts["steady"] if rate == 0 else int(rate * (args.seconds + SETTLE_S + 2))
-        cap = work / f"capture-{label}.jsonl"
-        _, learning_events = prefix_capture(full, cap, learning_lines)
-        lines, expected = prefix_capture(full, cap, learning_lines + steady)
-        sock = work / "ig.sock"
-        t = time.perf_counter()
-        server = start_server(cap, sock, rate, work / f"server-{label}.log")
-        print(f"[{label}] server ready in {time.perf_counter() - t:.0f} s; agent...", flush=True)
-        try:
-            server_cpu0 = proc_cpu_s(server.pid)
-            res, _ = run_agent(
-                work=work, sock=sock, rate_label=label, expected=expected,
-                learning_events=learning_events,
-                profile_s=args.seconds * 0.6 if args.profile == label else 0.0,
-            )  # fmt: skip
-            res.server_cpu_us = (proc_cpu_s(server.pid) - server_cpu0) / max(lines, 1) * 1e6
-            print(f"[{label}] floor...", flush=True)
-            res.floor_us, res.floor_rate = run_floor(sock)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
-        results.append(res)
-        print(
-            f"[{label}] {res.achieved:.0f} ev/s, {res.cpu_us:.1f} µs/event "
-            f"(floor {res.floor_us:.1f}), lost {res.lost:.0f}, dropped {res.dropped:.0f}",
-            flush=True,
-        )
-        cap.unlink()
+    for mix in args.mixes.split(","):
+        only = "trace_exec" if mix == "exec" else ""
+        for label in args.rates.split(","):
+            rate = 0.0 if label == "max" else float(label)
+            steady = counts["steady"] if rate == 0 else int(rate * (args.seconds + SETTLE_S + 2))
+            for transport in args.transports.split(","):
+                results.append(
+                    run_one(args, work, full, mix, only, label, rate, transport, learning_lines,
+                            steady)
+                )  # fmt: skip
     print_table(results)
     spy = work / "agent.pyspy.txt"
     if args.profile and spy.exists():
         print("\n" + "\n".join(pyspy_top(spy)))
 
 
+def run_one(
+    args: Any, work: Path, full: Path, mix: str, only: str, label: str, rate: float,
+    transport: str, learning_lines: int, steady: int,
+) -> Result:  # fmt: skip
+    tag = f"{mix}-{label}-{transport}"
+    # The go feeder runs each gadget on its own clock, so advise_seccomp's flush (sent at the
+    # end of its run, i.e. at once) would not sit at its capture position: left out there.
+    gadgets = (only,) if only else GADGETS if args.feeder == "replay" else TRACE_GADGETS
+    learning = learning_lines // 5 if only else learning_lines
+    _, learning_events = prefix_capture(full, work / "learning.jsonl", learning, keep=gadgets)
+    loops = 1
+    if args.feeder == "go":
+        # One compiled capture per mix, sent as many times as the rate needs (`-loops`): the
+        # later passes are steady traffic the profiles already hold.
+        cap = work / f"capture-{mix}.jsonl"
+        if not cap.exists():
+            prefix_capture(full, cap, 10**9, keep=gadgets)
+        lines, expected = prefix_capture(cap, work / "count.jsonl", 10**9)
+        needed = learning_events + rate * (args.seconds + SETTLE_S + 2) if rate else args.max_events
+        loops = max(1, -(-int(needed) // expected))
+        lines, expected = lines * loops, expected * loops
+    else:
+        cap = work / f"capture-{mix}-{label}.jsonl"
+        lines, expected = prefix_capture(full, cap, learning + steady, keep=gadgets)
+    sock = work / "ig.sock"
+    t = time.perf_counter()
+    log = work / f"server-{tag}.log"
+    if args.feeder == "go":
+        server = start_go_feeder(cap, sock, rate, log, loops)
+    else:
+        server = start_server(cap, sock, rate, log)
+    print(f"[{tag}] server ready in {time.perf_counter() - t:.0f} s; agent...", flush=True)
+    try:
+        server_cpu0 = proc_cpu_s(server.pid)
+        res, _ = run_agent(
+            work=work, sock=sock, rate_label=tag, expected=expected,
+            learning_events=learning_events,
+            profile_s=args.seconds * 0.6 if args.profile == tag else 0.0,
+            transport=transport, gadgets=gadgets,
+        )  # fmt: skip
+        res.server_cpu_us = (proc_cpu_s(server.pid) - server_cpu0) / max(lines, 1) * 1e6
+        if args.feeder == "replay":
+            print(f"[{tag}] floor...", flush=True)
+            res.floor_us, res.floor_rate = run_floor(sock)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    res.rate = tag
+    if args.feeder == "go":
+        # The feeder's own count of IG-style drops (its channel full): drops after a stream's
+        # last delivered event leave no seq gap, so no client can count those.
+        fed = log.read_text()
+        dropped = sum(int(w.removeprefix("dropped=")) for w in fed.split() if "dropped=" in w)
+        if dropped:
+            res.notes.append(f"feeder dropped {dropped} (its buffer full; IG's behaviour)")
+    print(
+        f"[{tag}] {res.achieved:.0f} ev/s, {res.cpu_us:.1f} µs/event, "
+        f"lost {res.lost:.0f}, dropped {res.dropped:.0f}",
+        flush=True,
+    )
+    return res
+
+
 def print_table(results: list[Result]) -> None:
     print()
     head = (
-        f"{'rate':>5} {'ev/s':>6} {'cores':>5} {'µs/ev':>6} {'floor':>6} {'over':>6} "
+        f"{'mix-rate-transport':>24} {'ev/s':>6} {'cores':>5} {'µs/ev':>6} {'floor':>6} "
+        f"{'over':>6} "
         f"{'RSS MiB':>7} {'HWM MiB':>7} {'p50 ms':>6} {'p99 ms':>6} {'alerts':>6} "
         f"{'lost':>5} {'drop':>5} {'processed':>17}"
     )
     print(head)
     for r in results:
         print(
-            f"{r.rate:>5} {r.achieved:6.0f} {r.cores:5.2f} {r.cpu_us:6.1f} {r.floor_us:6.1f} "
+            f"{r.rate:>24} {r.achieved:6.0f} {r.cores:5.2f} {r.cpu_us:6.1f} {r.floor_us:6.1f} "
             f"{r.cpu_us - r.floor_us:+6.1f} {r.rss:7.1f} {r.hwm:7.1f} {fmt_ms(r.p50):>6} "
             f"{fmt_ms(r.p99):>6} {r.alerts:6d} {r.lost:5.0f} {r.dropped:5.0f} "
             f"{r.processed:8.0f}/{r.expected:<8d}"

@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 import structlog
 
 from gadgetclient.config import GadgetClientSettings
 from gadgetclient.errors import SessionError, TargetError
+from gadgetclient.h2stream import H2Client
 from gadgetclient.layouts import GadgetInfoSpec
 from gadgetclient.targets import Endpoint, open_channel
 from gadgetclient.wire import PROTOCOL_VERSION, gadget_info_from_proto
@@ -91,12 +93,21 @@ def pin_image(gadget: str, server_version: str) -> str:
     return f"{gadget}:v{server_version}"
 
 
-def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
+class RpcStatus(Protocol):
+    """A failed call's status: `grpc.aio.AioRpcError`, or the native transport's
+    `h2stream.RpcStatusError` (same `code()` and `details()`), so both read the same."""
+
+    def code(self) -> grpc.StatusCode: ...
+
+    def details(self) -> str | None: ...
+
+
+def rpc_error_text(exc: RpcStatus) -> str:
     details = exc.details() or ""
     return f"{exc.code().name}: {details}" if details else exc.code().name
 
 
-def translate_rpc_error(exc: grpc.aio.AioRpcError, *, where: str, what: str) -> Exception:
+def translate_rpc_error(exc: RpcStatus, *, where: str, what: str) -> Exception:
     """A `TargetError` when the server is unreachable, else a `SessionError` (it refused)."""
     code = exc.code()
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -120,6 +131,10 @@ class Connection:
         self.builtin = pb_grpc.BuiltInGadgetManagerStub(self.channel)
         self.gadgets = pb_grpc.GadgetManagerStub(self.channel)
         self.info: ServerInfo | None = None
+        #: RunGadget goes through `h2stream` (the unary calls always use the channel); all
+        #: streams of this endpoint share its connection, so their order is kept.
+        self.native = settings.transport == "native"
+        self.h2 = H2Client(endpoint, settings) if self.native else None
 
     async def get_info(self) -> ServerInfo:
         """GetInfo with the connect deadline; waits for the channel to come up until then."""
@@ -152,6 +167,8 @@ class Connection:
         return gadget_info_from_proto(resp.gadgetInfo)
 
     async def close(self) -> None:
+        if self.h2 is not None:
+            await self.h2.close()
         await self.channel.close(grace=None)
 
 

@@ -9,9 +9,14 @@ Data flow per event: `GadgetEvent` -> by type:
 * `>= 1<<16` log -> severity `type >> 16`, logged with it; "lost N samples" counted as loss;
 * `1`-`3` are never sent by image-based gadgets and are ignored; anything else is counted.
 
-The request stream is an async generator that sends the run request and then *stays open* (a
-half-close makes IG cancel the gadget and lose its final flush); `stop()` makes it send IG's stop
-request, after which the caller keeps reading until IG ends the stream, which is when
+Two transports carry the stream (`GadgetClientSettings.transport`): `native` (`h2stream`, the
+default: events come in batches, read straight from the wire) and `grpcio` (protobuf messages
+from grpcio's asyncio client). Both feed the same dispatch, and their failures carry the same
+gRPC status codes and texts, so everything below behaves the same on either.
+
+The grpcio request stream is an async generator that sends the run request and then *stays
+open* (a half-close makes IG cancel the gadget and lose its final flush); `stop()` makes it send
+IG's stop request, after which the caller keeps reading until IG ends the stream, which is when
 flush-on-stop data (advise_seccomp) arrives. No event can raise out of the loop: bad payloads
 are counted in `StreamStats` by reason and logged (rate-limited by the log configuration).
 """
@@ -29,6 +34,7 @@ import structlog
 
 from gadgetclient.decoding import DataSourceDecoder, GadgetDecoder, Record
 from gadgetclient.errors import SessionError, StreamError, TargetError
+from gadgetclient.h2stream import RpcStatusError, WireEvent
 from gadgetclient.layouts import EVENT_GADGET_INFO, EVENT_PAYLOAD, LOG_SHIFT, SEVERITIES
 from gadgetclient.sessions import Connection, rpc_error_text, translate_rpc_error
 from gadgetclient.stats import DropReason, LossReason, StreamStats
@@ -48,6 +54,8 @@ OnSlots = Callable[[DataSourceDecoder, Sequence[Sequence[bytes]]], None]
 #: (severity name, message) of one IG log event.
 OnLog = Callable[[str, str], None]
 
+#: The HTTP/2 path of the RunGadget method (IG's `api.GadgetManager`).
+RUN_GADGET_PATH = "/api.GadgetManager/RunGadget"
 _LOST = re.compile(r"lost (\d+) samples")
 _LOG_METHODS = ("critical", "critical", "error", "warning", "info", "debug", "debug")
 
@@ -160,12 +168,12 @@ class GadgetStream:
         """Read the stream to its end. Raises `SessionError` when IG refuses the gadget before
         it starts, `StreamError`/`TargetError` when the stream fails."""
         where = self.connection.where
-        requests = self._requests()
-        call = self.connection.gadgets.RunGadget(requests)
         try:
-            async for ev in call:
-                self._dispatch(ev)
-        except grpc.aio.AioRpcError as exc:
+            if self.connection.native:
+                await self._run_native()
+            else:
+                await self._run_grpcio()
+        except (grpc.aio.AioRpcError, RpcStatusError) as exc:
             if exc.code() == grpc.StatusCode.CANCELLED and self.stopped_by_us:
                 return
             if not self.started.is_set():
@@ -175,19 +183,49 @@ class GadgetStream:
             raise StreamError(
                 f"gadget {self.gadget} stream failed: {rpc_error_text(exc)}", where=where
             ) from exc
+
+    async def _run_grpcio(self) -> None:
+        requests = self._requests()
+        call = self.connection.gadgets.RunGadget(requests)
+        try:
+            async for ev in call:
+                self._dispatch(ev.type, ev.seq, ev.payload, ev.dataSourceID)
         finally:
             call.cancel()
             requests.close()
 
+    async def _run_native(self) -> None:
+        first = run_request(
+            image=self.image,
+            params=self.params,
+            log_level=self.log_level,
+            timeout_ns=self.timeout_ns,
+        )
+        assert self.connection.h2 is not None
+        await self.connection.h2.call(
+            path=RUN_GADGET_PATH,
+            first=first.SerializeToString(),
+            on_events=self._dispatch_batch,
+            stop=self._stop,
+            stop_message=stop_request().SerializeToString(),
+        )
+
     # -- dispatch ----------------------------------------------------------------------------
 
-    def _dispatch(self, ev: Any) -> None:
-        t = ev.type
+    def _dispatch_batch(self, events: list[WireEvent]) -> None:
+        payload_event = self._payload
+        for t, seq, payload, ds in events:
+            if t == EVENT_PAYLOAD:
+                payload_event(seq, payload, ds)
+            else:
+                self._dispatch(t, seq, payload, ds)
+
+    def _dispatch(self, t: int, seq: int, payload: bytes, ds_id: int) -> None:
         if t == EVENT_PAYLOAD:
-            self._payload(ev)
+            self._payload(seq, payload, ds_id)
         elif t == EVENT_GADGET_INFO:
             try:
-                info = parse_gadget_info(ev.payload)
+                info = parse_gadget_info(payload)
                 self.decoder = GadgetDecoder(info)
             except (PayloadError, ValueError, SyntaxError, RecursionError) as exc:
                 self.decoder = None
@@ -195,17 +233,16 @@ class GadgetStream:
             self._last_seq = 0
             self.started.set()
         elif t >= 1 << LOG_SHIFT:
-            self._log(t >> LOG_SHIFT, ev.payload)
+            self._log(t >> LOG_SHIFT, payload)
         elif t in (1, 2, 3):
             pass  # Result/Done/JobID: only the removed built-in API sent these.
         else:
             self.stats.dropped[(self.gadget, DropReason.UNKNOWN_EVENT_TYPE)] += 1
             log.warning("unknown ig event type", gadget=self.gadget, type=t)
 
-    def _payload(self, ev: Any) -> None:
+    def _payload(self, seq: int, payload: bytes, ds_id: int) -> None:
         gadget = self.gadget
         stats = self.stats
-        seq = ev.seq
         if self._last_seq and seq > self._last_seq + 1:
             stats.lost[(gadget, LossReason.SEQ_GAP)] += seq - self._last_seq - 1
         if seq:
@@ -215,10 +252,10 @@ class GadgetStream:
             stats.dropped[(gadget, DropReason.BEFORE_GADGETINFO)] += 1
             log.error("payload before gadget info", gadget=gadget)
             return
-        ds = decoder.by_id.get(ev.dataSourceID)
+        ds = decoder.by_id.get(ds_id)
         if ds is None:
             stats.dropped[(gadget, DropReason.UNKNOWN_DATASOURCE)] += 1
-            log.error("payload of unknown data source", gadget=gadget, id=ev.dataSourceID)
+            log.error("payload of unknown data source", gadget=gadget, id=ds_id)
             return
         stats.received[gadget] += 1
         repaired = ds.repaired
@@ -230,9 +267,9 @@ class GadgetStream:
             started = time.perf_counter()
         try:
             if on_slots is not None:
-                elements = ds.elements(ev.payload)
+                elements = ds.elements(payload)
             else:
-                records = ds.decode(ev.payload)
+                records = ds.decode(payload)
         except (PayloadError, ValueError, TypeError, IndexError) as exc:
             stats.dropped[(gadget, DropReason.UNDECODABLE)] += 1
             log.error("payload undecodable", gadget=gadget, datasource=ds.name, reason=str(exc))

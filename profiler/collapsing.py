@@ -142,10 +142,15 @@ def _collapse(
     node: _Node, directory: str, thresholds: Thresholds, rotation: int, folded: list[int]
 ) -> None:
     children = node.children
-    if rotation and len(children) > 1:
+    # A directory with more distinct children than its threshold is dynamic whatever their
+    # shapes: it becomes `*`. Counted before rotation folds numbered names into patterns, or a
+    # directory of random session files, some of them digits only, would shrink below the
+    # threshold and keep alerting on every new name.
+    dynamic = WILDCARD in children or len(children) > thresholds.for_directory(directory or "/")
+    if rotation and len(children) > 1 and not dynamic:
         folded[0] += _rotate(node, rotation)
         children = node.children
-    if WILDCARD in children or len(children) > thresholds.for_directory(directory or "/"):
+    if dynamic:
         merged = children.pop(WILDCARD, None) or _Node()
         for child in children.values():
             merged.absorb(child)

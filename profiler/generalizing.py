@@ -99,6 +99,14 @@ def _placeholder(match: re.Match[str]) -> str:
 
 
 _DIGIT = re.compile(r"\d")
+#: A short random-looking token: 6-15 hex characters mixing letters and digits, standing alone
+#: (session ids, temp-file suffixes: ``sess_00001eef``). Its digit runs are not a counter, so a
+#: name holding one has no numbered shape: such names stay literal, and a directory of them is
+#: judged by its number of children (`collapsing.py`), not folded into one pattern per letter
+#: layout. 16+ hex characters are segment numbers (`_HEX`).
+_RANDOM_HEX = re.compile(
+    r"(?<![0-9A-Za-z])(?=[0-9A-Fa-f]*\d)(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{6,15}(?![0-9A-Za-z])"
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -106,7 +114,7 @@ def file_shape(segment: str) -> str:
     """``app.2025-12-08.60.log.gz`` -> ``app.⟨date⟩.⟨n⟩.log.gz``; a name without numbers is
     returned unchanged. Cached because the same names recur at every flush; 4096 names (a few
     hundred KiB) cover a busy directory, and a flood of distinct names cannot grow it further."""
-    if _DIGIT.search(segment) is None:
+    if _DIGIT.search(segment) is None or _RANDOM_HEX.search(segment) is not None:
         return segment
     return _NUMERIC.sub(_placeholder, segment)
 

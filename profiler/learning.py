@@ -350,7 +350,8 @@ class Learner:
         """Collapse and generalise the track's profile now, on event time, as a flush would
         (without counting: the flush counts each literal it folds once)."""
         entries = track.profile.entries
-        self._collapse_entries(entries, track.generalize, count=False)
+        kinds = _while_learning(track.generalize, track.profile.meta.status)
+        self._collapse_entries(entries, kinds, count=False)
         track.count = entries.total()
         has_patterns = any(is_pattern(path) for path in entries.opens)
         track.open_patterns = PathMatcher(entries.opens) if has_patterns else None
@@ -687,7 +688,7 @@ class Learner:
         entries = candidate.entries
         track = self._tracks.get(candidate.key)
         kinds = track.generalize if track is not None else self._generalize
-        self._collapse_entries(entries, kinds, count=True)
+        self._collapse_entries(entries, _while_learning(kinds, meta.status), count=True)
         if meta.status is ProfileStatus.LEARNING and self._now_ns >= meta.learning_end_ns > 0:
             meta.status = ProfileStatus.PARTIAL if meta.partial else ProfileStatus.COMPLETED
             meta.reason = f"learning period {format_period(meta.learning_period_ns)} elapsed"
@@ -827,3 +828,19 @@ class Learner:
             if not stop.is_set():
                 await self.flush()
         await self.flush()
+
+
+def _while_learning(
+    kinds: frozenset[Generalization], status: ProfileStatus
+) -> frozenset[Generalization]:
+    """The generalisations to apply now: numbered-file patterns only once learning is over.
+
+    A flush during learning collapses the profile and the learner adopts what it wrote; folding
+    numbered names into patterns then would keep a directory of random names (session ids,
+    some of them digits only) under its collapse threshold forever, each flush folding the new
+    ones again. Learning keeps the names literal, so the directory's size decides `*`, and the
+    completion (`_finish`) and every later flush apply the patterns to what is left.
+    """
+    if status is ProfileStatus.LEARNING and Generalization.FILES in kinds:
+        return kinds - {Generalization.FILES}
+    return kinds

@@ -41,6 +41,10 @@ if [[ $dev == 1 ]]; then
     [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
     # kubectl 1.20 (Debian kubernetes-client) renders the kustomize base in tests/deploy.
     command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+    # grpc-go (IG's own gRPC implementation) for the native transport's conformance fixture,
+    # built offline in GOPATH mode against Debian's Go packages (tests/igfixture).
+    command -v go >/dev/null 2>&1 || missing+=(golang-go)
+    dpkg -s golang-google-grpc-dev >/dev/null 2>&1 || missing+=(golang-google-grpc-dev)
     if (( ${#missing[@]} )); then
         SUDO=""
         [[ $(id -u) == 0 ]] || SUDO=sudo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -44,7 +45,20 @@ def sample_lines() -> list[CaptureLine]:
     return lines
 
 
+#: The RunGadget transport `settings_for` uses; `both_transports` runs a test once per value.
+_TRANSPORT = ["native"]
+
+
+@pytest.fixture(params=["native", "grpcio"])
+def both_transports(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Session tests run on the native transport and on the grpcio fallback alike."""
+    _TRANSPORT[0] = request.param
+    yield request.param
+    _TRANSPORT[0] = "native"
+
+
 def settings_for(address: str, gadgets: tuple[str, ...], **kw: Any) -> GadgetClientSettings:
+    kw.setdefault("transport", _TRANSPORT[0])
     kw.setdefault("connect_timeout", timedelta(seconds=5))
     kw.setdefault("reconnect_initial", timedelta(milliseconds=20))
     kw.setdefault("reconnect_max", timedelta(milliseconds=200))
@@ -75,3 +89,24 @@ async def replay_factory() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for server in servers:
         await server.stop(None)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    days = "2"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", days, "-subj", "/CN=test-ca", cwd=d)  # fmt: skip
+    (d / "server.ext").write_text("subjectAltName=DNS:ig.example.internal\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                 f"{name}.csr", "-subj", f"/CN={name}", cwd=d)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.pem", "-days", days, "-extfile",
+                 f"{name}.ext", cwd=d)  # fmt: skip
+    return d

@@ -16,6 +16,9 @@ from gadgetclient.source import GadgetSource
 from tests.gadgetclient.conftest import sample_lines, settings_for
 from tests.standins.fixtures import KubeApi
 
+#: Every test here runs on both RunGadget transports (native and grpcio).
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 EXEC = next(line.data for line in sample_lines() if line.gadget == "trace_exec")
 
 

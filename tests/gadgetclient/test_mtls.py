@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,26 +15,8 @@ from gadgetclient.replay import ServerTls
 from gadgetclient.source import GadgetSource
 from tests.gadgetclient.conftest import sample_lines, settings_for
 
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    days = "2"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", days, "-subj", "/CN=test-ca", cwd=d)  # fmt: skip
-    (d / "server.ext").write_text("subjectAltName=DNS:ig.example.internal\n")
-    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                 f"{name}.csr", "-subj", f"/CN={name}", cwd=d)  # fmt: skip
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", days, "-extfile",
-                 f"{name}.ext", cwd=d)  # fmt: skip
-    return d
+#: Every test here runs on both RunGadget transports (native and grpcio).
+pytestmark = pytest.mark.usefixtures("both_transports")
 
 
 async def test_mtls_with_server_name_override(replay_factory: Any, pki: Path) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from structlog.testing import capture_logs
 
 from gadgetclient.capture import Capture, CaptureLine, CaptureWriter, read_capture
@@ -37,6 +38,9 @@ from gadgetwatch.cli import build_parser
 from protos import gadget_service_pb2 as pb
 from protos import gadget_service_pb2_grpc as pb_grpc
 from tests.gadgetclient.conftest import settings_for
+
+#: Every test here runs on both RunGadget transports (native and grpcio).
+pytestmark = pytest.mark.usefixtures("both_transports")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
 SEC = 1_000_000_000

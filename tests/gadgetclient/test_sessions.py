@@ -18,6 +18,9 @@ from gadgetclient.source import GadgetSource
 from gadgetclient.targets import parse_target
 from tests.gadgetclient.conftest import sample_lines, settings_for
 
+#: Every test here runs on both RunGadget transports (native and grpcio).
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 
 def _capture(gadget: str = "trace_exec") -> Capture:
     return Capture(tuple(line for line in sample_lines() if line.gadget == gadget))

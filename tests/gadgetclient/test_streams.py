@@ -22,6 +22,9 @@ from protos import gadget_service_pb2 as pb
 from protos import gadget_service_pb2_grpc as pb_grpc
 from tests.gadgetclient.conftest import sample_lines, settings_for
 
+#: Every test here runs on both RunGadget transports (native and grpcio).
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 EXEC = next(line.data for line in sample_lines() if line.gadget == "trace_exec")
 
 

@@ -51,6 +51,10 @@ THRESHOLDS = Thresholds(default=50)
         ("20251208.log", "⟨n⟩.log"),  # a compact date is indistinguishable from a counter
         ("access.log", "access.log"),
         ("deadbeefcafebabe", "deadbeefcafebabe"),  # hex-looking word without a digit
+        # A short random hex token (a session id) has no numbered shape: the name stays as is.
+        ("sess_00001eef", "sess_00001eef"),
+        ("tmp.4f2a9c", "tmp.4f2a9c"),
+        ("sess_00000000", "sess_⟨n⟩"),  # digits only: a counter as far as anyone can tell
     ],
 )
 def test_file_shapes(name: str, shape: str) -> None:
@@ -280,6 +284,13 @@ async def test_learner_stores_generalised_entries_and_counts_them(store: Directo
     lrn = _learn_statefulset(store)
     await lrn.flush()
     key = WorkloadKey("shop", "StatefulSet", "db", "db")
+    # While learning, numbered file names stay literal (the directory's size decides `*`)...
+    learning = await store.get(key)
+    assert learning is not None
+    assert set(learning.entries.opens) == {"/data/db/000070.sst", "/data/db/000071.sst"}
+    # ...and become patterns when the learning period ends.
+    lrn.tick(2**62)
+    await lrn.flush()
     stored = await store.get(key)
     assert stored is not None
     entries = stored.entries
@@ -323,6 +334,7 @@ async def test_a_bad_annotation_is_counted_and_the_settings_apply(store: Directo
     bad = {f"db-{k}": {"gadgetwatch.io/generalize": "everything"} for k in range(2)}
     lrn = _learn_statefulset(store, FakePods(annotations=bad))
     assert lrn.stats.errors[("annotation", "invalid")] == 2
+    lrn.tick(2**62)
     await lrn.flush()
     stored = await store.get(WorkloadKey("shop", "StatefulSet", "db", "db"))
     assert stored is not None
