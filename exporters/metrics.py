@@ -31,7 +31,12 @@ from typing import Any, Protocol
 import orjson
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -260,9 +265,15 @@ class StatsCollector(Collector):
 
 
 def build_registry(collector: StatsCollector) -> CollectorRegistry:
-    """A private registry (not the global default, so tests and embedders never collide)."""
+    """A private registry (not the global default, so tests and embedders never collide).
+
+    With prometheus-client's process collector (`process_cpu_seconds_total`,
+    `process_resident_memory_bytes`, open file descriptors, ...: the agent's own cost, which the
+    chart's dashboard and sizing guidance use) and platform collector (`python_info`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
     return registry
 
 

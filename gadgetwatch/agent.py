@@ -144,7 +144,9 @@ class Agent:
             from profiler.k8s_store import KubernetesStore
 
             return KubernetesStore(
-                kube.client.api_client, threads=self.settings.kubernetes.api_concurrency
+                kube.client.api_client,
+                threads=self.settings.kubernetes.api_concurrency,
+                writes_per_second=ps.writes_per_second,
             )
         return DirectoryStore(Path(ps.directory))
 

@@ -63,6 +63,12 @@ class ProfilerSettings(BaseModel):
     """How often deltas are flushed to the store. One minute keeps a fresh view for the other
     nodes while costing one write per active profile per minute at most."""
 
+    writes_per_second: float = Field(default=10.0, gt=0)
+    """Profile writes (create, update, delete) per second this agent sends to the Kubernetes
+    API server at most; a flush waits for its turn rather than dropping anything. 10/s
+    matches the order of client-go's default QPS for one client, so a node with thousands of
+    containers spreads its first flush over minutes instead of bursting."""
+
     attach_grace: Duration = timedelta(seconds=10)
     """A container that started more than this before the agent's first event was already
     running when the agent attached: its start-up was not seen, so its profile is `partial`.

@@ -13,6 +13,13 @@ Errors are translated here and nowhere else: 409 -> `ConflictError`, 404 -> `Not
 413 -> `TooLargeError`, 422 (schema) -> `InvalidProfileError`, anything else (including transport
 errors) -> `StoreError`.
 
+Pacing: creates, updates and deletes pass an `asyncio_throttle.Throttler` (`writes_per_second`).
+A node that starts thousands of containers at once (a node drain landing elsewhere, a cluster
+restart) would otherwise fire one write per profile per flush at the API server; the throttle
+makes the flush wait instead, which is the right behaviour: nothing is lost (the delta stays in
+memory until written) and the API server sees a bounded rate per agent. Reads and the watch are
+not paced.
+
 Watch: list (remember the list's resourceVersion), feed the sink, `synced()`, then watch from
 that version; a 410 Gone (the version is too old) relists and removes what disappeared.
 """
@@ -31,6 +38,7 @@ from typing import Any
 
 import structlog
 import urllib3
+from asyncio_throttle.throttler import Throttler
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
@@ -107,8 +115,18 @@ def api_client_from(*, kubeconfig: str = "", api_server: str = "") -> Any:
 class KubernetesStore:
     """`ProfileStore` over `ApplicationProfile` custom resources."""
 
-    def __init__(self, api_client: Any, *, threads: int = 4) -> None:
+    def __init__(
+        self, api_client: Any, *, threads: int = 4, writes_per_second: float = 10.0
+    ) -> None:
+        if writes_per_second <= 0:
+            raise ValueError(f"writes_per_second must be positive, got {writes_per_second}")
         self._client = api_client
+        # asyncio-throttle counts whole calls per period: N calls per second, or for a rate
+        # below one per second, one call per 1/rate seconds.
+        if writes_per_second >= 1:
+            self._throttler = Throttler(rate_limit=int(writes_per_second), period=1.0)
+        else:
+            self._throttler = Throttler(rate_limit=1, period=1.0 / writes_per_second)
         self._api = k8s_client.CustomObjectsApi(api_client)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="profiles")
         self._watch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profiles-w")
@@ -203,11 +221,16 @@ class KubernetesStore:
     ) -> tuple[builtins.list[Profile], builtins.list[ProfilerError]]:
         return self._parse_items(await self._list_raw(namespace))
 
+    async def _write(self, obj: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """A paced `_call` for writes (see the module docstring)."""
+        async with self._throttler:
+            return await self._call(obj, fn, *args)
+
     async def create(self, profile: Profile) -> Profile:
         namespace, name = self._where(profile.key)
         body = to_document(profile)
         body["metadata"].pop("resourceVersion", None)
-        obj = await self._call(
+        obj = await self._write(
             f"{namespace}/{name}",
             self._api.create_namespaced_custom_object,
             GROUP,
@@ -222,7 +245,7 @@ class KubernetesStore:
         namespace, name = self._where(profile.key)
         if not profile.resource_version:
             raise ConflictError("update without a resourceVersion", obj=f"{namespace}/{name}")
-        obj = await self._call(
+        obj = await self._write(
             f"{namespace}/{name}",
             self._api.replace_namespaced_custom_object,
             GROUP,
@@ -236,7 +259,7 @@ class KubernetesStore:
 
     async def delete(self, key: WorkloadKey) -> None:
         namespace, name = self._where(key)
-        await self._call(
+        await self._write(
             f"{namespace}/{name}",
             self._api.delete_namespaced_custom_object,
             GROUP,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh machine: a virtualenv in .venv with gadgetwatch (editable) and,
-# with --dev, the test tools and the Debian daemons the tests run for real (rsyslog,
-# prometheus-alertmanager). Safe to run again: it only installs what is missing.
+# Idempotent set-up on a fresh machine: a virtualenv in .venv with gadgetwatch (editable) and
+# the locked dependencies (requirements.lock; scripts/lock.sh regenerates it) and, with --dev,
+# the locked test tools and the Debian packages the tests run for real (rsyslog,
+# prometheus-alertmanager, kubectl; mmdebstrap, podman, buildah and runc for the image build).
+# Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -16,15 +18,19 @@ if [[ ! -x .venv/bin/python ]]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.gadgetwatch-installed$suffix
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+# The locked set first (exact versions, hashes checked, nothing resolved), then the project
+# itself without dependencies: what gets installed is exactly what the lock file says.
+lock=requirements.lock
+[[ $dev == 1 ]] && lock=requirements-dev.lock
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || $lock -nt $stamp ]]; then
     # pip's and setuptools' chatter goes to a log, shown only when the install fails.
     log=.venv/setup.log
-    extra=""
-    [[ $dev == 1 ]] && extra="[dev]"
-    echo "setup: installing gadgetwatch$extra into .venv" >&2
-    if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip \
-           && .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extra"; } \
-           >"$log" 2>&1; then
+    pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+    echo "setup: installing $lock and gadgetwatch into .venv" >&2
+    if ! { "${pip[@]}" --upgrade pip \
+           && "${pip[@]}" --require-hashes --no-deps -r "$lock" \
+           && "${pip[@]}" --no-deps -e . \
+           && .venv/bin/python -m pip check; } >"$log" 2>&1; then
         cat "$log" >&2
         echo "setup: pip install failed (log above, also in $log)" >&2
         exit 1
@@ -43,8 +49,16 @@ if [[ $dev == 1 ]]; then
     command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
     # grpc-go (IG's own gRPC implementation) for the native transport's conformance fixture,
     # built offline in GOPATH mode against Debian's Go packages (tests/igfixture).
-    command -v go >/dev/null 2>&1 || missing+=(golang-go)
     dpkg -s golang-google-grpc-dev >/dev/null 2>&1 || missing+=(golang-google-grpc-dev)
+    # The container image test (scripts/build-image.sh): a Debian base root filesystem from
+    # packages, imported and built on with podman; runc because crun refuses hosts with a
+    # hybrid cgroup v1/v2 layout (deploy/image/README.md).
+    # The chart renderer of tests/deploy (tests/deploy/helmrender: Go's text/template + sprig,
+    # what Helm is built on; no helm binary is reachable).
+    for pkg in mmdebstrap podman buildah runc golang-go golang-github-masterminds-sprig-dev \
+               golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
     if (( ${#missing[@]} )); then
         SUDO=""
         [[ $(id -u) == 0 ]] || SUDO=sudo

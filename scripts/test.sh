@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, set-up included: lint, types, layering contracts, then pytest.
+# The whole test suite, set-up included: lint, types, layering contracts, the container image
+# (built from Containerfile and run by tests/image), pytest, then the minimum-versions job
+# (scripts/test-floors.sh: the declared dependency floors in a virtualenv of their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
@@ -11,5 +13,11 @@ echo "== mypy (strict)" >&2
 mypy gadgetclient profiler detector exporters gadgetwatch tests benchmarks
 echo "== import-linter" >&2
 lint-imports
+echo "== lock files" >&2
+python scripts/check_lock.py
+echo "== image (scripts/build-image.sh; the first run on a machine builds the Debian bases)" >&2
+scripts/build-image.sh localhost/gadgetwatch:test
 echo "== pytest" >&2
 pytest -q -p no:cacheprovider "$@"
+echo "== minimum versions (scripts/test-floors.sh)" >&2
+scripts/test-floors.sh

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ DEPLOY = REPO / "deploy"
 CHART = DEPLOY / "helm" / "gadgetwatch"
 BASE = DEPLOY / "kustomize" / "base"
 OVERLAY = DEPLOY / "kustomize" / "overlays" / "example"
-GADGETWATCH = REPO / ".venv" / "bin" / "gadgetwatch"
+GADGETWATCH = Path(sys.executable).with_name("gadgetwatch")
 
 #: Kinds of other API groups the manifests use, by apiVersion prefix → model class prefix.
 _MODEL_PREFIX = {

@@ -77,6 +77,14 @@ def _broken(path: str, value: Any) -> dict[str, Any]:
         ("resources", "lots"),
         ("ig.portforward.namespace", "Gadget_NS"),
         ("rbac.create", "yes"),
+        ("image.digest", "latest"),
+        ("secrets.webhook.existingSecret", "Bad_Name"),
+        ("secrets.webhook.header", "Authorization: Bearer"),
+        ("secrets.unknown", {"existingSecret": "x"}),
+        ("extraVolumeMounts", [{"name": "x", "mountPath": "relative"}]),
+        ("extraEnv", [{"value": "no name"}]),
+        ("prometheusRule.for", "soon"),
+        ("grafanaDashboard.labels", {"grafana_dashboard": 1}),
     ],
 )
 def test_schema_rejects_broken_values(path: str, value: Any) -> None:

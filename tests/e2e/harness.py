@@ -25,11 +25,10 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
-_VENV_BIN = REPO / ".venv" / "bin" / "gadgetwatch"
-#: The console script of this checkout (the one the brief runs: `.venv/bin/gadgetwatch run`).
-GADGETWATCH = str(
-    _VENV_BIN if _VENV_BIN.exists() else Path(sys.executable).with_name("gadgetwatch")
-)
+_OWN_BIN = Path(sys.executable).with_name("gadgetwatch")
+#: The console script of the virtualenv running the tests (`.venv`, or `.venv-floors` in the
+#: minimum-versions job), so subprocesses run with the same dependency versions as the tests.
+GADGETWATCH = str(_OWN_BIN if _OWN_BIN.exists() else REPO / ".venv" / "bin" / "gadgetwatch")
 
 #: Deadline for anything a healthy agent does on loopback (start, deliver, stop). Generous
 #: because CI machines stall; a passing run takes a fraction of it.

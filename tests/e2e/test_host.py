@@ -321,28 +321,26 @@ EXAMPLE_INTRUSION = {
 INTRUSION_START = "2026-03-02T10:20:00"
 
 
-async def test_example_capture_reports_the_intrusion(tmp_path: Path, env: dict[str, str]) -> None:
-    """`examples/webshop-intrusion.capture.jsonl` with the README's 10 minute learning period:
-    every step of the intrusion is reported, and nothing before it (ordered replay)."""
+async def replay_example(tmp_path: Path, env: dict[str, str], *flags: str) -> Proc:
+    """`gadgetwatch run --replay` of the example capture with the README's 10 minute learning
+    period (and `flags`), run to its end; the finished process, its output collected."""
     proc = await Proc.start(
         "agent",
-        [
-            GADGETWATCH,
-            "run",
-            "--no-metrics",
-            "--replay",
-            str(EXAMPLE_CAPTURE),
-            "--learning-period",
-            "10m",
-            "--profiles-dir",
-            str(tmp_path / "profiles"),
-        ],
+        [GADGETWATCH, "run", *flags, "--no-metrics", "--replay", str(EXAMPLE_CAPTURE),
+         "--learning-period", "10m", "--profiles-dir", str(tmp_path / "profiles")],
         env=env,
-    )
+    )  # fmt: skip
     try:
         assert await proc.wait_exit() == 0, proc.tail()
     finally:
         await proc.stop()
+    return proc
+
+
+async def test_example_capture_reports_the_intrusion(tmp_path: Path, env: dict[str, str]) -> None:
+    """`examples/webshop-intrusion.capture.jsonl` with the README's 10 minute learning period:
+    every step of the intrusion is reported, and nothing before it (ordered replay)."""
+    proc = await replay_example(tmp_path, env)
     alerts = [json.loads(line) for line in proc.stdout]
     found = {
         (e.rule_id, e.key)
@@ -381,27 +379,7 @@ async def test_without_exec_paths_nothing_is_learned_from_argv0(
     config.write_text(
         yaml.safe_dump({"gadgetclient": {"params": {"operator.oci.ebpf.paths": "false"}}})
     )
-    proc = await Proc.start(
-        "agent",
-        [
-            GADGETWATCH,
-            "run",
-            "--config",
-            str(config),
-            "--no-metrics",
-            "--replay",
-            str(EXAMPLE_CAPTURE),
-            "--learning-period",
-            "10m",
-            "--profiles-dir",
-            str(tmp_path / "profiles"),
-        ],
-        env=env,
-    )
-    try:
-        assert await proc.wait_exit() == 0, proc.tail()
-    finally:
-        await proc.stop()
+    proc = await replay_example(tmp_path, env, "--config", str(config))
     execs = _learned_exec_paths(tmp_path / "profiles")
     assert execs
     assert all(p.startswith("unresolved:") for p in execs), sorted(execs)
@@ -421,22 +399,7 @@ async def test_replayed_capture_leaves_its_alerts_firing_in_alertmanager(
     AlertManager once the run is over, one per distinct finding (the five unexpected processes
     of the intrusion are five alerts, each naming its process), `startsAt` at the event."""
     am = alertmanager_factory()
-    proc = await Proc.start(
-        "agent",
-        [
-            GADGETWATCH, "run", "--no-metrics",
-            "--replay", str(EXAMPLE_CAPTURE),
-            "--learning-period", "10m",
-            "--profiles-dir", str(tmp_path / "profiles"),
-            "--stdout",
-            "--alertmanager", am.url,
-        ],
-        env=env,
-    )  # fmt: skip
-    try:
-        assert await proc.wait_exit() == 0, proc.tail()
-    finally:
-        await proc.stop()
+    proc = await replay_example(tmp_path, env, "--stdout", "--alertmanager", am.url)
     alerts = [json.loads(line) for line in proc.stdout]
     assert alerts
     got = {a["labels"]["finding"]: a for a in am.alerts()}
