@@ -39,6 +39,7 @@ from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
 from exporters.delivery import Delivery
+from exporters.errors import ExporterError
 from exporters.metrics import MetricsServer, StatsCollector, build_registry
 from exporters.stats import DeliveryStats
 from gadgetclient.capture import CapturePodMetadata, read_capture
@@ -100,6 +101,8 @@ class Agent:
         self.learner: Learner | None = None
         self.cache: ProfileCache | None = None
         self.metrics: MetricsServer | None = None
+        #: capture lines of the replayed gadgets (progress of a replay), once it is read
+        self.replay_total: int | None = None
         self._stop = asyncio.Event()
         self._started = time.monotonic()
 
@@ -202,11 +205,12 @@ class Agent:
             if capture.pods:
                 captured_pods = CapturePodMetadata(capture.pods)
             tmpdir = tempfile.TemporaryDirectory(prefix="gadgetwatch-replay-")
-            replay_server = ReplayServer(
-                capture, listen=f"unix://{tmpdir.name}/ig.socket", rate=self.replay_rate
-            )
-            address = await replay_server.start()
+            address = f"unix://{tmpdir.name}/ig.socket"
+            # Started inside the supervised block below, so a failure while assembling the
+            # other stages (a bad bindings file, a busy metrics port) leaves nothing running.
+            replay_server = ReplayServer(capture, listen=address, rate=self.replay_rate)
             gadgets = tuple(g for g in gc_settings.gadgets if g in replay_server.gadgets)
+            self.replay_total = sum(1 for line in capture.lines if line.gadget in gadgets)
             gc_settings = gc_settings.model_copy(update={"target": address, "gadgets": gadgets})
             log.info("replaying capture", capture=str(self.replay), gadgets=list(gadgets))
 
@@ -280,7 +284,18 @@ class Agent:
             if kube is not None:
                 pods = kube.pods
                 self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
-            await self.metrics.start()
+            try:
+                await self.metrics.start()
+            except (OSError, ExporterError) as listen_error:
+                if kube is not None:
+                    await kube.client.aclose()
+                cause = listen_error.__cause__ or listen_error
+                reason = cause.strerror if isinstance(cause, OSError) else None
+                raise AgentError(
+                    f"cannot serve metrics on {s.metrics.address}: {reason or cause}; "
+                    "choose another address with --metrics-address HOST:PORT "
+                    "(metrics.address) or turn metrics off with --no-metrics"
+                ) from listen_error
 
         if kube is not None and s.detector.watch_cluster:
             from detector.k8s_source import ClusterRulesSource
@@ -311,6 +326,8 @@ class Agent:
         exit_code = 0
         failure = ""
         try:
+            if replay_server is not None:
+                await replay_server.start()
             # Existing profiles (an imported production profile, other nodes' learning), the
             # cluster's bindings and exceptions, and the node's pods must be known before the
             # first event is judged or merged. Each wait is bounded: a slow API server delays

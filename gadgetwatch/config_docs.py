@@ -28,7 +28,8 @@ built-in defaults < the YAML file given with `--config` < environment variables
 flags. Unknown keys are an error that names the key and the closest valid one.
 `gadgetwatch run --check-config` validates and exits; `gadgetwatch config show` prints the
 effective configuration (secrets masked, user information and query values of URLs
-redacted); `gadgetwatch config default` prints the defaults as YAML. The file is read with
+redacted) and `gadgetwatch config default` the defaults, as a KEY/VALUE table or, with
+`-o yaml` (a file to start from) or `-o json`, in this file's keys. The file is read with
 the product's safe YAML loader (at most 16 MiB, 64 levels, bounded aliases).
 
 Durations are written like `500ms`, `60s`, `10m`, `1h30m`, `2d`, or as a number of seconds

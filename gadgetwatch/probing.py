@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from exporters.building import build_exporters
@@ -35,6 +35,7 @@ from gadgetclient.sessions import Connection, declared_keys, gadget_name, pin_im
 from gadgetclient.stats import StreamStats
 from gadgetclient.streaming import GadgetStream
 from gadgetclient.targets import Endpoint, parse_target, static_endpoints
+from gadgetwatch import clikit
 from gadgetwatch.config import Settings
 
 #: Time for one gadget to report its GadgetInfo. IG may pull and verify the image on first use,
@@ -58,11 +59,22 @@ class Check:
     detail: str = ""
 
 
-async def probe(settings: Settings) -> list[Check]:
+#: Called with each check as soon as it completes (the CLI's progress on a terminal).
+Report = Callable[[Check], None]
+
+
+def _ignore(check: Check) -> None:
+    return None
+
+
+async def probe(settings: Settings, report: Report = _ignore) -> list[Check]:
     checks: list[Check] = []
-    checks += await probe_target(settings.gadgetclient)
-    checks += await probe_kubernetes(settings)
-    checks += await probe_exporters(settings)
+    checks += await probe_target(settings.gadgetclient, report)
+    kube_checks = await probe_kubernetes(settings)
+    for check in kube_checks:
+        report(check)
+    checks += kube_checks
+    checks += await probe_exporters(settings, report)
     return checks
 
 
@@ -78,30 +90,37 @@ async def _endpoints(gc: GadgetClientSettings) -> AsyncIterator[list[Endpoint]]:
         yield static_endpoints(spec, gc)
 
 
-async def probe_target(gc: GadgetClientSettings) -> list[Check]:
+async def probe_target(gc: GadgetClientSettings, report: Report = _ignore) -> list[Check]:
     checks: list[Check] = []
+
+    def add(check: Check) -> None:
+        checks.append(check)
+        report(check)
+
     try:
         async with _endpoints(gc) as endpoints:
             if not endpoints:
-                return [Check("ig", gc.target, Verdict.FAIL, "no IG pod found")]
+                add(Check("ig", gc.target, Verdict.FAIL, "no IG pod found"))
+                return checks
             for endpoint in endpoints:
-                checks += await _probe_endpoint(endpoint, gc)
+                await _probe_endpoint(endpoint, gc, add)
     except GadgetClientError as exc:
-        checks.append(Check("ig", gc.target, Verdict.FAIL, str(exc)))
+        add(Check("ig", gc.target, Verdict.FAIL, str(exc)))
     except Exception as exc:  # k8s discovery failures arrive as client exceptions
-        checks.append(Check("ig", gc.target, Verdict.FAIL, f"{type(exc).__name__}: {exc}"))
+        add(Check("ig", gc.target, Verdict.FAIL, f"{type(exc).__name__}: {exc}"))
     return checks
 
 
-async def _probe_endpoint(endpoint: Endpoint, gc: GadgetClientSettings) -> list[Check]:
+async def _probe_endpoint(endpoint: Endpoint, gc: GadgetClientSettings, add: Report) -> None:
     where = endpoint.node or endpoint.address
     conn = Connection(endpoint, gc)
     try:
         try:
             info = await conn.get_info()
         except GadgetClientError as exc:
-            return [Check("ig", where, Verdict.FAIL, str(exc))]
-        checks = [Check("ig", where, Verdict.OK, f"reachable, IG v{info.version}")]
+            add(Check("ig", where, Verdict.FAIL, str(exc)))
+            return
+        add(Check("ig", where, Verdict.OK, f"reachable, IG v{info.version}"))
         for gadget in gc.gadgets:
             params: dict[str, str] = {}
             try:
@@ -110,10 +129,9 @@ async def _probe_endpoint(endpoint: Endpoint, gc: GadgetClientSettings) -> list[
                 pass  # the start check below reports the refusal
             else:
                 plan = plan_params(gadget_name(gadget), gc.params, declared_keys(ginfo))
-                checks.append(params_check(plan, where))
+                add(params_check(plan, where))
                 params = plan.sent
-            checks.append(await _probe_gadget(conn, gadget, info.version, where, params))
-        return checks
+            add(await _probe_gadget(conn, gadget, info.version, where, params))
     finally:
         await conn.close()
 
@@ -217,7 +235,7 @@ async def probe_kubernetes(settings: Settings) -> list[Check]:
     return checks
 
 
-async def probe_exporters(settings: Settings) -> list[Check]:
+async def probe_exporters(settings: Settings, report: Report = _ignore) -> list[Check]:
     exporters = build_exporters(settings.exporters, stats=DeliveryStats())
     checks: list[Check] = []
     for exporter in exporters:
@@ -225,23 +243,29 @@ async def probe_exporters(settings: Settings) -> list[Check]:
             async with asyncio.timeout(EXPORTER_TIMEOUT_S):
                 await exporter.healthcheck()
             checks.append(Check("exporter", exporter.name, Verdict.OK, "reachable"))
+            report(checks[-1])
         except (ExporterError, TimeoutError, OSError) as exc:
             detail = str(exc) or f"no answer in {EXPORTER_TIMEOUT_S}s"
             checks.append(Check("exporter", exporter.name, Verdict.FAIL, detail))
+            report(checks[-1])
         finally:
             with contextlib.suppress(Exception):
                 await exporter.aclose()
     if not exporters:
         checks.append(Check("exporter", "stdout", Verdict.OK, "no exporter configured: stdout"))
+        report(checks[-1])
     return checks
 
 
 def render_table(checks: Sequence[Check]) -> str:
-    headers = ("AREA", "CHECK", "RESULT", "DETAIL")
     rows = [(c.area, c.name, c.verdict.value.upper(), c.detail) for c in checks]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    widths[3] = len(headers[3])
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    return clikit.render_table(("AREA", "CHECK", "RESULT", "DETAIL"), rows)
+
+
+def check_to_dict(check: Check) -> dict[str, str]:
+    return {
+        "area": check.area,
+        "check": check.name,
+        "result": check.verdict.value,
+        "detail": check.detail,
+    }

@@ -136,7 +136,11 @@ def describe_errors(model: type[BaseModel], exc: ValidationError) -> list[str]:
         else:
             given = err.get("input")
             shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
-            problems.append(f"{dotted}: {err['msg']}{shown}")
+            message = err["msg"]
+            if err["type"].startswith("time_delta"):
+                # pydantic's own text names ISO 8601; people write the short forms.
+                message = "invalid duration; use a number with a unit, e.g. 24h, 10m, 90s"
+            problems.append(f"{dotted}: {message}{shown}")
     return problems
 
 

@@ -8,6 +8,7 @@ stable order, so it reads like a unified diff and is easy to assert on.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from profiler.merging import subtract
@@ -43,12 +44,13 @@ def diff(before: Profile, after: Profile) -> ProfileDiff:
 
 
 def entry_lines(entries: Entries) -> list[str]:
-    lines = [f"exec {path} {list(args)}" for path in sorted(entries.execs)
+    # Arguments as a person would type them (`sh -c 'id; ls'`), not as a Python list.
+    lines = [f"exec {path}: {shlex.join(args)}" for path in sorted(entries.execs)
              for args in sorted(entries.execs[path])]  # fmt: skip
-    lines += [f"open {p} {sorted(entries.opens[p])}" for p in sorted(entries.opens)]
+    lines += [f"open {p} {','.join(sorted(entries.opens[p]))}" for p in sorted(entries.opens)]
     lines += [f"syscall {s}" for s in sorted(entries.syscalls)]
     lines += [f"capability {c} ({s})" for c, s in sorted(entries.capabilities)]
-    lines += [f"dns {n} {sorted(entries.dns[n])}" for n in sorted(entries.dns)]
+    lines += [f"dns {n} {','.join(sorted(entries.dns[n]))}" for n in sorted(entries.dns)]
     lines += sorted(
         f"ingress {port}/{proto} from {peer_label(peer, addr)}"
         for port, proto, addr, peer in entries.ingress

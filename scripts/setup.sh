@@ -22,6 +22,12 @@ stamp=.venv/.gadgetwatch-installed$suffix
 # itself without dependencies: what gets installed is exactly what the lock file says.
 lock=requirements.lock
 [[ $dev == 1 ]] && lock=requirements-dev.lock
+# A --dev install includes the plain one.
+if [[ $dev == 0 && -f ${stamp}-dev && ! pyproject.toml -nt ${stamp}-dev \
+      && ! requirements-dev.lock -nt ${stamp}-dev ]]; then
+    stamp=${stamp}-dev
+    lock=requirements-dev.lock
+fi
 if [[ ! -f $stamp || pyproject.toml -nt $stamp || $lock -nt $stamp ]]; then
     # pip's and setuptools' chatter goes to a log, shown only when the install fails.
     log=.venv/setup.log
@@ -47,6 +53,9 @@ if [[ $dev == 1 ]]; then
     [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
     # kubectl 1.20 (Debian kubernetes-client) renders the kustomize base in tests/deploy.
     command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+    # The shells whose completion scripts (`gadgetwatch completion zsh|fish`) the tests run.
+    command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+    command -v fish >/dev/null 2>&1 || missing+=(fish)
     # grpc-go (IG's own gRPC implementation) for the native transport's conformance fixture,
     # built offline in GOPATH mode against Debian's Go packages (tests/igfixture).
     dpkg -s golang-google-grpc-dev >/dev/null 2>&1 || missing+=(golang-google-grpc-dev)

@@ -1,4 +1,9 @@
-"""`gadgetwatch probe`: check the IG target, Kubernetes access and RBAC, CRDs and exporters."""
+"""`gadgetwatch probe`: check the IG target, Kubernetes access and RBAC, CRDs and exporters.
+
+On a terminal each check is shown on stderr as it completes (a gadget may take seconds to
+start); the table (or JSON/YAML) goes to stdout at the end, and the READY / NOT READY verdict
+to stderr, so `-o json` output stays machine-readable.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gadgetwatch.settings_loading import ConfigError
+from gadgetwatch.clikit import Progress, add_command, add_output_flag, add_quiet_flag, print_data
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
+    p = add_command(
+        sub,
         "probe",
         help="check that everything the agent needs is reachable and permitted",
         description=(
@@ -21,36 +27,42 @@ def register(sub: Any) -> None:
             "every RBAC permission the agent needs, the CRDs, and each configured exporter. "
             "Exit code 0 means ready."
         ),
+        examples=[
+            "gadgetwatch probe --target unix:///var/run/ig/ig.socket",
+            "gadgetwatch probe --config /etc/gadgetwatch/config.yaml -o json",
+            "gadgetwatch probe --target tcp://127.0.0.1:8888 --quiet",
+        ],
     )
-    p.add_argument("--config", type=Path, help="YAML configuration file")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
     p.add_argument("--target", help="IG endpoint (overrides the configuration)")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_output_flag(p)
+    add_quiet_flag(p)
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    import orjson
-
     from gadgetwatch.config import load_settings
-    from gadgetwatch.probing import Verdict, probe, render_table
+    from gadgetwatch.probing import Check, Verdict, check_to_dict, probe, render_table
 
     overrides: dict[str, Any] = {}
     if args.target:
         overrides = {"gadgetclient": {"target": args.target}}
+    settings = load_settings(config_file=args.config, environ=os.environ, overrides=overrides)
+    progress = Progress(quiet=args.quiet)
+    done = 0
+
+    def report(check: Check) -> None:
+        nonlocal done
+        done += 1
+        progress.note(
+            f"[{done}] {check.verdict.value.upper():4} {check.area} {check.name}: {check.detail}"
+        )
+
     try:
-        settings = load_settings(config_file=args.config, environ=os.environ, overrides=overrides)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    checks = asyncio.run(probe(settings))
-    if args.output == "json":
-        rows = [
-            {"area": c.area, "check": c.name, "result": c.verdict.value, "detail": c.detail}
-            for c in checks
-        ]
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        print(render_table(checks))
+        checks = asyncio.run(probe(settings, report))
+    finally:
+        progress.close()
+    print_data(args.output, [check_to_dict(c) for c in checks], lambda: render_table(checks))
     failed = [c for c in checks if c.verdict is Verdict.FAIL]
     print(
         f"{'NOT READY' if failed else 'READY'}: {len(checks)} checks, {len(failed)} failed",

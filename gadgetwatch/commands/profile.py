@@ -16,68 +16,189 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from gadgetwatch.clikit import add_command, add_output_flag, print_data, render_table
+from gadgetwatch.commands.run import DEFAULT_PROFILES_DIR
 from profiler import advice, diffing, exporting, netpol, seccomp
 from profiler.dirstore import HOST_DIR, DirectoryStore
-from profiler.documents import dump_json, dump_yaml, to_document
+from profiler.documents import dump_yaml, to_document
 from profiler.errors import NotFoundError, ProfilerError
 from profiler.generalizing import generalized_entries
 from profiler.profiles import Profile
 from profiler.store import ProfileStore
 
-DEFAULT_DIR = "/var/lib/gadgetwatch/profiles"
+#: Shared with `gadgetwatch run`: the profile commands find what the agent wrote by default.
+DEFAULT_DIR = DEFAULT_PROFILES_DIR
+DEMO_REF = "shop/deployment-webshop-app"
+
+
+def _store_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The store options, on `profile` and again on each verb (`profile list --profiles-dir X`).
+
+    On the verbs they default to SUPPRESS: argparse copies a subcommand's namespace over its
+    parent's, so a verb's default would hide a value given before the verb.
+    """
+    where = parser.add_argument_group("store")
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    where.add_argument(
+        "--profiles-dir",
+        metavar="DIR",
+        default=default(DEFAULT_DIR),
+        help=f"directory store (the default store; default: {DEFAULT_DIR})",
+    )
+    where.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        default=default(""),
+        help="use the cluster's ApplicationProfile resources via this kubeconfig",
+    )
+    where.add_argument(
+        "--in-cluster",
+        action="store_true",
+        default=default(False),
+        help="use the cluster with in-cluster credentials",
+    )
+
+
+def _verb(verbs: Any, name: str, help: str, examples: list[str]) -> argparse.ArgumentParser:
+    p = add_command(verbs, name, help=help, examples=examples)
+    _store_flags(p, top=False)
+    return p
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "profile", help="inspect, move and use application profiles"
+    parser = add_command(
+        sub,
+        "profile",
+        help="inspect, move and use application profiles",
+        description=(
+            "Inspect, move and use application profiles, from the directory store "
+            "(--profiles-dir) or the cluster (--kubeconfig, --in-cluster). A profile is named "
+            "NAMESPACE/NAME as `profile list` prints it (-/NAME for host profiles), or by the "
+            "path of an exported file."
+        ),
+        examples=[
+            "gadgetwatch profile list --profiles-dir demo-profiles",
+            f"gadgetwatch profile show {DEMO_REF} --profiles-dir demo-profiles",
+            f"gadgetwatch profile seccomp {DEMO_REF} --profiles-dir demo-profiles",
+        ],
     )
-    where = parser.add_argument_group("store")
-    where.add_argument("--profiles-dir", default=DEFAULT_DIR, help="directory store (default)")
-    where.add_argument("--kubeconfig", default="", help="use the cluster via this kubeconfig")
-    where.add_argument("--in-cluster", action="store_true", help="use in-cluster credentials")
+    _store_flags(parser, top=True)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    p = verbs.add_parser("list", help="one line per profile")
-    p.add_argument("-n", "--namespace", default=None)
+    p = _verb(
+        verbs,
+        "list",
+        "one line per profile",
+        [
+            "gadgetwatch profile list --profiles-dir demo-profiles",
+            "gadgetwatch profile list -n webshop -o json --profiles-dir demo-profiles",
+            "gadgetwatch profile --kubeconfig ~/.kube/config list -n production",
+        ],
+    )
+    p.add_argument("-n", "--namespace", default=None, help="only this namespace (default: all)")
+    add_output_flag(p)
     p.set_defaults(handler=lambda a: _run(a, _list))
 
-    p = verbs.add_parser("show", help="one profile")
-    p.add_argument("ref", help="NAMESPACE/NAME or a file")
-    p.add_argument("-o", "--output", choices=["human", "yaml", "json"], default="human")
+    p = _verb(
+        verbs,
+        "show",
+        "one profile: metadata and every entry",
+        [
+            f"gadgetwatch profile show {DEMO_REF} --profiles-dir demo-profiles",
+            f"gadgetwatch profile show {DEMO_REF} -o yaml --profiles-dir demo-profiles",
+            "gadgetwatch profile show exported.yaml",
+        ],
+    )
+    p.add_argument("ref", metavar="PROFILE", help="NAMESPACE/NAME or an exported file")
+    add_output_flag(p)
     p.set_defaults(handler=lambda a: _run(a, _show))
 
-    p = verbs.add_parser("export", help="write profiles to a file (for import elsewhere)")
-    p.add_argument("refs", nargs="*", help="NAMESPACE/NAME ... (default: all, or --namespace)")
-    p.add_argument("-n", "--namespace", default=None)
+    p = _verb(
+        verbs,
+        "export",
+        "write profiles to a file (for import elsewhere)",
+        [
+            "gadgetwatch profile export -n staging -f staging-profiles.yaml",
+            f"gadgetwatch profile export {DEMO_REF} -f - --profiles-dir demo-profiles",
+        ],
+    )
+    p.add_argument(
+        "refs", nargs="*", metavar="PROFILE", help="NAMESPACE/NAME ... (default: all, or -n)"
+    )
+    p.add_argument("-n", "--namespace", default=None, help="export this namespace's profiles")
     p.add_argument("-f", "--file", required=True, help="output file ('-' for stdout)")
     p.set_defaults(handler=lambda a: _run(a, _export))
 
-    p = verbs.add_parser("import", help="import exported profiles as completed, user-owned")
-    p.add_argument("file")
+    p = _verb(
+        verbs,
+        "import",
+        "import exported profiles as completed, user-owned",
+        [
+            "gadgetwatch profile import staging-profiles.yaml -n production",
+            "gadgetwatch profile --kubeconfig ~/.kube/config import staging-profiles.yaml",
+        ],
+    )
+    p.add_argument("file", metavar="FILE", help="a file written by `profile export`")
     p.add_argument("-n", "--namespace", default=None, help="remap every profile to this one")
     p.set_defaults(handler=lambda a: _run(a, _import))
 
-    p = verbs.add_parser("diff", help="compare two profiles or two exported revisions")
-    p.add_argument("before")
-    p.add_argument("after")
+    p = _verb(
+        verbs,
+        "diff",
+        "compare two profiles or two exported revisions (exit code 1 when they differ)",
+        [
+            "gadgetwatch profile diff staging/deployment-web-nginx production/deployment-web-nginx",
+            "gadgetwatch profile diff before.yaml after.yaml -o json",
+        ],
+    )
+    p.add_argument("before", metavar="BEFORE", help="NAMESPACE/NAME or exported file: the old")
+    p.add_argument("after", metavar="AFTER", help="NAMESPACE/NAME or exported file: the new")
+    add_output_flag(p)
     p.set_defaults(handler=lambda a: _run(a, _diff))
 
-    p = verbs.add_parser("seccomp", help="OCI seccomp profile from the learned syscalls")
-    p.add_argument("ref")
+    p = _verb(
+        verbs,
+        "seccomp",
+        "OCI seccomp profile from the learned syscalls",
+        [
+            f"gadgetwatch profile seccomp {DEMO_REF} --profiles-dir demo-profiles",
+            f"gadgetwatch profile seccomp {DEMO_REF} --spo --complain",
+        ],
+    )
+    p.add_argument("ref", metavar="PROFILE", help="NAMESPACE/NAME or an exported file")
     p.add_argument("--complain", action="store_true", help="SCMP_ACT_LOG instead of ERRNO")
     p.add_argument("--spo", action="store_true", help="a Security Profiles Operator resource")
     p.add_argument("--force", action="store_true", help="even from an unfinished profile")
     p.set_defaults(handler=lambda a: _run(a, _seccomp))
 
-    p = verbs.add_parser("netpol", help="NetworkPolicy from the observed peers and ports")
-    p.add_argument("ref")
-    p.add_argument("--force", action="store_true")
+    p = _verb(
+        verbs,
+        "netpol",
+        "NetworkPolicy from the observed peers and ports",
+        [
+            f"gadgetwatch profile netpol {DEMO_REF} --profiles-dir demo-profiles",
+            f"gadgetwatch profile netpol {DEMO_REF} --force > netpol.yaml",
+        ],
+    )
+    p.add_argument("ref", metavar="PROFILE", help="NAMESPACE/NAME or an exported file")
+    p.add_argument("--force", action="store_true", help="even from an unfinished profile")
     p.set_defaults(handler=lambda a: _run(a, _netpol))
 
-    p = verbs.add_parser("advise", help="securityContext advice with evidence")
-    p.add_argument("ref")
-    p.add_argument("-o", "--output", choices=["human", "yaml"], default="human")
-    p.add_argument("--force", action="store_true")
+    p = _verb(
+        verbs,
+        "advise",
+        "securityContext advice with evidence",
+        [
+            f"gadgetwatch profile advise {DEMO_REF} --profiles-dir demo-profiles",
+            f"gadgetwatch profile advise {DEMO_REF} -o yaml --profiles-dir demo-profiles",
+        ],
+    )
+    p.add_argument("ref", metavar="PROFILE", help="NAMESPACE/NAME or an exported file")
+    add_output_flag(p)
+    p.add_argument("--force", action="store_true", help="even from an unfinished profile")
     p.set_defaults(handler=lambda a: _run(a, _advise))
 
 
@@ -90,7 +211,10 @@ def _store(args: argparse.Namespace) -> ProfileStore:
         from profiler.k8s_store import KubernetesStore, api_client_from
 
         return KubernetesStore(api_client_from(kubeconfig=args.kubeconfig), threads=2)
-    return DirectoryStore(args.profiles_dir)
+    directory = Path(args.profiles_dir).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--profiles-dir {args.profiles_dir}: not a directory")
+    return DirectoryStore(directory)
 
 
 def _run(
@@ -164,11 +288,30 @@ def _warn(warnings: list[str]) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
+def _summary(p: Profile) -> dict[str, Any]:
+    """One `profile list` row, keyed like the profile document's fields."""
+    return {
+        "namespace": p.key.namespace,
+        "name": p.name,
+        "workload": {
+            "kind": p.key.owner_kind,
+            "name": p.key.owner_name,
+            "container": p.key.container,
+        },
+        "phase": p.meta.status.value,
+        "managedBy": p.meta.managed_by.value,
+        "entries": p.entries.total(),
+    }
+
+
 async def _list(args: argparse.Namespace, store: ProfileStore) -> int:
     profiles, errors = await store.list(args.namespace)
-    rows = [("NAMESPACE", "NAME", "KIND", "WORKLOAD", "CONTAINER", "STATUS", "ENTRIES")]
-    for p in sorted(profiles, key=lambda p: (p.key.namespace, p.name)):
-        rows.append(
+    profiles.sort(key=lambda p: (p.key.namespace, p.name))
+    data = [_summary(p) for p in profiles]
+
+    def table() -> str:
+        headers = ("NAMESPACE", "NAME", "KIND", "WORKLOAD", "CONTAINER", "STATUS", "ENTRIES")
+        rows = [
             (
                 p.key.namespace or "-",
                 p.name,
@@ -178,10 +321,14 @@ async def _list(args: argparse.Namespace, store: ProfileStore) -> int:
                 p.meta.status.value + (" (user)" if p.meta.managed_by.value == "user" else ""),
                 str(p.entries.total()),
             )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+            for p in profiles
+        ]
+        return render_table(headers, rows)
+
+    print_data(args.output, data, table)
+    if not profiles and not errors and args.output == "table":
+        where = f"namespace {args.namespace}" if args.namespace else "this store"
+        print(f"no profiles in {where} ({store.name})", file=sys.stderr)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     return 1 if errors else 0
@@ -215,12 +362,7 @@ def _human(profile: Profile) -> str:
 
 async def _show(args: argparse.Namespace, store: ProfileStore) -> int:
     profile = await _resolve(store, args.ref)
-    if args.output == "yaml":
-        _write(dump_yaml(to_document(profile)))
-    elif args.output == "json":
-        _write(dump_json(to_document(profile)) + b"\n")
-    else:
-        _write(_human(profile))
+    print_data(args.output, to_document(profile), lambda: _human(profile))
     return 0
 
 
@@ -250,12 +392,28 @@ async def _import(args: argparse.Namespace, store: ProfileStore) -> int:
     return 0
 
 
+def _entries_document(profile: Profile, entries: Any) -> dict[str, Any]:
+    """Entries in the profile document's container layout (the file's field names)."""
+    part = Profile(key=profile.key, meta=profile.meta, entries=entries)
+    container: dict[str, Any] = to_document(part)["spec"]["containers"][0]
+    container.pop("name", None)
+    return container
+
+
 async def _diff(args: argparse.Namespace, store: ProfileStore) -> int:
     before = await _resolve(store, args.before)
     after = await _resolve(store, args.after)
-    lines = diffing.format_diff(diffing.diff(before, after))
-    _write("".join(f"{line}\n" for line in lines))
-    return 1 if lines else 0
+    d = diffing.diff(before, after)
+    data = {
+        "before": f"{before.key.namespace or '-'}/{before.name}",
+        "after": f"{after.key.namespace or '-'}/{after.name}",
+        "changed": [{"field": f, "before": b, "after": a} for f, b, a in d.meta],
+        "removed": _entries_document(before, d.removed),
+        "added": _entries_document(after, d.added),
+    }
+    lines = diffing.format_diff(d)
+    print_data(args.output, data, lambda: "".join(f"{line}\n" for line in lines))
+    return 0 if d.empty else 1
 
 
 async def _seccomp(args: argparse.Namespace, store: ProfileStore) -> int:
@@ -285,9 +443,18 @@ async def _advise(args: argparse.Namespace, store: ProfileStore) -> int:
     profile = await _resolve(store, args.ref)
     lines, warnings = advice.advise(profile, force=args.force)
     _warn(warnings)
-    if args.output == "yaml":
-        _write(dump_yaml({"securityContext": advice.security_context(lines)}))
-    else:
-        for line in lines:
-            print(f"{line.setting}: {json.dumps(line.value)}\n    # {line.evidence}")
+    data = {
+        "securityContext": advice.security_context(lines),
+        "evidence": [
+            {"setting": line.setting, "value": line.value, "evidence": line.evidence}
+            for line in lines
+        ],
+    }
+
+    def table() -> str:
+        return "".join(
+            f"{line.setting}: {json.dumps(line.value)}\n    # {line.evidence}\n" for line in lines
+        )
+
+    print_data(args.output, data, table)
     return 0

@@ -25,18 +25,32 @@ from gadgetclient.capture import read_capture
 from gadgetclient.errors import GadgetClientError
 from gadgetclient.replay import DEFAULT_SERVER_VERSION, ReplayServer
 from gadgetclient.timeline import DEFAULT_START_WAIT
+from gadgetwatch.clikit import add_command, non_negative_float
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "replay-server", help="serve a capture over IG's gRPC API"
+    p = add_command(
+        sub,
+        "replay-server",
+        help="serve a capture over IG's gRPC API",
+        examples=[
+            "gadgetwatch replay-server examples/webshop-intrusion.capture.jsonl "
+            "--listen unix:///tmp/ig.sock",
+            "gadgetwatch replay-server shop.capture.jsonl --listen tcp://127.0.0.1:8888 --rate 500",
+            "gadgetwatch replay-server exec.json --gadget trace_exec --listen unix:///tmp/ig.sock",
+        ],
     )
-    p.add_argument("capture", help="capture file (or plain `ig run -o json` output with --gadget)")
+    p.add_argument(
+        "capture",
+        metavar="CAPTURE",
+        help="capture file (or plain `ig run -o json` output with --gadget)",
+    )
     p.add_argument("--listen", required=True, help="unix:///PATH or tcp://127.0.0.1:PORT")
     p.add_argument(
         "--rate",
-        type=float,
+        type=non_negative_float,
         default=0.0,
+        metavar="N",
         help="payload events per second, in total across streams when ordered (0 = max)",
     )
     p.add_argument(
@@ -47,8 +61,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--start-wait",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_START_WAIT,
+        metavar="SECONDS",
         help="ordered: seconds to wait for a run of every gadget of the capture "
         f"(default {DEFAULT_START_WAIT:g})",
     )

@@ -1,41 +1,66 @@
 """`gadgetwatch rules`: the rule catalogue, and checking bindings/exceptions files.
 
-``gadgetwatch rules list [-o json|yaml]`` prints every rule (id, name, severity, profile
-dependency, event kinds, parameters, tags, MITRE) including the predecessors' rules that IG
-cannot evaluate, each with the reason. ``gadgetwatch rules check FILE...`` loads bindings and
-exceptions exactly as the agent does and prints every problem with its location; the exit
-code is 1 when any error was found, so it fits a CI pipeline.
+``gadgetwatch rules list [RULE...] [-o table|json|yaml]`` prints every rule (id, name,
+severity, profile dependency, event kinds, parameters, tags, MITRE) including the
+predecessors' rules that IG cannot evaluate, each with the reason. ``gadgetwatch rules check
+FILE...`` loads bindings and exceptions exactly as the agent does and prints every problem
+with its location; the exit code is 1 when any error was found, so it fits a CI pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from detector.errors import RuleSourceError
 from detector.rules import Catalogue, Rule, default_catalogue
 from detector.ruleset import load_files
+from gadgetwatch.clikit import UserError, add_command, add_output_flag, print_data, render_table
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "rules", help="list the rule catalogue, check bindings and exceptions files"
+    parser = add_command(
+        sub,
+        "rules",
+        help="list the rule catalogue, check bindings and exceptions files",
+        examples=[
+            "gadgetwatch rules list",
+            "gadgetwatch rules list R1000 R0001 -o yaml",
+            "gadgetwatch rules check bindings.yaml exceptions.yaml",
+        ],
     )
     rules_sub = parser.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
-    lst = rules_sub.add_parser("list", help="print the rule catalogue")
-    lst.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
-    lst.set_defaults(handler=_list)
-    chk = rules_sub.add_parser(
-        "check", help="validate binding, exception and guard (RuntimeGuard) files"
+    lst = add_command(
+        rules_sub,
+        "list",
+        help="print the rule catalogue",
+        examples=[
+            "gadgetwatch rules list",
+            "gadgetwatch rules list -o json",
+            "gadgetwatch rules list R1000 R1001",
+        ],
     )
-    chk.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    lst.add_argument(
+        "ids", nargs="*", metavar="RULE", help="only these rule IDs or aliases (default: all)"
+    )
+    add_output_flag(lst)
+    lst.set_defaults(handler=_list)
+    chk = add_command(
+        rules_sub,
+        "check",
+        help="validate RuntimeRuleAlertBinding / RuntimeAlertException / RuntimeGuard files",
+        examples=[
+            "gadgetwatch rules check bindings.yaml",
+            "gadgetwatch rules check bindings.yaml exceptions.yaml",
+        ],
+    )
+    chk.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="bindings, exceptions or guards YAML"
+    )
     chk.set_defaults(handler=_check)
-    parser.set_defaults(handler=_list, output="text")
+    parser.set_defaults(handler=_list, output="table", ids=[])
 
 
 def rule_to_dict(rule: Rule) -> dict[str, Any]:
@@ -82,30 +107,31 @@ def catalogue_to_json(catalogue: Catalogue) -> list[dict[str, Any]]:
 
 def _list(args: argparse.Namespace) -> int:
     catalogue = default_catalogue()
-    if args.output == "json":
-        print(json.dumps(catalogue_to_json(catalogue), indent=2))
-        return 0
-    if args.output == "yaml":
-        # The same document as JSON; parameter defaults (R0010's sensitive paths) read best here.
-        print(yaml.safe_dump(catalogue_to_json(catalogue), sort_keys=False, width=100), end="")
-        return 0
-    print(f"{'ID':6} {'SEVERITY':8} {'PROFILE':8} {'EVENTS':16} NAME")
-    for rule in catalogue.rules:
-        kinds = ",".join(sorted(k.value for k in rule.kinds))
-        print(f"{rule.id:6} {rule.severity.label:8} {rule.profile.value:8} {kinds:16} {rule.name}")
-        for p in rule.parameters:
-            default = list(p.default) if isinstance(p.default, tuple) else p.default
-            print(f"{'':41} param {p.name} ({p.kind.value}, default {default})")
-    for rule in catalogue.resource_rules:
-        kinds = ",".join(sorted(k.value for k in rule.kinds))
-        print(
-            f"{rule.id:6} {rule.severity.label:8} {rule.profile.value:8} {kinds:16} {rule.name} "
-            "(switched on by RuntimeGuard resources, not by bindings)"
-        )
-    print()
-    print("Unavailable (IG's gadgets do not provide the data):")
-    for u in catalogue.unavailable:
-        print(f"{u.id:6} {u.name}: {u.reason}")
+    data = catalogue_to_json(catalogue)
+    if args.ids:
+        wanted = {i.upper() for i in args.ids}
+        data = [r for r in data if wanted & {str(r["id"]), *map(str, r["aliases"])}]
+        unknown = sorted(wanted - {str(x) for r in data for x in (r["id"], *r["aliases"])})
+        if unknown:
+            raise UserError(f"no such rule: {', '.join(unknown)} (see 'gadgetwatch rules list')")
+
+    def table() -> str:
+        rows = []
+        for r in data:
+            if r["available"]:
+                kinds = ",".join(r["eventKinds"])
+                params = ",".join(p["name"] for p in r["parameters"]) or "-"
+                name = r["name"]
+                if r.get("activatedBy"):
+                    name += f" (switched on by {r['activatedBy']} resources, not by bindings)"
+                rows.append((r["id"], r["severity"], r["profileDependency"], kinds, params, name))
+            else:
+                rows.append(
+                    (r["id"], "-", "-", "-", "-", f"{r['name']} (unavailable: {r['reason']})")
+                )
+        return render_table(("ID", "SEVERITY", "PROFILE", "EVENTS", "PARAMETERS", "NAME"), rows)
+
+    print_data(args.output, data, table)
     return 0
 
 

@@ -15,29 +15,65 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gadgetwatch.clikit import (
+    Progress,
+    UserError,
+    add_command,
+    add_quiet_flag,
+    duration_arg,
+    positive_float,
+)
 from gadgetwatch.settings_loading import ConfigError, set_path
+from profiler.config import ProfilerSettings
+
+#: The directory store's default, shared with `gadgetwatch profile` so both find the same files.
+DEFAULT_PROFILES_DIR = ProfilerSettings().directory
+#: Seconds between replay progress refreshes on a terminal.
+PROGRESS_INTERVAL_S = 0.5
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
+    p = add_command(
+        sub,
         "run",
         help="run the agent: IG streams -> profiles and rules -> alerts",
         description=(
             "Run the agent. Without an exporter flag or configured exporter, alerts go to "
-            "stdout as JSON lines and logs to stderr."
+            "stdout as JSON lines and logs to stderr. A replay (--replay) serves no metrics "
+            "unless --metrics-address is given or the configuration enables them."
         ),
+        examples=[
+            "gadgetwatch run --target unix:///var/run/ig/ig.socket "
+            "--profiles-dir /var/lib/gadgetwatch/profiles",
+            "gadgetwatch run --replay examples/webshop-intrusion.capture.jsonl "
+            "--profiles-dir demo-profiles --learning-period 10m --summary > alerts.jsonl",
+            "gadgetwatch run --config /etc/gadgetwatch/config.yaml --check-config",
+            "gadgetwatch run --target tcp://127.0.0.1:8888 --alertmanager http://127.0.0.1:9093 "
+            "--metrics-address 127.0.0.1:9091",
+        ],
     )
-    p.add_argument("--config", type=Path, help="YAML configuration file")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
     p.add_argument("--check-config", action="store_true", help="validate the configuration, exit")
+    add_quiet_flag(p)
     src = p.add_argument_group("event source")
     src.add_argument("--target", help="IG endpoint: unix:///PATH, tcp://HOST:PORT or k8s://[NS]")
     src.add_argument("--replay", type=Path, metavar="CAPTURE", help="replay a capture file")
     src.add_argument(
-        "--replay-rate", type=float, metavar="N", help="replay pace, events/s (default: max)"
+        "--replay-rate",
+        type=positive_float,
+        metavar="N",
+        help="replay pace, events/s (default: as fast as possible)",
     )
     prof = p.add_argument_group("profiles")
-    prof.add_argument("--learning-period", metavar="DURATION", help="e.g. 24h, 10m")
-    prof.add_argument("--profiles-dir", type=Path, help="directory store for profiles")
+    prof.add_argument(
+        "--learning-period", type=duration_arg, metavar="DURATION", help="e.g. 24h, 10m, 90s"
+    )
+    prof.add_argument(
+        "--profiles-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"directory store for profiles (default: {DEFAULT_PROFILES_DIR})",
+    )
     det = p.add_argument_group("detection")
     det.add_argument("--bindings", type=Path, metavar="FILE", help="RuntimeRuleAlertBinding YAML")
     det.add_argument("--exceptions", type=Path, metavar="FILE", help="RuntimeAlertException YAML")
@@ -57,10 +93,16 @@ def register(sub: Any) -> None:
         help="AlertManager base URL; repeat for an HA pair",
     )
     ops = p.add_argument_group("operations")
-    ops.add_argument("--metrics-address", metavar="HOST:PORT", help="/metrics, /healthz, /readyz")
+    ops.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz here (default 0.0.0.0:9090; off for --replay)",
+    )
     ops.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
     ops.add_argument("--node-name", help="this node's name (in a cluster)")
-    ops.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, ~/.kube/config)")
+    ops.add_argument(
+        "--kubeconfig", metavar="FILE", help="kubeconfig file (default: in-cluster, ~/.kube/config)"
+    )
     ops.add_argument("--summary", action="store_true", help="print a summary on stderr at exit")
     p.set_defaults(handler=_run)
 
@@ -74,7 +116,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.target:
         put("gadgetclient.target", args.target)
-    if args.learning_period:
+    if args.learning_period is not None:
         put("profiler.learningPeriod", args.learning_period)
     if args.profiles_dir:
         put("profiler.store", "directory")
@@ -94,8 +136,12 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         put("exporters.syslog.enabled", True)
         put("exporters.syslog.transport", url.scheme)
         put("exporters.syslog.host", url.hostname)
-        if url.port:
-            put("exporters.syslog.port", url.port)
+        try:
+            port = url.port
+        except ValueError:
+            raise ConfigError([f"--syslog: bad port in {args.syslog!r}"]) from None
+        if port:
+            put("exporters.syslog.port", port)
     if args.webhook:
         put("exporters.http.enabled", True)
         put("exporters.http.url", args.webhook)
@@ -113,6 +159,20 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
+def replay_metrics(settings: Any, args: argparse.Namespace) -> Any:
+    """A replay serves metrics only when asked: by flag, or by the configuration itself.
+
+    The demo and tests replay on machines where 0.0.0.0:9090 is often taken (it is also
+    Prometheus' own default port); a replay is a batch job that nobody scrapes.
+    """
+    if args.replay is None or args.metrics_address or not settings.metrics.enabled:
+        return settings
+    if settings.metrics.model_fields_set & {"enabled", "address"}:
+        return settings
+    metrics = settings.metrics.model_copy(update={"enabled": False})
+    return settings.model_copy(update={"metrics": metrics})
+
+
 def _run(args: argparse.Namespace) -> int:
     from gadgetclient.errors import CaptureError
     from gadgetwatch.agent import Agent, AgentError, summary_lines
@@ -128,18 +188,74 @@ def _run(args: argparse.Namespace) -> int:
     if args.replay is not None and not args.replay.is_file():
         print(f"--replay: no such file: {args.replay}", file=sys.stderr)
         return 2
+    settings = replay_metrics(settings, args)
+    try:
+        check_files(settings, replay=args.replay is not None)
+    except UserError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     if args.check_config:
         print("configuration OK", file=sys.stderr)
         return 0
     agent = Agent(
         settings, replay=args.replay, replay_rate=args.replay_rate, environ=dict(os.environ)
     )
+    progress = Progress(quiet=getattr(args, "quiet", False))
     try:
-        code = asyncio.run(agent.run())
+        code = asyncio.run(_run_agent(agent, progress))
     except (AgentError, CaptureError) as exc:
         # A bad capture names its file and line (`CaptureError.where`): one line, no traceback.
-        print(f"gadgetwatch: {exc}", file=sys.stderr)
+        progress.close()
+        print(f"gadgetwatch run: {exc}", file=sys.stderr)
         code = 1
     if args.summary:
         print("\n".join(summary_lines(agent)), file=sys.stderr)
     return code
+
+
+def check_files(settings: Any, *, replay: bool = False) -> None:
+    """What the configuration names exists and has the right form before anything starts."""
+    from gadgetclient.errors import TargetError
+    from gadgetclient.targets import parse_target
+
+    if not replay:
+        try:
+            parse_target(settings.gadgetclient.target)
+        except TargetError as exc:
+            raise UserError(f"gadgetclient.target (--target): {exc}") from exc
+    ps = settings.profiler
+    directory = Path(ps.directory)
+    if ps.store.value == "directory" and directory.exists() and not directory.is_dir():
+        raise UserError(f"profiler.directory (--profiles-dir): not a directory: {directory}")
+    for setting, value in (
+        ("detector.bindingsFile (--bindings)", settings.detector.bindings_file),
+        ("detector.exceptionsFile (--exceptions)", settings.detector.exceptions_file),
+    ):
+        if value and not Path(value).is_file():
+            raise UserError(f"{setting}: no such file: {value}")
+
+
+async def _run_agent(agent: Any, progress: Progress) -> int:
+    """Run the agent; on a terminal, show the replay's progress while it runs."""
+    if not progress.enabled or agent.replay is None:
+        result: int = await agent.run()
+        return result
+    task = asyncio.create_task(agent.run())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=PROGRESS_INTERVAL_S)
+            progress.update(replay_progress(agent, progress.elapsed()))
+    finally:
+        progress.close()
+    result = await task
+    return result
+
+
+def replay_progress(agent: Any, elapsed: float) -> str:
+    """`replay 1200/4000 events (30%), 3 alerts, 2.5s`: the status line of a replay."""
+    received = sum(agent.stats.stream.decoded.values())
+    total = agent.replay_total
+    alerts = sum(agent.stats.detector.alerts.values())
+    share = f" ({100 * received // total}%)" if total else ""
+    shown = f"{received}/{total}" if total else str(received)
+    return f"replay {shown} events{share}, {alerts} alerts, {elapsed:.1f}s"

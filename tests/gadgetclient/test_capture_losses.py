@@ -233,7 +233,7 @@ def test_run_replay_of_a_bad_capture_ends_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stdout == ""
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith(f"gadgetwatch: {bad}:3: `log.severity` must be one of"), lines
+    assert lines[-1].startswith(f"gadgetwatch run: {bad}:3: `log.severity` must be one of"), lines
     assert "Traceback" not in proc.stderr
 
 

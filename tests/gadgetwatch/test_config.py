@@ -25,7 +25,7 @@ def test_default_configuration_serialises_to_yaml_and_loads_back_unchanged(tmp_p
 
 def test_generated_configuration_reference_is_current() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text()
-    assert committed == render(Settings), "run: gadgetwatch config docs -o docs/configuration.md"
+    assert committed == render(Settings), "run: gadgetwatch config docs -f docs/configuration.md"
 
 
 def test_environment_sits_between_file_and_flags(tmp_path: Path) -> None:

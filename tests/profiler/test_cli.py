@@ -74,7 +74,7 @@ def test_list_and_show(pdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code == 0
     assert "Workload:   staging/Deployment/web/nginx" in out
-    assert "  exec /usr/sbin/nginx ['/usr/sbin/nginx']" in out
+    assert "  exec /usr/sbin/nginx: /usr/sbin/nginx" in out
     code, out, _ = run(
         capsys, "profile", "--profiles-dir", str(pdir), "show", "staging/deployment-web-nginx",
         "-o", "json",
@@ -190,7 +190,7 @@ def test_diff_two_revisions(pdir: Path, tmp_path: Path, capsys: pytest.CaptureFi
         "staging/deployment-web-nginx",
     )
     assert code == 1
-    assert out.splitlines() == ["- syscall accept4", "+ exec /bin/sh ['/bin/sh', '-c', 'id']"]
+    assert out.splitlines() == ["- syscall accept4", "+ exec /bin/sh: /bin/sh -c id"]
 
 
 def test_hardening_commands(pdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
