@@ -6,7 +6,10 @@ cluster), and about 0.5% are anomalies or signature hits, which go through excep
 dedup and alert building. Prints events/s on one core (the detector is single-threaded and
 pure CPU) and the p50/p99/max evaluation time per event.
 
-    .venv/bin/python benchmarks/bench_detector.py [--events 400000] [--batch 256]
+    .venv/bin/python benchmarks/bench_detector.py [--events 400000] [--batch 256] [--guards]
+
+`--guards` puts the example guards of deploy/guards (R3000) in force for every container: the
+cost of guard checks and of the acting-process look-ups they do on a match.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
+from detector.rules import default_catalogue
+from detector.ruleset import RuleSet, load_files
+from detector.selectors import LabelSelector
 from detector.stats import DetectorStats
 from gadgetclient.events import (
     Container,
@@ -96,8 +103,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--memo", type=int, default=4096, help="clean-event memo size, 0: off")
+    parser.add_argument("--guards", action="store_true", help="deploy/guards in force")
     args = parser.parse_args()
     events, profiles = build(args.events)
+    rules: RuleSet | None = None
+    if args.guards:
+        guards = load_files([Path(__file__).resolve().parents[1] / "deploy" / "guards"],
+                            catalogue=default_catalogue())  # fmt: skip
+        # Opt-in label of the token guard: every pod takes part.
+        rules = RuleSet(
+            guards=tuple(replace(g, pod_selector=LabelSelector()) for g in guards.guards)
+        )
 
     def detector() -> tuple[Detector, DetectorStats]:
         stats = DetectorStats()
@@ -105,7 +121,13 @@ def main() -> None:
             global_rate_limit=0, per_rule_rate_limit=0, clean_event_memo_size=args.memo
         )
         return (
-            Detector(settings=settings, profiles=profiles, pod_metadata=PodMeta(), stats=stats),
+            Detector(
+                settings=settings,
+                profiles=profiles,
+                pod_metadata=PodMeta(),
+                stats=stats,
+                rules=rules,
+            ),
             stats,
         )
 

@@ -35,7 +35,8 @@ from detector.alerts import (
 )
 from detector.dedup import GLOBAL, LimitReached
 from detector.exceptions import API_VERSION, KIND, WORKLOAD_KINDS
-from detector.rules import AllowKind, Finding, ProfileDependency, Rule, Subject
+from detector.processes import snippet_sources
+from detector.rules import Actor, AllowKind, Finding, ProfileDependency, Rule, Subject
 from gadgetclient.events import (
     CapabilityEvent,
     Container,
@@ -198,6 +199,7 @@ def build_alert(
     profile: ProfileView | None,
     dedup: DedupInfo,
     cluster: str = "",
+    actor: Actor | None = None,
 ) -> Alert:
     fields = event_fields(event)
     fields.update(finding.fields)
@@ -211,7 +213,7 @@ def build_alert(
             mitre_technique=rule.mitre_technique,
         ),
         message=finding.message,
-        fix_suggestion=fix_suggestion(rule, finding.subjects, workload),
+        fix_suggestion=fix_suggestion(rule, finding.subjects, workload, actor),
         time_ns=event.timestamp_ns,
         kubernetes=kubernetes,
         runtime=runtime,
@@ -224,10 +226,12 @@ def build_alert(
     )
 
 
-def fix_suggestion(rule: Rule, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
+def fix_suggestion(
+    rule: Rule, subjects: Sequence[Subject], workload: WorkloadKey, actor: Actor | None = None
+) -> str:
     """A YAML document ready for `kubectl apply -f -`: signature rules' advice comes first, as
     YAML comments, so the whole suggestion still parses and applies as it is."""
-    snippet = exception_snippet(rule=rule, subjects=subjects, workload=workload)
+    snippet = exception_snippet(rule=rule, subjects=subjects, workload=workload, actor=actor)
     if rule.profile is ProfileDependency.REQUIRED:
         return snippet
     advice = "".join(f"# {line}".rstrip() + "\n" for line in rule.fix.splitlines())
@@ -243,7 +247,12 @@ def _snippet_value(subject: Subject) -> Any:
     return value
 
 
-def snippet_name(rule_id: str, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
+def snippet_name(
+    rule_id: str,
+    subjects: Sequence[Subject],
+    workload: WorkloadKey,
+    sources: Sequence[Mapping[str, str]] = (),
+) -> str:
     """`allow-<owner>-<rule>-<hash>`: the hash covers the workload container and exactly what
     is allowed, so two suggestions for one rule and workload (`/bin/dash`, then `/bin/cat`)
     have different names and applying the second adds an allowance instead of replacing the
@@ -260,16 +269,52 @@ def snippet_name(rule_id: str, subjects: Sequence[Subject], workload: WorkloadKe
             sorted((s.kind.value, s.value, s.port) for s in subjects),
         )
     )
+    if sources:  # a process-scoped allowance is another allowance than the workload-wide one
+        what += repr(sorted(sorted(s.items()) for s in sources))
     digest = hashlib.blake2b(what.encode("utf-8", "backslashreplace"), digest_size=4).hexdigest()
     return f"allow-{owner}-{rule_id.lower()}-{digest}"
 
 
-def exception_snippet(*, rule: Rule, subjects: Sequence[Subject], workload: WorkloadKey) -> str:
-    """A `RuntimeAlertException` for this workload container and rule, allowing `subjects`."""
+def exception_snippet(
+    *,
+    rule: Rule,
+    subjects: Sequence[Subject],
+    workload: WorkloadKey,
+    actor: Actor | None = None,
+) -> str:
+    """A `RuntimeAlertException` for this workload container and rule, allowing `subjects`.
+
+    With a known acting process, the narrowest allowance comes first: the document allows the
+    subjects to that process only (`allow.fromSource`); the workload-wide form (any process of
+    the container) follows as YAML comments, so the suggestion stays one document that applies
+    as it is, and widening is a deliberate edit."""
+    sources = list(snippet_sources(actor)) if actor is not None else []
+    text = _exception_document(rule, subjects, workload, sources)
+    head = "# If this is expected behaviour, allow it (kubectl apply -f -):\n"
+    if not sources:
+        return head + text
+    wide = _exception_document(rule, subjects, workload, [])
+    return (
+        head + "# This form allows it to the process that did it only; the workload-wide form "
+        "follows.\n"
+        + text
+        + "# Or, for every process of the workload container (wider):\n"
+        + "".join(f"# {line}\n" for line in wide.splitlines())
+    )
+
+
+def _exception_document(
+    rule: Rule,
+    subjects: Sequence[Subject],
+    workload: WorkloadKey,
+    sources: Sequence[Mapping[str, str]],
+) -> str:
     allow: dict[str, list[Any]] = {}
     for subject in subjects:
         allow.setdefault(subject.kind.value, []).append(_snippet_value(subject))
-    metadata: dict[str, Any] = {"name": snippet_name(rule.id, subjects, workload)}
+    if sources:
+        allow["fromSource"] = [dict(s) for s in sources]
+    metadata: dict[str, Any] = {"name": snippet_name(rule.id, subjects, workload, sources)}
     if workload.namespace:
         metadata["namespace"] = workload.namespace
     workload_ref: dict[str, Any] = {"name": workload.owner_name}
@@ -289,8 +334,8 @@ def exception_snippet(*, rule: Rule, subjects: Sequence[Subject], workload: Work
             "allow": allow,
         },
     }
-    text = yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, width=4096, allow_unicode=False)
-    return "# If this is expected behaviour, allow it (kubectl apply -f -):\n" + text
+    text: str = yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, width=4096, allow_unicode=False)
+    return text
 
 
 #: libyaml's emitter when available: the snippet is built for every anomaly alert.

@@ -188,4 +188,11 @@ def _resolve(
     if isinstance(entry, UnavailableRule):
         ctx.warning(path, f"rule {entry.id} ({entry.name}) is unavailable: {entry.reason}")
         return []
+    if entry in catalogue.resource_rules:
+        ctx.warning(
+            path,
+            f"rule {entry.id} ({entry.name}) is switched on by RuntimeGuard resources, "
+            "not by bindings; entry ignored",
+        )
+        return []
     return [entry]

@@ -52,6 +52,10 @@ class DetectorSettings(BaseModel):
     """YAML file with `RuntimeAlertException` documents: user-owned allow-lists that survive
     relearning and rollouts."""
 
+    guards_file: Path | None = None
+    """YAML file (or directory) with `RuntimeGuard` documents: resources only the executables
+    they name may reach (rule R3000); deploy/guards holds examples."""
+
     watch_cluster: bool = True
     """Watch `RuntimeRuleAlertBinding` and `RuntimeAlertException` resources when the agent
     runs with Kubernetes access."""

@@ -13,6 +13,11 @@ Data flow per batch (``Detector.evaluate``, synchronous, pure CPU, no I/O)::
     └─► profile rule policy → recent DNS answers (R0011) → exceptions →
         cooldown/rate limits (`dedup`) → `alerting.build_alert`
 
+Guards (`detector.guards`, rule R3000) run before the profile gate and the memo: they need
+no profile and alert while learning, and whether they find something depends on the acting
+process, which the memo key leaves out. Exec events feed the process table
+(`detector.processes`) that tells guards and process-scoped exceptions who acted.
+
 DNS responses also feed the per-workload resolved-address table (`detector.resolved`) before
 any rule runs, whenever the container has a rule bound to TCP events.
 
@@ -45,13 +50,17 @@ from detector.alerting import (
     runtime_info,
 )
 from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
+from detector.catalogue_anomaly import exec_path
 from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
 from detector.exceptions import Allowance
+from detector.guards import GUARD_RULE, GuardCheck, GuardFilter, compile_guard
 from detector.loading import Level
 from detector.matching import NamespaceLabels, Scope, ScopeResolver
+from detector.processes import ProcessTable
 from detector.resolved import ResolvedAddresses
 from detector.rules import (
+    Actor,
     Catalogue,
     Check,
     Finding,
@@ -62,7 +71,7 @@ from detector.rules import (
 )
 from detector.ruleset import RuleSet
 from detector.stats import DetectorStats
-from gadgetclient.events import Container, DnsEvent, Event, EventKind
+from gadgetclient.events import Container, DnsEvent, Event, EventKind, ExecEvent
 from profiler import identity as _identity
 from profiler.generalizing import arg_normalizer
 from profiler.identity import PodMetadata, WorkloadKey
@@ -146,11 +155,25 @@ class _Bound:
         self.required = rule.profile is ProfileDependency.REQUIRED
 
 
+class _Guard:
+    """One guard compiled for one container."""
+
+    __slots__ = ("check", "label", "severity")
+
+    def __init__(self, check: GuardCheck, severity: Severity, label: str) -> None:
+        self.check = check
+        self.severity = severity
+        self.label = label
+
+
 class _Plan:
     __slots__ = (
         "allowance",
         "by_kind",
         "compiled_ns",
+        "guard_bound",
+        "guard_filter",
+        "guards",
         "has_required",
         "kubernetes",
         "memo",
@@ -174,8 +197,15 @@ class _Plan:
         compiled_ns: int,
         scope: Scope | None = None,
         mounts: tuple[str, ...] = (),
+        guards: dict[EventKind, tuple[_Guard, ...]] | None = None,
+        guard_bound: _Bound | None = None,
+        guard_filter: GuardFilter | None = None,
     ) -> None:
         self.workload = workload
+        self.guards = guards or {}
+        self.guard_filter = guard_filter
+        #: R3000 as the alert builder sees it (severity per guard is on `_Guard`).
+        self.guard_bound = guard_bound
         #: The resolved scope and volume mounts the rules were built from: a refresh that
         #: finds both unchanged keeps the built rules and the memo (`Detector._refresh`).
         self.scope = scope
@@ -243,6 +273,8 @@ class Detector:
             max_workloads=settings.resolved_address_workloads,
         )
         self._resolved.evictions = stats.resolved_evictions
+        self._processes = ProcessTable()
+        self._processes.evictions = stats.processes_forgotten
         self._env = RuleEnv(
             cluster_dns_suffixes=tuple(s.strip(".").lower() for s in settings.cluster_dns_suffixes),
             api_server_addresses=frozenset(settings.api_server_addresses),
@@ -307,6 +339,7 @@ class Detector:
             source=source,
             bindings=len(ruleset.bindings),
             exceptions=len(ruleset.exceptions),
+            guards=len(ruleset.guards),
             problems=len(ruleset.problems),
         )
 
@@ -355,16 +388,25 @@ class Detector:
         self.stats.dedup_keys = len(self._dedup)
         return alerts
 
+    def _actor(self, event: Event) -> Actor:
+        return self._processes.actor(event)
+
     def _one(self, event: Event, plan: _Plan, alerts: list[Alert]) -> None:
         kind = event.kind
+        if kind is EventKind.EXEC:
+            assert isinstance(event, ExecEvent)
+            self._processes.record(event, exec_path(event))
         if kind is EventKind.DNS and plan.wants_answers:
             assert isinstance(event, DnsEvent)
             if event.is_response and event.addresses:
                 self._resolved.record(
                     plan.workload, event.name, event.addresses, event.timestamp_ns
                 )
+        guards = plan.guards.get(kind) if plan.guards else None
         bound = plan.by_kind.get(kind)
         if not bound:
+            if guards:
+                self._guard(event, plan, guards, alerts)
             return
         profile: ProfileView | None = None
         usable = False
@@ -389,11 +431,16 @@ class Detector:
             memo = plan.memo[kind]
             memo_key = _memo_key(event)
             if memo_key in memo:
+                # Never holds an event that touched a guarded resource (see below).
                 self.stats.memo_hits[kind] += 1
                 return
+        # Guards run whatever the profile gate says; an event that touched a guarded resource
+        # is never memoised, as who acted decides (the memo key leaves the process out).
+        found = False
+        if guards:
+            found = self._guard(event, plan, guards, alerts)
         rule_profile = profile if usable else None
         evaluations = self.stats.evaluations
-        found = False
         for b in bound:
             if b.required and not usable:
                 self.stats.suppressed[(b.rule_id, gate)] += 1
@@ -414,6 +461,29 @@ class Detector:
                 memo.clear()
             memo.add(memo_key)
 
+    def _guard(
+        self, event: Event, plan: _Plan, guards: tuple[_Guard, ...], alerts: list[Alert]
+    ) -> bool:
+        """Run the guards of the event's kind; True when it touched a guarded resource."""
+        b = plan.guard_bound
+        assert b is not None
+        assert plan.guard_filter is not None
+        if not plan.guard_filter.touches(event):
+            return False
+        for g in guards:
+            self.stats.evaluations[b.rule_id] += 1
+            try:
+                found = g.check(event, self._actor)
+            except Exception as exc:  # one bad guard/event never stops the stream
+                self.stats.errors[b.rule_id] += 1
+                log.error("guard evaluation failed", guard=g.label, error=repr(exc))
+                continue
+            if found is not None:
+                finding, actor = found
+                profile = self._profiles.get(plan.workload)
+                self._admit(event, plan, b, finding, profile, alerts, actor, g.severity)
+        return True
+
     def _admit(
         self,
         event: Event,
@@ -422,6 +492,8 @@ class Detector:
         finding: Finding,
         profile: ProfileView | None,
         alerts: list[Alert],
+        actor: Actor | None = None,
+        severity: Severity | None = None,
     ) -> None:
         rule_id = b.rule_id
         # Signature rules do not need the profile, but its per-rule policy still applies
@@ -437,7 +509,10 @@ class Detector:
             ):
                 self.stats.suppressed[(rule_id, "dns_resolved")] += 1
                 return
-        if plan.allowance.suppresses(rule_id, finding.subjects):
+        allowance = plan.allowance
+        if actor is None and allowance.process_scoped:
+            actor = self._actor(event)
+        if allowance.suppresses(rule_id, finding.subjects, actor):
             self.stats.suppressed[(rule_id, "exception")] += 1
             return
         info = self._dedup.admit((plan.workload, rule_id, finding.key), rule_id, event.timestamp_ns)
@@ -456,7 +531,8 @@ class Detector:
                 event=event,
                 finding=finding,
                 rule=b.rule,
-                severity=b.severity,
+                severity=severity or b.severity,
+                actor=actor or self._actor(event),
                 workload=plan.workload,
                 kubernetes=plan.kubernetes,
                 runtime=plan.runtime,
@@ -533,7 +609,17 @@ class Detector:
             bound = _Bound(scoped.rule, scoped.rule.build(scoped.params, env), scoped.severity)
             for kind in scoped.rule.kinds:
                 by_kind.setdefault(kind, []).append(bound)
+        guards: dict[EventKind, list[_Guard]] = {}
+        for guard in scope.guards:
+            compiled = _Guard(compile_guard(guard), guard.severity, guard.label)
+            for kind in guard.kinds:
+                guards.setdefault(kind, []).append(compiled)
         plan = _Plan(
+            guards={k: tuple(v) for k, v in guards.items()},
+            guard_bound=_Bound(GUARD_RULE, GUARD_RULE.build({}, env), GUARD_RULE.severity)
+            if guards
+            else None,
+            guard_filter=GuardFilter(scope.guards) if guards else None,
             workload=workload,
             by_kind={k: tuple(v) for k, v in by_kind.items()},
             allowance=scope.allowance,

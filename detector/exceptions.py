@@ -25,7 +25,12 @@ this resource (`detector.alerting.exception_snippet`).
         addresses: [10.0.0.0/8, {address: 203.0.113.7, ports: [443]}]
         syscalls: [ptrace]
         capabilities: [CAP_NET_RAW]
+        fromSource: [{path: /usr/bin/curl, parent: /bin/sh}]   # optional: only these processes
       silenceRules: [R0002]                       # never alert these rules in the scope
+
+`allow.fromSource` (see `detector.processes`) narrows the whole allow-list to the processes it
+names: the finding is suppressed only when the acting process matches an entry. Without it,
+an allow-list applies to every process of the workload, as before.
 
 Scope: a resource with `metadata.namespace` applies only to pods of that namespace (a team
 can only quiet its own alerts); one without (file form) applies cluster-wide. Selectors and
@@ -37,12 +42,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from detector.loading import DocContext, Document, Path
 from detector.paths import PathSet
-from detector.rules import AllowKind, Catalogue, Subject
+from detector.processes import SourceSet, parse_from_source
+from detector.rules import Actor, AllowKind, Catalogue, Subject
 from detector.selectors import LabelSelector, parse_selector
 from profiler.identity import WorkloadKey
 
@@ -109,6 +115,8 @@ class RuntimeAlertException:
     addresses: tuple[AddressRule, ...]
     syscalls: frozenset[str]
     capabilities: frozenset[str]
+    #: The processes the allow-list is for; empty: every process of the workload.
+    from_source: SourceSet = field(default_factory=SourceSet)
 
     def in_scope(
         self,
@@ -126,8 +134,10 @@ class RuntimeAlertException:
             return False
         return not self.workloads or any(w.matches(workload) for w in self.workloads)
 
-    def allows(self, subject: Subject, rule_id: str) -> bool:
+    def allows(self, subject: Subject, rule_id: str, actor: Actor | None = None) -> bool:
         if self.rules and rule_id not in self.rules:
+            return False
+        if self.from_source and (actor is None or not self.from_source.matches(actor)):
             return False
         kind, value = subject.kind, subject.value
         if kind is AllowKind.EXEC:
@@ -168,13 +178,22 @@ class Allowance:
         self.exceptions = tuple(exceptions)
         self.silenced = frozenset(r for e in self.exceptions for r in e.silence_rules)
 
-    def suppresses(self, rule_id: str, subjects: tuple[Subject, ...]) -> bool:
-        """True when the rule is silenced here or every subject is allowed for it."""
+    def suppresses(
+        self, rule_id: str, subjects: tuple[Subject, ...], actor: Actor | None = None
+    ) -> bool:
+        """True when the rule is silenced here or every subject is allowed for it (to the
+        acting process, for process-scoped exceptions; `actor` None: unknown, they never
+        match)."""
         if rule_id in self.silenced:
             return True
         if not self.exceptions or not subjects:
             return False
-        return all(any(e.allows(s, rule_id) for e in self.exceptions) for s in subjects)
+        return all(any(e.allows(s, rule_id, actor) for e in self.exceptions) for s in subjects)
+
+    @property
+    def process_scoped(self) -> bool:
+        """Whether any exception here needs the acting process (looked up only then)."""
+        return any(e.from_source for e in self.exceptions)
 
 
 NO_ALLOWANCE = Allowance(())
@@ -224,7 +243,7 @@ def parse_exception(
         allow = {}
     known = {k.value for k in AllowKind}
     for key in allow:
-        if key not in known:
+        if key not in known and key != "fromSource":
             ctx.error(("spec", "allow", key), f"unknown kind (known: {', '.join(sorted(known))})")
 
     def strings(kind: AllowKind) -> list[str]:
@@ -234,6 +253,11 @@ def parse_exception(
     addresses = _parse_addresses(
         allow.get(AllowKind.ADDRESS.value), ctx=ctx, path=("spec", "allow", "addresses")
     )
+    from_source = parse_from_source(
+        allow.get("fromSource"), ctx=ctx, path=("spec", "allow", "fromSource")
+    )
+    if from_source is None:
+        return None  # dropping the process scope would widen the allowance
     exc = RuntimeAlertException(
         name=name,
         namespace=str(meta.get("namespace") or ""),
@@ -251,6 +275,7 @@ def parse_exception(
         addresses=addresses,
         syscalls=frozenset(s.lower() for s in strings(AllowKind.SYSCALL)),
         capabilities=frozenset(normalize_capability(c) for c in strings(AllowKind.CAPABILITY)),
+        from_source=from_source,
     )
     if not silence and not any(allow.get(k) for k in known):
         ctx.warning(("spec",), "allows nothing and silences nothing")

@@ -1,8 +1,9 @@
-"""Bindings and exceptions from the cluster: list + watch, the detector's only API client.
+"""Bindings, exceptions and guards from the cluster: list + watch, the detector's only API client.
 
 The only module of the detector that imports `kubernetes`. It lists and watches
 `RuntimeRuleAlertBinding` (kubescape.io/v1, cluster-scoped or namespaced: the cluster-wide list
-covers both) and `RuntimeAlertException` (gadgetwatch.io/v1) with the official client. The
+covers both), `RuntimeAlertException` and `RuntimeGuard` (gadgetwatch.io/v1) with the official
+client. The
 client is synchronous, so every call runs in a worker thread (`asyncio.to_thread`); watch
 events are handed back to the event loop, where the object map is updated and the whole rule
 set is re-parsed and delivered through `on_update` (the composition root passes
@@ -32,7 +33,7 @@ from kubernetes import client as k8s_client
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from detector import bindings, exceptions
+from detector import bindings, exceptions, guards
 from detector.errors import RuleSourceError
 from detector.loading import Level, from_object
 from detector.rules import Catalogue
@@ -55,6 +56,9 @@ class Resource:
 
 BINDINGS = Resource("kubescape.io", "v1", "runtimerulealertbindings", bindings.KIND)
 EXCEPTIONS = Resource("gadgetwatch.io", "v1", "runtimealertexceptions", exceptions.KIND)
+GUARDS = Resource("gadgetwatch.io", "v1", "runtimeguards", guards.KIND)
+#: Every resource watched; the source is synced once each was listed.
+WATCHED = (BINDINGS, EXCEPTIONS, GUARDS)
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -84,16 +88,17 @@ class ClusterRulesSource:
         self._reported: set[tuple[str, str]] = set()
         self._watches: list[Any] = []
         self.ruleset = RuleSet()
-        #: Set after the first complete list of both resources (readiness).
+        #: Set after the first complete list of every watched resource (readiness).
         self.synced = asyncio.Event()
         self._listed: set[str] = set()
 
     async def run(self) -> None:
-        """List and watch both resources until cancelled."""
+        """List and watch every resource (`WATCHED`) until cancelled."""
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._follow(BINDINGS), name="watch-bindings")
                 tg.create_task(self._follow(EXCEPTIONS), name="watch-exceptions")
+                tg.create_task(self._follow(GUARDS), name="watch-guards")
         finally:
             for w in self._watches:
                 w.stop()
@@ -194,7 +199,7 @@ class ClusterRulesSource:
             if errors:
                 await self._report(obj, "; ".join(f"{p.field}: {p.message}" for p in errors))
         self.ruleset = RuleSet.union(parts)
-        if len(self._listed) == 2:
+        if len(self._listed) == len(WATCHED):
             self.synced.set()
         self._on_update(self.ruleset)
 

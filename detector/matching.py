@@ -21,6 +21,7 @@ from typing import Any
 from detector.alerts import Severity
 from detector.bindings import Binding
 from detector.exceptions import Allowance
+from detector.guards import RuntimeGuard
 from detector.rules import Catalogue, Rule
 from detector.ruleset import RuleSet, default_binding
 from profiler.identity import WorkloadKey
@@ -47,6 +48,8 @@ class ScopedRule:
 class Scope:
     rules: tuple[ScopedRule, ...]
     allowance: Allowance
+    #: The guards in force here (they need no binding).
+    guards: tuple[RuntimeGuard, ...] = ()
 
 
 class ScopeResolver:
@@ -66,6 +69,7 @@ class ScopeResolver:
         # Least specific first, so more specific bindings override while merging.
         self.bindings = tuple(sorted(self.bindings, key=lambda b: (b.specificity, b.name)))
         self.exceptions = ruleset.exceptions
+        self.guards = ruleset.guards
         self._namespace_labels = namespace_labels
         self._cache: dict[tuple[str, tuple[tuple[str, str], ...], WorkloadKey], Scope] = {}
 
@@ -115,4 +119,14 @@ class ScopeResolver:
                 workload=workload,
             )
         )
-        return Scope(tuple(rules), allowance)
+        in_force = tuple(
+            g
+            for g in self.guards
+            if g.in_scope(
+                namespace=namespace,
+                namespace_labels=ns_labels,
+                pod_labels=pod_labels,
+                workload=workload,
+            )
+        )
+        return Scope(tuple(rules), allowance, in_force)

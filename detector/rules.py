@@ -68,6 +68,22 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """The process behind an event, as far as the detector knows it.
+
+    IG's exec events carry the executable (`exepath`) and the parent's (`parent_exepath`);
+    open, TCP and DNS events carry only `comm` and the parent's `pcomm`. The detector fills
+    `exe`/`parent_exe` from the exec it saw for the pid (`detector.processes`); "" means
+    unknown, and a process-scoped allowance naming a path then does not match (fail closed).
+    """
+
+    comm: str = ""
+    exe: str = ""
+    parent_comm: str = ""
+    parent_exe: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     """What a check found. `message` is already safe (see `alerts.safe_text`)."""
 
@@ -208,12 +224,25 @@ class UnavailableRule:
 class Catalogue:
     """All rules, looked up by id, by name (case-insensitive, aliases included) or by tag."""
 
-    def __init__(self, rules: Iterable[Rule], unavailable: Iterable[UnavailableRule]) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        unavailable: Iterable[UnavailableRule],
+        resource_rules: Iterable[Rule] = (),
+    ) -> None:
         self.rules = tuple(sorted(rules, key=lambda r: r.id))
         self.unavailable = tuple(sorted(unavailable, key=lambda r: r.id))
+        #: Rules switched on by their own resources (R3000 by `RuntimeGuard`s), not by
+        #: bindings: known to look-ups (exceptions may name them), absent from `rules`, so the
+        #: default binding and "every rule" listings of bindable rules leave them out.
+        self.resource_rules = tuple(sorted(resource_rules, key=lambda r: r.id))
         self._by_id: dict[str, Rule | UnavailableRule] = {}
         self._by_name: dict[str, Rule | UnavailableRule] = {}
-        entries: list[Rule | UnavailableRule] = [*self.rules, *self.unavailable]
+        entries: list[Rule | UnavailableRule] = [
+            *self.rules,
+            *self.unavailable,
+            *self.resource_rules,
+        ]
         for entry in entries:
             if entry.id in self._by_id:
                 raise ValueError(f"duplicate rule id {entry.id}")
@@ -239,9 +268,10 @@ class Catalogue:
 
 def default_catalogue() -> Catalogue:
     """The built-in catalogue (imported lazily: the catalogue modules import this one)."""
-    from detector import catalogue_anomaly, catalogue_network, catalogue_signature
+    from detector import catalogue_anomaly, catalogue_network, catalogue_signature, guards
 
     return Catalogue(
         (*catalogue_anomaly.RULES, *catalogue_signature.RULES, *catalogue_network.RULES),
         catalogue_signature.UNAVAILABLE,
+        (guards.GUARD_RULE,),
     )

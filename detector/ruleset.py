@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any
 
-from detector import bindings, exceptions
+from detector import bindings, exceptions, guards
 from detector.bindings import Binding, RuleBinding
 from detector.config import DetectorSettings
 from detector.errors import RuleSourceError
 from detector.exceptions import RuntimeAlertException
+from detector.guards import RuntimeGuard
 from detector.loading import DocContext, Document, Level, Problem, read_yaml
 from detector.rules import Catalogue
 from detector.selectors import LabelSelector
@@ -43,6 +44,7 @@ class RuleSet:
     bindings: tuple[Binding, ...] = ()
     exceptions: tuple[RuntimeAlertException, ...] = ()
     problems: tuple[Problem, ...] = ()
+    guards: tuple[RuntimeGuard, ...] = ()
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -55,6 +57,7 @@ class RuleSet:
             bindings=tuple(b for p in parts for b in p.bindings),
             exceptions=tuple(e for p in parts for e in p.exceptions),
             problems=tuple(x for p in parts for x in p.problems),
+            guards=tuple(g for p in parts for g in p.guards),
         )
 
 
@@ -69,10 +72,11 @@ def describe(doc: Document) -> str:
 
 
 def parse_documents(docs: Sequence[Document], *, catalogue: Catalogue) -> RuleSet:
-    """Bindings and exceptions from documents; others are reported and skipped."""
+    """Bindings, exceptions and guards from documents; others are reported and skipped."""
     problems: list[Problem] = []
     found_bindings: list[Binding] = []
     found_exceptions: list[RuntimeAlertException] = []
+    found_guards: list[RuntimeGuard] = []
     for doc in docs:
         ctx = DocContext(doc, problems)
         ctx.label = describe(doc)
@@ -96,19 +100,28 @@ def parse_documents(docs: Sequence[Document], *, catalogue: Catalogue) -> RuleSe
             exc = exceptions.parse_exception(doc, ctx=ctx, catalogue=catalogue)
             if exc is not None:
                 found_exceptions.append(exc)
+        elif kind == guards.KIND:
+            if api != guards.API_VERSION:
+                ctx.warning(("apiVersion",), f"expected {guards.API_VERSION}, got {api!r}")
+            guard = guards.parse_guard(doc, ctx=ctx)
+            if guard is not None:
+                found_guards.append(guard)
         else:
             ctx.warning(
                 ("kind",),
-                f"ignored: not a {bindings.KIND} or {exceptions.KIND} (kind {kind!r})",
+                f"ignored: not a {bindings.KIND}, {exceptions.KIND} or {guards.KIND} "
+                f"(kind {kind!r})",
             )
-    return RuleSet(tuple(found_bindings), tuple(found_exceptions), tuple(problems))
+    return RuleSet(
+        tuple(found_bindings), tuple(found_exceptions), tuple(problems), tuple(found_guards)
+    )
 
 
 def load_text(text: str, *, source: str, catalogue: Catalogue) -> RuleSet:
     problems: list[Problem] = []
     docs = read_yaml(text, source=source, problems=problems)
     parsed = parse_documents(docs, catalogue=catalogue)
-    return RuleSet(parsed.bindings, parsed.exceptions, (*problems, *parsed.problems))
+    return RuleSet(parsed.bindings, parsed.exceptions, (*problems, *parsed.problems), parsed.guards)
 
 
 def load_files(paths: Iterable[FilePath], *, catalogue: Catalogue) -> RuleSet:
@@ -129,8 +142,10 @@ def load_files(paths: Iterable[FilePath], *, catalogue: Catalogue) -> RuleSet:
 
 
 def configured_files(settings: DetectorSettings) -> list[FilePath]:
-    """The bindings and exceptions files named in the settings (each may be a directory)."""
-    return [p for p in (settings.bindings_file, settings.exceptions_file) if p is not None]
+    """The bindings, exceptions and guards files named in the settings (each may be a
+    directory)."""
+    files = (settings.bindings_file, settings.exceptions_file, settings.guards_file)
+    return [p for p in files if p is not None]
 
 
 def default_binding(catalogue: Catalogue) -> Binding:

@@ -41,3 +41,6 @@ class DetectorStats:
     #: R0011 resolved-address entries dropped, by reason (see `detector.resolved`); the same
     #: Counter object as `ResolvedAddresses.evictions`
     resolved_evictions: Counter[str] = field(default_factory=Counter)
+    #: execs forgotten by the process table (`detector.processes`), by reason; a later event
+    #: of such a pid is matched by `comm` only; the same Counter as `ProcessTable.evictions`
+    processes_forgotten: Counter[str] = field(default_factory=Counter)

@@ -1,12 +1,14 @@
-"""Alert delivery and metrics: stdout, syslog, HTTP webhook, AlertManager, Prometheus.
+"""Alert delivery and metrics: stdout, syslog, HTTP webhook, AlertManager, OTLP, Prometheus.
 
     detector ─submit(alert)─► Delivery ─► one bounded queue + task per exporter ─► destination
     domain stats (plain counters) ─► metrics.StatsCollector (at scrape time) ─► /metrics
 
 Modules: `config` (settings), `errors`, `exporter` (the protocol), `delivery` (queues, retries,
 shutdown, health), `limiting` (per-minute cap), `building` (`build_exporters`), one module per
-destination (`stdout`, `syslog`, `http`, `alertmanager`), `transport` (HTTP plumbing shared by
-the last two), `encoding` (JSON that cannot fail), `metrics` (collectors and the HTTP server).
+destination (`stdout`, `syslog`, `http`, `alertmanager`, `otlp` with `otlp_metrics` for the
+agent's own metrics), `transport` (HTTP plumbing
+shared by the webhook, AlertManager and OTLP/HTTP), `encoding` (JSON that cannot fail),
+`metrics` (collectors and the HTTP server).
 
 The exporter contract (RFC 2119 keywords; enforced by `tests/exporters/test_compliance.py`,
 which runs every exporter through it):
@@ -20,12 +22,14 @@ Delivery
    counted as `dropped{exporter, reason="queue_full"}`.
 4. An exporter's `send(batch)` MUST either deliver the whole batch or raise `SendError`; it
    MUST NOT retry by itself, and it MUST NOT be called concurrently with itself.
-5. A transient failure (connection refused or reset, timeout, HTTP 408, 429 or 5xx) MUST be
-   retried with exponential backoff with jitter, bounded by `retryMaxBackoff`. Retries SHOULD
+5. A transient failure (connection refused or reset, timeout, HTTP 408, 429 or 5xx, a gRPC
+   code OTLP lists as retryable such as UNAVAILABLE) MUST be retried with exponential backoff
+   with jitter, bounded by `retryMaxBackoff`. Retries SHOULD
    go on while the agent runs (`retryMaxAttempts: 0`); if bounded, the batch MUST be counted as
    `dropped{reason="retries_exhausted"}`. Alerts queued behind a retried batch wait, so a
    destination that comes back MUST receive everything that fitted in the queue, in order.
-6. A permanent failure (HTTP 4xx other than 408 and 429) MUST NOT be retried; its batch MUST be
+6. A permanent failure (HTTP 4xx other than 408 and 429, any other gRPC code such as
+   INVALID_ARGUMENT) MUST NOT be retried; its batch MUST be
    counted as `dropped{reason="permanent_error"}`. An unexpected exception from an exporter MUST
    be treated the same way (`reason="exporter_error"`), so that a bug cannot wedge a queue.
 7. Delivery is at-least-once: a batch whose outcome is unknown (a timeout after the peer

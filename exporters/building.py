@@ -23,6 +23,7 @@ from exporters.alertmanager import AlertManagerExporter
 from exporters.config import ExportersSettings
 from exporters.exporter import Exporter
 from exporters.http import HttpExporter
+from exporters.otlp import OtlpExporter
 from exporters.stats import DeliveryStats
 from exporters.stdout import StdoutExporter
 from exporters.syslog import SyslogExporter
@@ -48,10 +49,12 @@ def build_exporters(
     *,
     stats: DeliveryStats,
     environ: Mapping[str, str] | None = None,
+    agent_version: str = "",
 ) -> list[Exporter]:
     """One exporter per enabled destination (one per AlertManager URL).
 
     `environ` resolves `http.headerEnv`; the composition root passes its environment.
+    `agent_version` becomes the OTLP resource's `service.version`.
     `stats` is where `Delivery` will count; exporters are registered in it so that every
     configured exporter shows in the metrics from the start, even before its first alert.
     """
@@ -68,6 +71,8 @@ def build_exporters(
             log.error("alertmanager exporter enabled without urls, ignored")
         for url, name in zip(am.urls, alertmanager_names(am.urls), strict=True):
             exporters.append(AlertManagerExporter(am, url=url, name=name))
+    if settings.otlp.enabled:
+        exporters.append(OtlpExporter(settings.otlp, agent_version=agent_version))
     if not exporters:
         log.info("no exporter enabled, alerts go to stdout")
         exporters.append(StdoutExporter(settings.stdout.model_copy(update={"enabled": True})))

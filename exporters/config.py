@@ -277,6 +277,90 @@ class AlertManagerSettings(ChannelSettings):
         return value
 
 
+OtlpProtocol = Literal["grpc", "http"]
+
+
+class OtlpSettings(ChannelSettings):
+    """OpenTelemetry (OTLP) logs: one log record per alert, to a collector or any OTLP backend.
+
+    The endpoint keys follow the Kubescape operator chart's `otelCollector` block (host, port,
+    insecure, headers), so a cluster that already runs a collector for Kubescape can point the
+    agent at the same one."""
+
+    model_config = SETTINGS_CONFIG
+
+    host: str = ""
+    """Collector host name or address, e.g. `otel-collector.monitoring`."""
+
+    port: int = Field(default=4317, ge=1, le=65535)
+    """Collector port: 4317 is OTLP/gRPC's registered port; OTLP/HTTP listens on 4318."""
+
+    protocol: OtlpProtocol = "grpc"
+    """`grpc` (OTLP/gRPC, `LogsService/Export`) or `http` (OTLP/HTTP protobuf, `POST /v1/logs`)."""
+
+    insecure: bool = False
+    """Plain text (no TLS), as the chart's `otelCollector.endpoint.insecure`: for a collector
+    on the node or in the cluster network only."""
+
+    ca_file: Path | None = None
+    """PEM CA bundle that signed the collector's certificate; none uses the system store."""
+
+    cert_file: Path | None = None
+    """Client certificate for mutual TLS (PEM), with `keyFile`."""
+
+    key_file: Path | None = None
+    """Client private key for mutual TLS (PEM)."""
+
+    server_name: str = ""
+    """Name to verify in the collector's certificate instead of `host`."""
+
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra request headers (gRPC metadata), e.g. a backend's API key. Values are secrets:
+    never logged or printed."""
+
+    headers_dir: Path | None = None
+    """A directory whose every file is one header: the file name is the header name, its
+    content the value (a mounted Kubernetes Secret). Re-read when a file changes."""
+
+    timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    """Time allowed for one export call (the collector's own default exporter timeout)."""
+
+    service_name: str = "gadgetwatch"
+    """`service.name` of the resource: how backends group the agent's records."""
+
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    """Extra resource attributes on every record, e.g. `deployment.environment.name: prod`."""
+
+    export_metrics: bool = False
+    """Also push the agent's own metrics (the instruments of `/metrics`) to the collector, every
+    `metricsInterval`, with the same endpoint, TLS and headers. Off: Prometheus scraping is
+    the primary source, and one agent per node pushing doubles the series if both are used."""
+
+    metrics_interval: Duration = Field(default=timedelta(seconds=60), ge=timedelta(seconds=1))
+    """Time between metric pushes: 60 s is the OpenTelemetry SDK's default export interval."""
+
+    batch_max_alerts: int = Field(default=64, ge=1, le=10_000)
+    """Log records per export call. 64 alerts encode to a few tens of KiB, far below gRPC's
+    default 4 MiB message limit even with long command lines."""
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, value: str) -> str:
+        # A host name or address only: a scheme, path or `user@` here would be sent as part of
+        # the gRPC target and could carry credentials into logs.
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]", value):
+            raise ValueError("must be a host name or address (no scheme, port, path or user)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _metadata_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"{name!r} is not a valid header name")
+        return value
+
+
 class ExportersSettings(BaseModel):
     """Alert destinations. With none enabled, alerts go to stdout as JSON lines."""
 
@@ -293,6 +377,9 @@ class ExportersSettings(BaseModel):
 
     alertmanager: AlertManagerSettings = AlertManagerSettings()
     """Prometheus AlertManager (API v2)."""
+
+    otlp: OtlpSettings = OtlpSettings()
+    """OpenTelemetry logs over OTLP/gRPC or OTLP/HTTP."""
 
     close_timeout: Duration = Field(default=timedelta(seconds=2), gt=timedelta(0))
     """Time allowed to close each exporter's connections after the queues are drained."""

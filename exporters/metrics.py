@@ -149,6 +149,12 @@ METRICS: tuple[MetricSpec, ...] = (
         ("reason",),
         "DNS answers dropped from the R0011 resolved-address table.",
     ),
+    MetricSpec(
+        "detector_processes_forgotten",
+        "counter",
+        ("reason",),
+        "Execs dropped from the process table (fromSource falls back to comm).",
+    ),
     MetricSpec("detector_evaluation_duration_seconds", "histogram", (), "Per-event eval time."),
     MetricSpec("exporter_alerts_sent", "counter", ("exporter",), "Alerts delivered."),
     MetricSpec("exporter_send_failures", "counter", ("exporter", "reason"), "Failed attempts."),
@@ -256,6 +262,7 @@ class StatsCollector(Collector):
             yield _labelled("detector_load_errors", d.load_errors)
             yield _labelled("detector_rulesets_rejected", d.rulesets_rejected)
             yield _labelled("detector_resolved_addresses_evicted", d.resolved_evictions)
+            yield _labelled("detector_processes_forgotten", d.processes_forgotten)
             yield _histogram("detector_evaluation_duration_seconds", d.eval_seconds)
         if (x := self.delivery) is not None:
             yield _labelled("exporter_alerts_sent", x.sent)

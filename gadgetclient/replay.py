@@ -79,6 +79,9 @@ from protos import gadget_service_pb2_grpc as pb_grpc
 log = structlog.get_logger(__name__)
 
 DEFAULT_SERVER_VERSION = "0.55.1"
+#: Bound on waiting for cancelled RunGadget handlers at stop: grpc's poller thread hands the
+#: cancellations to the loop, which takes milliseconds, or a few seconds on a starved machine.
+HANDLER_STOP_TIMEOUT_S = 5.0
 _INFO_LEVEL = 4
 
 #: Params every replayed gadget declares (IG's common operators), so clients can validate keys.
@@ -298,6 +301,10 @@ class _Servicer(pb_grpc.GadgetManagerServicer, pb_grpc.BuiltInGadgetManagerServi
 
     async def RunGadget(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
         server = self.server
+        task = asyncio.current_task()
+        if task is not None:
+            server.handlers.add(task)
+            task.add_done_callback(server.handlers.discard)
         requests = request_iterator.__aiter__()
         try:
             first = await requests.__anext__()
@@ -550,6 +557,8 @@ class ReplayServer:
         self.hold_flush = hold_flush
         self.tls = tls
         self.runs = 0
+        #: The tasks running RunGadget handlers (grpc's per-call tasks), until they end.
+        self.handlers: set[asyncio.Task[Any]] = set()
         #: Every run request's (gadget, paramValues), in arrival order (for tests and tooling).
         self.run_params: list[tuple[str, dict[str, str]]] = []
         self._runs_changed: asyncio.Condition | None = None
@@ -719,10 +728,15 @@ class ReplayServer:
         return self.address
 
     async def stop(self, grace: float | None = None) -> None:
+        """Stop serving; returns when every RunGadget handler has ended (bounded), so a caller
+        that stops the server leaves no task of it behind, however loaded the machine is."""
         await self.instances.close()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        pending = [t for t in self.handlers if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=HANDLER_STOP_TIMEOUT_S)
 
     async def wait(self) -> None:
         if self._server is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from detector.config import DetectorSettings
 from detector.errors import RuleSourceError
@@ -41,14 +42,19 @@ from exporters.building import build_exporters
 from exporters.config import ExportersSettings
 from exporters.delivery import Delivery
 from exporters.errors import ExporterError
+from exporters.exporter import Exporter
 from exporters.metrics import MetricsServer, StatsCollector, build_registry
+from exporters.otlp import OtlpExporter
+from exporters.otlp_metrics import OtlpMetricsPusher
 from exporters.stats import DeliveryStats
 from gadgetclient.capture import CapturePodMetadata, read_capture
 from gadgetclient.linesource import LineSource
 from gadgetclient.replay import ReplayServer
 from gadgetclient.source import GadgetSource
 from gadgetclient.stats import StreamStats
+from gadgetwatch import __version__
 from gadgetwatch.config import Settings
+from gadgetwatch.debugging import DebugServer
 from gadgetwatch.pipeline import Pipeline, PipelineStats
 from profiler.cache import ProfileCache
 from profiler.dirstore import DirectoryStore
@@ -109,6 +115,8 @@ class Agent:
         self.learner: Learner | None = None
         self.cache: ProfileCache | None = None
         self.metrics: MetricsServer | None = None
+        self.debug: DebugServer | None = None
+        self.metrics_pusher: OtlpMetricsPusher | None = None
         #: capture lines of the replayed gadgets (progress of a replay), once it is read
         self.replay_total: int | None = None
         self._stop = asyncio.Event()
@@ -164,7 +172,7 @@ class Agent:
 
     def _exporters_settings(self) -> ExportersSettings:
         ex = self.settings.exporters
-        if any(ch.enabled for ch in (ex.stdout, ex.syslog, ex.http, ex.alertmanager)):
+        if any(ch.enabled for ch in (ex.stdout, ex.syslog, ex.http, ex.alertmanager, ex.otlp)):
             return ex
         # No destination configured: alerts go to stdout as JSON lines.
         return ex.model_copy(update={"stdout": ex.stdout.model_copy(update={"enabled": True})})
@@ -198,6 +206,23 @@ class Agent:
                 "detector.bindingsFile to use the built-in binding"
             )
         return ruleset
+
+    def _metrics_pusher(
+        self, exporters: list[Exporter], registry: CollectorRegistry
+    ) -> OtlpMetricsPusher | None:
+        """The agent's metrics over OTLP, through the OTLP exporter, when asked for."""
+        otlp = next((e for e in exporters if isinstance(e, OtlpExporter)), None)
+        if otlp is None or not otlp.channel.export_metrics:
+            return None
+        resource = {"service.name": otlp.channel.service_name, "service.version": __version__}
+        resource.update(otlp.channel.resource_attributes)
+        if self.settings.kubernetes.node_name:
+            resource["k8s.node.name"] = self.settings.kubernetes.node_name
+        if self.settings.cluster_name:
+            resource["k8s.cluster.name"] = self.settings.cluster_name
+        return OtlpMetricsPusher(
+            otlp, collector=registry, stats=self.stats.delivery, resource=resource
+        )
 
     # -- run -------------------------------------------------------------------------------
 
@@ -254,7 +279,10 @@ class Agent:
         if file_rules is not None:
             detector.update_rules("file", file_rules)
         exporters = build_exporters(
-            self._exporters_settings(), stats=stats.delivery, environ=self.environ
+            self._exporters_settings(),
+            stats=stats.delivery,
+            environ=self.environ,
+            agent_version=__version__,
         )
         delivery = Delivery(exporters, stats=stats.delivery, settings=s.exporters)
         source: GadgetSource | LineSource
@@ -289,15 +317,17 @@ class Agent:
             batch_delay_s=s.pipeline.batch_delay.total_seconds(),
         )
         cache_synced = asyncio.Event()
+        collector = StatsCollector(
+            stream=stats.stream,
+            profiler=stats.profiler,
+            detector=stats.detector,
+            delivery=stats.delivery,
+            pipeline=stats.pipeline,
+        )
+        registry = build_registry(collector)
+        self.metrics_pusher = self._metrics_pusher(exporters, registry)
         if s.metrics.enabled:
-            collector = StatsCollector(
-                stream=stats.stream,
-                profiler=stats.profiler,
-                detector=stats.detector,
-                delivery=stats.delivery,
-                pipeline=stats.pipeline,
-            )
-            self.metrics = MetricsServer(s.metrics, registry=build_registry(collector))
+            self.metrics = MetricsServer(s.metrics, registry=registry)
             self.metrics.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
             self.metrics.add_readiness_check(
                 "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
@@ -320,6 +350,17 @@ class Agent:
                     "choose another address with --metrics-address HOST:PORT "
                     "(metrics.address) or turn metrics off with --no-metrics"
                 ) from listen_error
+        if s.debug.enabled:
+            self.debug = DebugServer(s.debug)
+            try:
+                await self.debug.start()
+            except OSError as debug_error:
+                self.debug = None
+                if self.metrics is not None:
+                    await self.metrics.aclose()
+                if kube is not None:
+                    await kube.client.aclose()
+                raise AgentError(str(debug_error)) from debug_error
 
         if kube is not None and s.detector.watch_cluster:
             from detector.k8s_source import ClusterRulesSource
@@ -342,6 +383,8 @@ class Agent:
             ),
             "profile-watch": store.watch(cache),
         }
+        if self.metrics_pusher is not None:
+            side["otlp-metrics"] = self.metrics_pusher.run()
         if kube is not None:
             side["pod-cache"] = kube.pods.run()
             side["plan-refresh"] = self._refresh_plans(kube.pods, detector)
@@ -534,7 +577,12 @@ class Agent:
                     await asyncio.gather(flush_task, return_exceptions=True)
             except TimeoutError:
                 log.error("profile flush did not finish before the deadline")
-        # 4. Exporters drain their own queues within what is left.
+        # 4. The final values of the agent's metrics, then the exporters drain their own queues
+        #    within what is left.
+        if self.metrics_pusher is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left()):
+                    await self.metrics_pusher.push()
         await delivery.aclose(left())
         # 5. Everything else.
         for task in side_tasks:
@@ -547,6 +595,8 @@ class Agent:
             await kube.client.aclose()
         if self.metrics is not None:
             await self.metrics.aclose()
+        if self.debug is not None:
+            await self.debug.aclose()
         log.info("agent stopped", uptime_s=round(time.monotonic() - self._started, 3))
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
 
 from detector.config import DetectorSettings
 from exporters.config import ExportersSettings, MetricsSettings
@@ -80,6 +80,50 @@ class PipelineSettings(BaseModel):
 CLUSTER_NAME_MAX = 253
 
 
+class DebugSettings(BaseModel):
+    """The on-demand debug listener: CPU profile, memory snapshot, asyncio task dump
+    (docs/debugging.md). Off by default; `GADGETWATCH_DEBUG_ENDPOINTS=1` turns it on."""
+
+    model_config = SETTINGS_CONFIG
+
+    enabled: bool = False
+    """Open the debug listener. Nothing is sampled or traced until a request asks for it."""
+
+    address: str = "127.0.0.1:6060"
+    """`host:port` of the debug listener, apart from `/metrics`. Loopback, because a profile
+    shows code paths and memory contents: reach it with `kubectl port-forward`. 6060 is the
+    port Go agents conventionally serve pprof on."""
+
+    max_seconds: int = Field(default=300, ge=1, le=3600)
+    """Longest CPU profile or allocation trace one request may ask for: 5 minutes covers any
+    periodic work (profile flushes, rule refreshes) without letting a forgotten request keep
+    the profiler on indefinitely."""
+
+    sample_interval: Duration = Field(
+        default=timedelta(milliseconds=10), ge=timedelta(milliseconds=1)
+    )
+    """Time between CPU samples. 10 ms (100 samples/s, the rate of Go's pprof and py-spy)
+    gives 1,000 samples in a 10 s profile, plenty for a flame graph; each sample makes the
+    event loop hand over the GIL, so faster sampling costs more (`benchmarks/bench_debug.py`
+    measures the overhead at this value)."""
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0].strip("[]") or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+
 class Settings(BaseModel):
     model_config = SETTINGS_CONFIG
 
@@ -112,6 +156,9 @@ class Settings(BaseModel):
 
     pipeline: PipelineSettings = PipelineSettings()
     """Queues and batching between the stages."""
+
+    debug: DebugSettings = DebugSettings()
+    """On-demand CPU profile, memory snapshot and asyncio task dump on a separate listener."""
 
 
 def load_settings(

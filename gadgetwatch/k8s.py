@@ -615,6 +615,7 @@ AGENT_CRDS = (
     "applicationprofiles.kubescape.io",
     "runtimerulealertbindings.kubescape.io",
     "runtimealertexceptions.gadgetwatch.io",
+    "runtimeguards.gadgetwatch.io",
 )
 
 
@@ -637,6 +638,7 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
             for resource, group in (
                 ("runtimerulealertbindings", "kubescape.io"),
                 ("runtimealertexceptions", "gadgetwatch.io"),
+                ("runtimeguards", "gadgetwatch.io"),
             )
             for verb in ("list", "watch")
         ),

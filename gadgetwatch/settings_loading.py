@@ -76,14 +76,25 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
     return data
 
 
+#: Variables with a short, documented name of their own (the usual spelling still works):
+#: `GADGETWATCH_DEBUG_ENDPOINTS=1` is what an operator types to open the debug listener.
+ENV_SHORTCUTS: Mapping[str, tuple[str, ...]] = {
+    "GADGETWATCH_DEBUG_ENDPOINTS": ("debug", "enabled"),
+}
+
+
 def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     """Nested mapping from ``GADGETWATCH_A__B_C=v`` variables (``{"a": {"bC": v}}``)."""
     layer: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+        shortcut = ENV_SHORTCUTS.get(name)
+        if shortcut is not None:
+            path = list(shortcut)
+        elif not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
             continue
-        # The models' own alias generator, so a variable names exactly the key the YAML would.
-        path = [to_camel(seg.lower()) for seg in name[len(ENV_PREFIX) :].split("__") if seg]
+        else:
+            # The models' own alias generator: a variable names exactly the key the YAML would.
+            path = [to_camel(seg.lower()) for seg in name[len(ENV_PREFIX) :].split("__") if seg]
         try:
             value = raw.strip() if raw.strip().lower() in _YAML11_WORDS else load_one(raw)
         except yaml.YAMLError:

@@ -50,14 +50,14 @@ def register(sub: Any) -> None:
     chk = add_command(
         rules_sub,
         "check",
-        help="validate RuntimeRuleAlertBinding / RuntimeAlertException files",
+        help="validate RuntimeRuleAlertBinding / RuntimeAlertException / RuntimeGuard files",
         examples=[
             "gadgetwatch rules check bindings.yaml",
             "gadgetwatch rules check bindings.yaml exceptions.yaml",
         ],
     )
     chk.add_argument(
-        "files", nargs="+", type=Path, metavar="FILE", help="bindings or exceptions YAML files"
+        "files", nargs="+", type=Path, metavar="FILE", help="bindings, exceptions or guards YAML"
     )
     chk.set_defaults(handler=_check)
     parser.set_defaults(handler=_list, output="table", ids=[])
@@ -90,6 +90,8 @@ def rule_to_dict(rule: Rule) -> dict[str, Any]:
 
 def catalogue_to_json(catalogue: Catalogue) -> list[dict[str, Any]]:
     out = [rule_to_dict(r) for r in catalogue.rules]
+    # Switched on by their own resources, never by a binding (R3000: RuntimeGuard).
+    out += [{**rule_to_dict(r), "activatedBy": "RuntimeGuard"} for r in catalogue.resource_rules]
     out += [
         {
             "id": u.id,
@@ -119,9 +121,10 @@ def _list(args: argparse.Namespace) -> int:
             if r["available"]:
                 kinds = ",".join(r["eventKinds"])
                 params = ",".join(p["name"] for p in r["parameters"]) or "-"
-                rows.append(
-                    (r["id"], r["severity"], r["profileDependency"], kinds, params, r["name"])
-                )
+                name = r["name"]
+                if r.get("activatedBy"):
+                    name += f" (switched on by {r['activatedBy']} resources, not by bindings)"
+                rows.append((r["id"], r["severity"], r["profileDependency"], kinds, params, name))
             else:
                 rows.append(
                     (r["id"], "-", "-", "-", "-", f"{r['name']} (unavailable: {r['reason']})")
@@ -142,7 +145,7 @@ def _check(args: argparse.Namespace) -> int:
         print(problem)
     print(
         f"{len(ruleset.bindings)} binding(s), {len(ruleset.exceptions)} exception(s), "
-        f"{len(ruleset.errors)} error(s), {len(ruleset.problems) - len(ruleset.errors)} "
-        "warning(s)"
+        f"{len(ruleset.guards)} guard(s), {len(ruleset.errors)} error(s), "
+        f"{len(ruleset.problems) - len(ruleset.errors)} warning(s)"
     )
     return 1 if ruleset.errors else 0

@@ -96,6 +96,9 @@ def register(sub: Any) -> None:
     det = p.add_argument_group("detection")
     det.add_argument("--bindings", type=Path, metavar="FILE", help="RuntimeRuleAlertBinding YAML")
     det.add_argument("--exceptions", type=Path, metavar="FILE", help="RuntimeAlertException YAML")
+    det.add_argument(
+        "--guards", type=Path, metavar="FILE", help="RuntimeGuard YAML (or a directory)"
+    )
     out = p.add_argument_group("alert destinations (each enables its exporter)")
     out.add_argument("--stdout", action="store_true", help="JSON lines on stdout")
     out.add_argument(
@@ -148,6 +151,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         put("detector.bindingsFile", str(args.bindings))
     if args.exceptions:
         put("detector.exceptionsFile", str(args.exceptions))
+    if args.guards:
+        put("detector.guardsFile", str(args.guards))
     if args.stdout:
         put("exporters.stdout.enabled", True)
     if args.syslog:

@@ -146,7 +146,10 @@ def test_rules_list_json_includes_unavailable_rules(capsys: pytest.CaptureFixtur
     assert by_id["R0002"]["parameters"][0]["name"] == "ignoreMounts"
     assert by_id["R2000"]["available"] is False
     assert "API-server" in by_id["R2000"]["reason"]
-    assert {r["id"] for r in rules if r["available"]} == {r.id for r in default_catalogue().rules}
+    catalogue = default_catalogue()
+    available = {r.id for r in (*catalogue.rules, *catalogue.resource_rules)}
+    assert {r["id"] for r in rules if r["available"]} == available
+    assert by_id["R3000"]["activatedBy"] == "RuntimeGuard"
 
 
 def test_rules_check_reports_problems_and_exit_code(

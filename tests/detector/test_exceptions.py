@@ -141,7 +141,13 @@ def test_fix_suggestion_is_an_applicable_exception_that_silences_the_alert() -> 
     assert doc["metadata"]["namespace"] == "shop"
     workload = {"kind": "Deployment", "name": "web", "containers": ["app"]}
     assert doc["spec"]["workloads"] == [workload]
-    assert doc["spec"]["allow"] == {"execs": [hostile]}
+    # Process-scoped first: the exec's actor is its parent (comm "init", no exec seen).
+    assert doc["spec"]["allow"] == {"execs": [hostile], "fromSource": [{"path": "init"}]}
+    # The workload-wide form follows as comments: uncommented, it is an exception too.
+    wide_text = fix.split("# Or, for every process of the workload container (wider):\n")[1]
+    wide = yaml.safe_load("".join(line[2:] + "\n" for line in wide_text.splitlines()))
+    assert wide["spec"]["allow"] == {"execs": [hostile]}
+    assert wide["metadata"]["name"] != doc["metadata"]["name"]
     # Applying the snippet verbatim silences exactly this finding.
     applied = ruleset(fix, source="fix.yaml")
     assert applied.problems == ()

@@ -101,3 +101,47 @@ async def test_lists_watches_and_reports_invalid_bindings(kube_api: KubeApi) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert stats.load_errors == {}
+
+
+async def test_guards_are_watched_and_invalid_ones_get_an_event(kube_api: KubeApi) -> None:
+    updates = Updates()
+    stats = DetectorStats()
+    source = ClusterRulesSource(
+        kube_api.api_client(),
+        catalogue=default_catalogue(),
+        on_update=updates,
+        stats=stats,
+        watch_timeout_s=30,
+    )
+    task = asyncio.create_task(source.run())
+    guard = {
+        "apiVersion": "gadgetwatch.io/v1",
+        "kind": "RuntimeGuard",
+        "metadata": {"name": "token", "namespace": "shop"},
+        "spec": {"resources": [{"execs": ["/dev/shm/x"], "fromSource": [{"path": "/bin/ok"}]}]},
+    }
+    try:
+        async with asyncio.timeout(10):
+            await source.synced.wait()
+        kube_api.add(guard)
+        rs = await updates.wait(lambda r: len(r.guards) == 1)
+        assert (rs.guards[0].namespace, rs.guards[0].name) == ("shop", "token")
+        detector = make_detector(None, builtin_default_binding=False)
+        detector.update_rules("cluster", rs)
+        # No binding at all: the guard alone alerts (the test exec's parent is "init").
+        assert run(detector, [exec_ev("/dev/shm/x")]) == [("R3000", "high", 1)]
+
+        # A guard the agent refuses (a relative path the schema cannot see) gets an Event.
+        bad = {**guard, "metadata": {"name": "bad", "namespace": "shop"}}
+        bad["spec"] = {"resources": [{"paths": ["etc/shadow"]}]}
+        kube_api.add(bad)
+        rs = await updates.wait(lambda r: any(p.document.endswith("bad") for p in r.problems))
+        assert [g.name for g in rs.guards] == ["token"]
+        events = [
+            e for e in kube_api.objects("events", "shop") if e["reason"] == "InvalidRuntimeGuard"
+        ]
+        assert [e["involvedObject"]["name"] for e in events] == ["bad"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

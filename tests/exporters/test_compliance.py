@@ -3,8 +3,9 @@
 without stalling the others, accounts for every alert (sent + dropped == submitted), and closes
 idempotently.
 
-Receivers are light loopback servers here (a file, a pipe, a syslog socket, an aiohttp app);
-each exporter's own tests run against the real daemons (rsyslog, Alertmanager).
+Receivers are light loopback servers here (a file, a pipe, a syslog socket, an aiohttp app, an
+OTLP/gRPC server); each exporter's own tests run against the real daemons (rsyslog,
+Alertmanager) or, for OTLP, a receiver built from opentelemetry-proto's service stubs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from exporters.config import (
     AlertManagerSettings,
     ExportersSettings,
     HttpSettings,
+    OtlpSettings,
     StdoutSettings,
     SyslogSettings,
 )
@@ -36,14 +38,16 @@ from exporters.delivery import Delivery
 from exporters.errors import SendError
 from exporters.exporter import Exporter
 from exporters.http import HttpExporter
+from exporters.otlp import OtlpExporter
 from exporters.stats import DeliveryStats
 from exporters.stdout import StdoutExporter
 from exporters.syslog import SyslogExporter
 from tests.exporters.daemons import TlsFiles
 from tests.exporters.helpers import free_port, make_alert, parse_rfc5424, wait_until
+from tests.exporters.otlp_receiver import OtlpReceiver
 from tests.exporters.receivers import BlackHole, HttpReceiver, SyslogReceiver
 
-KINDS = ["stdout", "syslog-udp", "syslog-tcp", "syslog-tls", "http", "alertmanager"]
+KINDS = ["stdout", "syslog-udp", "syslog-tcp", "syslog-tls", "http", "alertmanager", "otlp"]
 
 #: Fast retries keep the tests short; the bounds themselves are tested in test_delivery.
 FAST: dict[str, Any] = {
@@ -84,6 +88,8 @@ class Harness:
             return await self._syslog(mode, name, kind.split("-")[1], opts)
         if kind == "http":
             return await self._http(mode, name, opts)
+        if kind == "otlp":
+            return await self._otlp(mode, name, opts)
         return await self._alertmanager(mode, name, opts)
 
     def _stdout(self, mode: str, name: str, opts: dict[str, Any]) -> Peer:
@@ -181,6 +187,23 @@ class Harness:
         exporter = HttpExporter(HttpSettings(**opts, url=receiver.url + "/hook"), name=name)
         return Peer(
             exporter, lambda: [a["fingerprint"] for a in receiver.alerts()], [receiver.stop]
+        )
+
+    async def _otlp(self, mode: str, name: str, opts: dict[str, Any]) -> Peer:
+        """A real OTLP/gRPC receiver (TLS with the test CA); slow never answers, dead is a
+        port nobody listens on."""
+        tls: dict[str, Any] = {"host": "127.0.0.1", "insecure": False, "ca_file": self.tls.ca}
+        if mode == "dead":
+            settings = OtlpSettings(**opts, **tls, port=free_port())
+            return Peer(OtlpExporter(settings, name=name))
+        receiver = await OtlpReceiver(
+            mode="slow" if mode == "slow" else "healthy", tls=(self.tls.cert, self.tls.key)
+        ).start()
+        exporter = OtlpExporter(OtlpSettings(**opts, **tls, port=receiver.port), name=name)
+        return Peer(
+            exporter,
+            lambda: [r.attributes["gadgetwatch.alert.fingerprint"] for r in receiver.records()],
+            [receiver.stop],
         )
 
     async def _alertmanager(self, mode: str, name: str, opts: dict[str, Any]) -> Peer:
@@ -317,6 +340,7 @@ async def test_factory_builds_each_enabled_exporter() -> None:
                 "enabled": True,
                 "urls": ["http://am-0.example:9093", "http://am-1.example:9093"],
             },
+            "otlp": {"enabled": True, "host": "collector.example", "insecure": True},
         }
     )
     exporters = build_exporters(settings, stats=stats)
@@ -325,6 +349,7 @@ async def test_factory_builds_each_enabled_exporter() -> None:
         "http",
         "alertmanager@am-0.example:9093",
         "alertmanager@am-1.example:9093",
+        "otlp",
     ]
     assert set(stats.sent) == {e.name for e in exporters}
     fallback = build_exporters(ExportersSettings(), stats=stats)

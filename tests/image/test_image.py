@@ -53,8 +53,10 @@ RUN = [
 ]
 #: Deadline for one container command (the demo replay takes ~10 s on an idle machine).
 COMMAND_TIMEOUT_S = 240
-#: The image must stay small; the goal is 150 MB (see Containerfile for what is cut).
-MAX_IMAGE_BYTES = 180_000_000
+#: The image must stay small; the goal is 150 MB (see Containerfile for what is cut). 185 MB:
+#: the OpenTelemetry SDK, OTLP protos and their googleapis protos (issue 19) add about 6 MB to
+#: the 175 MB measured before them.
+MAX_IMAGE_BYTES = 185_000_000
 
 
 @pytest.fixture(scope="module")
