@@ -43,7 +43,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from detector.loading import DocContext, Document, Path
 from detector.paths import PathSet
@@ -89,6 +89,38 @@ class WorkloadRef:
         return not self.containers or key.container in self.containers
 
 
+class Scoped(Protocol):
+    """What exceptions and guards share: where they apply (namespace, selectors, workloads)."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def namespace_selector(self) -> LabelSelector: ...
+    @property
+    def pod_selector(self) -> LabelSelector: ...
+    @property
+    def workloads(self) -> tuple[WorkloadRef, ...]: ...
+
+
+def scope_matches(
+    scope: Scoped,
+    *,
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    pod_labels: Mapping[str, str],
+    workload: WorkloadKey,
+) -> bool:
+    """Whether a container of `workload` in `namespace` is in `scope`: the namespace (when the
+    resource is namespaced), both selectors, and one of the listed workloads (none: all)."""
+    if scope.namespace and scope.namespace != namespace:
+        return False
+    if not scope.namespace_selector.matches(namespace_labels):
+        return False
+    if not scope.pod_selector.matches(pod_labels):
+        return False
+    return not scope.workloads or any(w.matches(workload) for w in scope.workloads)
+
+
 @dataclass(frozen=True, slots=True)
 class AddressRule:
     network: IpNetwork
@@ -126,13 +158,13 @@ class RuntimeAlertException:
         pod_labels: Mapping[str, str],
         workload: WorkloadKey,
     ) -> bool:
-        if self.namespace and self.namespace != namespace:
-            return False
-        if not self.namespace_selector.matches(namespace_labels):
-            return False
-        if not self.pod_selector.matches(pod_labels):
-            return False
-        return not self.workloads or any(w.matches(workload) for w in self.workloads)
+        return scope_matches(
+            self,
+            namespace=namespace,
+            namespace_labels=namespace_labels,
+            pod_labels=pod_labels,
+            workload=workload,
+        )
 
     def allows(self, subject: Subject, rule_id: str, actor: Actor | None = None) -> bool:
         if self.rules and rule_id not in self.rules:

@@ -46,6 +46,7 @@ from detector.exceptions import (
     _parse_addresses,
     _parse_workloads,
     _strings,
+    scope_matches,
 )
 from detector.loading import DocContext, Document
 from detector.paths import PathSet
@@ -154,13 +155,13 @@ class RuntimeGuard:
         pod_labels: Mapping[str, str],
         workload: WorkloadKey,
     ) -> bool:
-        if self.namespace and self.namespace != namespace:
-            return False
-        if not self.namespace_selector.matches(namespace_labels):
-            return False
-        if not self.pod_selector.matches(pod_labels):
-            return False
-        return not self.workloads or any(w.matches(workload) for w in self.workloads)
+        return scope_matches(
+            self,
+            namespace=namespace,
+            namespace_labels=namespace_labels,
+            pod_labels=pod_labels,
+            workload=workload,
+        )
 
     @property
     def kinds(self) -> frozenset[EventKind]:
