@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
@@ -389,19 +389,18 @@ class ExportersSettings(BaseModel):
     without waiting for the next alert)."""
 
 
-class MetricsSettings(BaseModel):
-    """The Prometheus endpoint, with liveness and readiness beside it."""
+class ListenerSettings(BaseModel):
+    """A section with an `address` to listen on (`host:port`; an empty host means
+    `default_host`): one validation and one split for every listener of the agent."""
 
     model_config = SETTINGS_CONFIG
 
-    enabled: bool = True
-    """Serve `/metrics`, `/healthz` and `/readyz`."""
+    #: The host an address like `:9090` listens on.
+    default_host: ClassVar[str] = "0.0.0.0"
+    if TYPE_CHECKING:  # declared by each subclass, where it sits in its documented order
+        address: str
 
-    address: str = "0.0.0.0:9090"
-    """`host:port` to listen on. All interfaces, because Prometheus scrapes the pod IP; 9090
-    is the conventional metrics port (use `127.0.0.1:…` on a shared host)."""
-
-    @field_validator("address")
+    @field_validator("address", check_fields=False)
     @classmethod
     def _host_port(cls, value: str) -> str:
         _host, sep, port = value.rpartition(":")
@@ -411,8 +410,19 @@ class MetricsSettings(BaseModel):
 
     @property
     def host(self) -> str:
-        return self.address.rpartition(":")[0].strip("[]") or "0.0.0.0"
+        return self.address.rpartition(":")[0].strip("[]") or self.default_host
 
     @property
     def port(self) -> int:
         return int(self.address.rpartition(":")[2])
+
+
+class MetricsSettings(ListenerSettings):
+    """The Prometheus endpoint, with liveness and readiness beside it."""
+
+    enabled: bool = True
+    """Serve `/metrics`, `/healthz` and `/readyz`."""
+
+    address: str = "0.0.0.0:9090"
+    """`host:port` to listen on. All interfaces, because Prometheus scrapes the pod IP; 9090
+    is the conventional metrics port (use `127.0.0.1:…` on a shared host)."""

@@ -11,12 +11,12 @@ import enum
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr
 
 from detector.config import DetectorSettings
-from exporters.config import ExportersSettings, MetricsSettings
+from exporters.config import ExportersSettings, ListenerSettings, MetricsSettings
 from gadgetclient.config import SETTINGS_CONFIG, GadgetClientSettings
 from gadgetclient.durations import Duration, format_duration
 from gadgetclient.textsafety import REDACTED, redact_urls
@@ -80,11 +80,11 @@ class PipelineSettings(BaseModel):
 CLUSTER_NAME_MAX = 253
 
 
-class DebugSettings(BaseModel):
+class DebugSettings(ListenerSettings):
     """The on-demand debug listener: CPU profile, memory snapshot, asyncio task dump
     (docs/debugging.md). Off by default; `GADGETWATCH_DEBUG_ENDPOINTS=1` turns it on."""
 
-    model_config = SETTINGS_CONFIG
+    default_host: ClassVar[str] = "127.0.0.1"
 
     enabled: bool = False
     """Open the debug listener. Nothing is sampled or traced until a request asks for it."""
@@ -106,22 +106,6 @@ class DebugSettings(BaseModel):
     gives 1,000 samples in a 10 s profile, plenty for a flame graph; each sample makes the
     event loop hand over the GIL, so faster sampling costs more (`benchmarks/bench_debug.py`
     measures the overhead at this value)."""
-
-    @field_validator("address")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        _host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("must be host:port")
-        return value
-
-    @property
-    def host(self) -> str:
-        return self.address.rpartition(":")[0].strip("[]") or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return int(self.address.rpartition(":")[2])
 
 
 class Settings(BaseModel):
