@@ -1,0 +1,497 @@
+"""`RuntimeRule` (gadgetwatch.io/v1): rules users write in CEL, compiled into catalogue `Rule`s.
+
+Schema (`deploy/crds/runtimerules.gadgetwatch.io.yaml`)::
+
+    spec:
+      id: C0001                      # unique; built-in ids are refused
+      name: Reverse shell            # unique (case-insensitive), bindings may name it
+      description: ...
+      severity: high
+      mitreTactic: TA0002
+      mitreTechnique: T1059
+      tags: [exec, custom]
+      profileDependency: none        # required | optional | none
+      match:                         # one CEL expression per event kind the rule reads
+        exec: 'event.exec_path.endsWith("/sh") && ...'
+      message: '"shell: " + text.safe(event.exec_path)'   # or one per kind
+      key: '[event.exec_path]'                             # dedup key; or one per kind
+      subjects: '[event.exec_path]'  # optional: what an exception may allow (default per kind)
+      fix: "advice"
+      parameters:                    # typed; a binding overrides them per scope
+      - {name: shells, type: paths, default: [/bin/sh], description: ...}
+
+A compiled rule is an ordinary `detector.rules.Rule`: bindings, exceptions, the profile gate,
+the clean-event memo, dedup and alert building treat it exactly like a built-in one. Its
+`build` makes, per container plan, one `cel.Context` holding the helpers (`detector.cel_env`)
+and the resolved parameters; per event only the `event` map of the fields the expressions
+name is converted.
+
+Expressions are compiled once when the resource loads. Problems are reported like every other
+rule-source problem, located at file:line and field, and for CEL errors at the line and column
+inside the expression; a broken rule is dropped, the others load.
+
+Bounds, because rules are user input and cel-rust (common-expression-language) has no cost
+limit of its own: source length, bracket nesting and the number of comprehension macros per
+expression are limited at compile time, so evaluation is bounded by expression size times the
+event's own (bounded) lists. Results are checked: a match must be a bool, a message a string,
+a key a scalar or a list of at most `MAX_KEY_ITEMS` scalars; anything else is an evaluation
+error, which the detector counts per rule and, past a threshold, answers by disabling the rule
+(`Detector`, system alert GW0003).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+
+from detector import exceptions
+from detector.alerts import MAX_TEXT, RuleId, Severity, safe_text
+from detector.cel_env import EVENT_FIELDS, Extractor, FieldError, Helpers, referenced_fields
+from detector.cel_env import unknown_functions as _unknown_functions
+from detector.catalogue_anomaly import exec_path, open_path
+from detector.loading import DocContext, Document, Path
+from detector.rules import (
+    AllowKind,
+    Catalogue,
+    Check,
+    Finding,
+    ParamKind,
+    ParamSpec,
+    ProfileDependency,
+    Rule,
+    RuleEnv,
+    Subject,
+)
+from gadgetclient.events import Event, EventKind
+from profiler.readmodel import ProfileView
+
+API_VERSION = exceptions.API_VERSION
+KIND = "RuntimeRule"
+
+#: Longest expression accepted: the built-in catalogue's longest is ~600 characters; 4 KiB
+#: leaves room for long literal lists while keeping a hostile resource from costing much.
+MAX_EXPRESSION_CHARS = 4096
+#: Deepest bracket nesting: far above hand-written rules, far below cel-rust's own parser
+#: recursion limit, so the error is ours and clear.
+MAX_NESTING = 32
+#: Comprehension macros (all/exists/exists_one/map/filter) per expression: each multiplies
+#: the cost by a list's length, so a few are allowed, not a tower of them.
+MAX_COMPREHENSIONS = 4
+#: Items in a dedup key (the key is held in the cooldown table; R0003's new-syscall lists
+#: are the longest the built-ins make).
+MAX_KEY_ITEMS = 512
+#: Rule ids: what `gadgetwatch rules list` and metrics labels carry, so short and plain.
+_ID = re.compile(r"^[A-Z][A-Z0-9_-]{1,15}$")
+#: Ids gadgetwatch keeps for itself (system alerts GW*, guards R3000).
+_RESERVED_PREFIXES = ("GW",)
+_MACRO = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(")
+_POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+
+_PARAM_TYPES = {k.value: k for k in ParamKind}
+_DEPENDENCIES = {d.value: d for d in ProfileDependency}
+_SPEC_KEYS = frozenset(
+    {
+        "id",
+        "name",
+        "description",
+        "severity",
+        "mitreTactic",
+        "mitreTechnique",
+        "tags",
+        "profileDependency",
+        "match",
+        "message",
+        "key",
+        "subjects",
+        "fix",
+        "parameters",
+    }
+)
+
+
+class CelCompileError(ValueError):
+    """A compile problem, with the 1-based line and column inside the expression if known."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        where = f"expression line {line}, column {column}: " if line is not None else ""
+        super().__init__(where + message)
+
+
+class RuleEvaluationError(RuntimeError):
+    """An expression evaluated to something the rule contract does not allow."""
+
+
+def _position(source: str, offset: int) -> tuple[int, int]:
+    before = source[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
+def _check_shape(source: str) -> None:
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise CelCompileError(
+            f"expression is {len(source)} characters, more than {MAX_EXPRESSION_CHARS}"
+        )
+    depth = 0
+    for i, ch in enumerate(source):
+        if ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise CelCompileError(
+                    f"brackets nested deeper than {MAX_NESTING}", *_position(source, i)
+                )
+        elif ch in ")]}":
+            depth -= 1
+    macros = list(_MACRO.finditer(source))
+    if len(macros) > MAX_COMPREHENSIONS:
+        raise CelCompileError(
+            f"more than {MAX_COMPREHENSIONS} comprehensions (all/exists/map/filter)",
+            *_position(source, macros[MAX_COMPREHENSIONS].start()),
+        )
+
+
+def compile_expression(source: Any, kind: EventKind) -> tuple[cel.Program, frozenset[str] | None]:
+    """The compiled program and the `event` fields it reads; raises `CelCompileError`."""
+    if not isinstance(source, str) or not source.strip():
+        raise CelCompileError("must be a non-empty CEL expression (a string)")
+    _check_shape(source)
+    try:
+        fields = referenced_fields(source, kind)
+    except FieldError as exc:
+        raise CelCompileError(str(exc), *_position(source, exc.offset)) from None
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError) as exc:
+        text = str(exc)
+        m = _POSITION.search(text)
+        if m is None:
+            raise CelCompileError(safe_text(text.splitlines()[0], limit=300)) from None
+        raise CelCompileError(
+            safe_text(m.group(3), limit=300), int(m.group(1)), int(m.group(2))
+        ) from None
+    unknown = _unknown_functions(program.functions())
+    if unknown:
+        raise CelCompileError(
+            f"unknown function(s) {', '.join(unknown)}; see docs/rules.md for the helpers"
+        )
+    unknown_vars = sorted(
+        set(program.variables())
+        - {"event", "params"}
+        - _bound_names(source)
+        - {n.partition(".")[0] for n in _HELPER_NAMESPACES}
+    )
+    if unknown_vars:
+        raise CelCompileError(
+            f"unknown variable(s) {', '.join(unknown_vars)} (rules see `event` and `params`)"
+        )
+    return program, fields
+
+
+def _bound_names(source: str) -> set[str]:
+    """Names bound by comprehension macros (``list.exists(x, ...)`` binds x)."""
+    return set(re.findall(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)", source))
+
+
+_HELPER_NAMESPACES = frozenset(Helpers(RuleEnv()).build())
+
+
+@dataclass(frozen=True, slots=True)
+class _KindProgram:
+    match: cel.Program
+    match_fields: Extractor
+    message: cel.Program
+    key: cel.Program | None
+    subjects: cel.Program | None
+    #: Fields of message, key and subjects (converted only for a match).
+    finding_fields: Extractor
+    #: Every `event` field the match reads ("field" or "field.sub"), None: all of them.
+    reads: frozenset[str] | None
+
+
+def _per_kind(value: Any, kinds: list[EventKind], ctx: DocContext, path: Path) -> dict[EventKind, Any] | None:
+    """A string for every kind, or a mapping kind -> string covering every kind."""
+    if isinstance(value, str):
+        return dict.fromkeys(kinds, value)
+    if isinstance(value, dict):
+        out = {}
+        for kind in kinds:
+            if kind.value not in value:
+                ctx.error(path, f"has no expression for event kind {kind.value!r}")
+                return None
+            out[kind] = value[kind.value]
+        for extra in value:
+            if extra not in {k.value for k in kinds}:
+                ctx.warning((*path, str(extra)), "no match expression for this kind; ignored")
+        return out
+    ctx.error(path, "must be a CEL expression or a mapping of event kind to expression")
+    return None
+
+
+def _params(raw: Any, ctx: DocContext) -> tuple[ParamSpec, ...] | None:
+    if raw in (None, []):
+        return ()
+    if not isinstance(raw, list):
+        ctx.error(("spec", "parameters"), "must be a list of {name, type, default, description}")
+        return None
+    out: list[ParamSpec] = []
+    for i, item in enumerate(raw):
+        path: Path = ("spec", "parameters", i)
+        if not isinstance(item, dict):
+            ctx.error(path, "must be a mapping with name, type, default, description")
+            return None
+        name = item.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w{0,63}", name):
+            ctx.error((*path, "name"), "must be an identifier (letters, digits, _)")
+            return None
+        kind = _PARAM_TYPES.get(str(item.get("type")))
+        if kind is None:
+            ctx.error((*path, "type"), f"must be one of {', '.join(_PARAM_TYPES)}")
+            return None
+        spec = ParamSpec(name, kind, None, str(item.get("description", "")))
+        try:
+            default = spec.coerce(item.get("default", False if kind is ParamKind.BOOL else []))
+        except ValueError as exc:
+            ctx.error((*path, "default"), str(exc))
+            return None
+        out.append(ParamSpec(name, kind, default, spec.description))
+    if len({p.name for p in out}) != len(out):
+        ctx.error(("spec", "parameters"), "parameter names must be unique")
+        return None
+    return tuple(out)
+
+
+def _cel_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule | None:
+    """The compiled rule, or None (with the problems recorded) when it cannot be used."""
+    data = doc.data
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
+        ctx.error(("spec",), "is required")
+        return None
+    for key in spec:
+        if key not in _SPEC_KEYS:
+            ctx.warning(("spec", str(key)), "unknown field, ignored")
+    rule_id = spec.get("id")
+    if not isinstance(rule_id, str) or not _ID.match(rule_id) or rule_id.startswith(
+        _RESERVED_PREFIXES
+    ):
+        ctx.error(
+            ("spec", "id"),
+            "must be 2-16 upper-case letters, digits, '-' or '_', starting with a letter, "
+            "not GW… (reserved for system alerts)",
+        )
+        return None
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 128:
+        ctx.error(("spec", "name"), "is required (at most 128 characters)")
+        return None
+    clash = catalogue.by_id(rule_id) or catalogue.by_name(name)
+    if clash is not None:
+        ctx.error(
+            ("spec", "id"),
+            f"collides with rule {clash.id} ({clash.name}); ids and names must be unique",
+        )
+        return None
+    try:
+        severity = Severity.parse(spec.get("severity", "medium"))
+    except ValueError as exc:
+        ctx.error(("spec", "severity"), str(exc))
+        return None
+    dependency = _DEPENDENCIES.get(str(spec.get("profileDependency", "none")))
+    if dependency is None:
+        ctx.error(("spec", "profileDependency"), f"must be one of {', '.join(_DEPENDENCIES)}")
+        return None
+    tags = spec.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        ctx.error(("spec", "tags"), "must be a list of strings")
+        return None
+    match = spec.get("match")
+    if not isinstance(match, dict) or not match:
+        ctx.error(("spec", "match"), "must map event kinds to CEL expressions")
+        return None
+    kinds: list[EventKind] = []
+    for k in match:
+        try:
+            kinds.append(EventKind(str(k)))
+        except ValueError:
+            ctx.error(
+                ("spec", "match", str(k)),
+                f"unknown event kind (kinds: {', '.join(e.value for e in EventKind)})",
+            )
+            return None
+    params = _params(spec.get("parameters"), ctx)
+    if params is None:
+        return None
+    messages = _per_kind(spec.get("message"), kinds, ctx, ("spec", "message"))
+    keys = _per_kind(spec.get("key", "[]"), kinds, ctx, ("spec", "key"))
+    subjects = (
+        _per_kind(spec["subjects"], kinds, ctx, ("spec", "subjects"))
+        if spec.get("subjects") is not None
+        else {}
+    )
+    if messages is None or keys is None or subjects is None:
+        return None
+    param_names = {p.name for p in params}
+    programs: dict[EventKind, _KindProgram] = {}
+    ok = True
+    for kind in kinds:
+        compiled: dict[str, tuple[cel.Program, frozenset[str] | None]] = {}
+        for what, source, path in (
+            ("match", match[kind.value], ("spec", "match", kind.value)),
+            ("message", messages[kind], _field_path("message", spec, kind)),
+            ("key", keys[kind], _field_path("key", spec, kind)),
+            ("subjects", subjects.get(kind), _field_path("subjects", spec, kind)),
+        ):
+            if source is None:
+                continue
+            try:
+                compiled[what] = compile_expression(source, kind)
+                _check_params(source, param_names)
+            except CelCompileError as exc:
+                ctx.error(path, f"rule {rule_id}: {exc}")
+                ok = False
+        if not ok:
+            continue
+        finding_fields: set[str] = set()
+        whole = False
+        for what in ("message", "key", "subjects"):
+            if what in compiled:
+                fields = compiled[what][1]
+                if fields is None:
+                    whole = True
+                else:
+                    finding_fields |= fields
+        programs[kind] = _KindProgram(
+            match=compiled["match"][0],
+            match_fields=Extractor(kind, compiled["match"][1]),
+            message=compiled["message"][0],
+            key=compiled["key"][0] if "key" in compiled else None,
+            subjects=compiled["subjects"][0] if "subjects" in compiled else None,
+            finding_fields=Extractor(kind, None if whole else frozenset(finding_fields)),
+            reads=compiled["match"][1],
+        )
+    if not ok:
+        return None
+    revision = hashlib.blake2b(repr(sorted(spec.items(), key=str)).encode(), digest_size=8)
+    return Rule(
+        id=RuleId(rule_id),
+        name=name.strip(),
+        description=str(spec.get("description", "")),
+        severity=severity,
+        tags=tuple(tags),
+        mitre_tactic=str(spec.get("mitreTactic", "")),
+        mitre_technique=str(spec.get("mitreTechnique", "")),
+        profile=dependency,
+        kinds=frozenset(kinds),
+        dedup_key=(str(spec.get("key", "[]")),) if isinstance(spec.get("key"), str) else (),
+        fix=str(spec.get("fix", "")),
+        build=_builder(programs),
+        parameters=params,
+        source=doc.source,
+        revision=revision.hexdigest(),
+        reads=tuple((k, p.reads) for k, p in programs.items()),
+    )
+
+
+def _field_path(what: str, spec: dict[str, Any], kind: EventKind) -> Path:
+    return ("spec", what, kind.value) if isinstance(spec.get(what), dict) else ("spec", what)
+
+
+def _check_params(source: str, names: set[str]) -> None:
+    for m in re.finditer(r"(?<![\w.])params\s*\.\s*([A-Za-z_]\w*)", source):
+        if m.group(1) not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise CelCompileError(
+                f"unknown parameter {m.group(1)!r} (declared: {known})",
+                *_position(source, m.start(1)),
+            )
+
+
+def _hashable(value: Any, depth: int = 0) -> Hashable:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple) and depth < 2:
+        return tuple(_hashable(v, depth + 1) for v in value)
+    raise RuleEvaluationError(f"key items must be scalars, got {type(value).__name__}")
+
+
+def _default_subjects(event: Any) -> tuple[Subject, ...]:
+    kind = event.kind
+    if kind is EventKind.EXEC:
+        return (Subject(AllowKind.EXEC, exec_path(event)),)
+    if kind is EventKind.OPEN:
+        return (Subject(AllowKind.PATH, open_path(event)),)
+    if kind is EventKind.DNS:
+        return (Subject(AllowKind.DOMAIN, event.name),)
+    if kind is EventKind.TCP:
+        return (Subject(AllowKind.ADDRESS, event.dst_addr, event.dst_port),)
+    if kind is EventKind.CAPABILITY:
+        return (Subject(AllowKind.CAPABILITY, event.capability),)
+    return ()
+
+
+_SUBJECT_KIND = {
+    EventKind.EXEC: AllowKind.EXEC,
+    EventKind.OPEN: AllowKind.PATH,
+    EventKind.DNS: AllowKind.DOMAIN,
+    EventKind.TCP: AllowKind.ADDRESS,
+    EventKind.CAPABILITY: AllowKind.CAPABILITY,
+    EventKind.SYSCALLS: AllowKind.SYSCALL,
+}
+
+
+def _builder(programs: dict[EventKind, _KindProgram]) -> Any:
+    def build(params: Mapping[str, Any], env: RuleEnv) -> Check:
+        helpers = Helpers(env)
+        context = cel.Context(
+            variables={"params": _cel_params(params)}, functions=helpers.build()
+        )
+
+        def check(event: Event, profile: ProfileView | None) -> Finding | None:
+            p = programs[event.kind]
+            helpers.profile = profile
+            context.add_variable("event", p.match_fields(event))
+            matched = p.match.execute(context)
+            if matched is False:
+                return None
+            if matched is not True:
+                raise RuleEvaluationError(
+                    f"match expression returned {type(matched).__name__}, not bool"
+                )
+            context.add_variable("event", p.finding_fields(event))
+            message = p.message.execute(context)
+            if not isinstance(message, str):
+                raise RuleEvaluationError(
+                    f"message expression returned {type(message).__name__}, not string"
+                )
+            key: tuple[Hashable, ...] = ()
+            if p.key is not None:
+                raw = p.key.execute(context)
+                hashed = _hashable(raw)
+                key = hashed if isinstance(hashed, tuple) else (hashed,)
+                if len(key) > MAX_KEY_ITEMS:
+                    raise RuleEvaluationError(f"key has more than {MAX_KEY_ITEMS} items")
+            subjects = _default_subjects(event)
+            if p.subjects is not None:
+                raw_subjects = p.subjects.execute(context)
+                items = raw_subjects if isinstance(raw_subjects, list) else [raw_subjects]
+                port = event.dst_port if event.kind is EventKind.TCP else 0  # type: ignore[union-attr]
+                subjects = tuple(
+                    Subject(_SUBJECT_KIND[event.kind], str(s), port) for s in items[:64]
+                )
+            return Finding(message=safe_text(message, limit=MAX_TEXT), key=key, subjects=subjects)
+
+        return check
+
+    return build
+
+
+def known_kinds() -> list[str]:
+    return [k.value for k in EVENT_FIELDS]
