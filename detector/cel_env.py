@@ -124,8 +124,6 @@ def _fields_of(cls: type) -> dict[str, FieldInfo]:
     out: dict[str, FieldInfo] = {}
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if f.name == "kind":
-            continue
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             children = _fields_of(tp)
             out[f.name] = FieldInfo(f.name, "map", _attr(f.name, _identity), children)
@@ -296,10 +294,15 @@ class Helpers:
         return self.profile is not None and self.profile.allows_exec_path(path)
 
     def has_exec_args(self, path: str, args: Sequence[str]) -> bool:
+        return self.profile is not None and self.profile.allows_exec(path, tuple(args))
+
+    def has_exec_args_normalized(self, path: str, args: Sequence[str]) -> bool:
+        """As `has_exec_args`, also with the pod's own name/ordinal/IP/node in the arguments
+        replaced by the placeholders learning stored (`profiler.generalizing`)."""
         profile = self.profile
         if profile is None:
             return False
-        if profile.allows_exec(path, args):
+        if profile.allows_exec(path, tuple(args)):
             return True
         normalizer = self.env.args
         if normalizer is not None:
@@ -378,7 +381,7 @@ class Helpers:
         if found is None:
             if len(self._paths) >= _SET_CACHE:
                 self._paths.clear()
-            found = self._paths[key] = PathSet(p for p in key if p.startswith("/"))
+            found = self._paths[key] = PathSet(key)
         return found.matches(path)
 
     def mining_domain(self, name: str, additional: Sequence[str]) -> bool:
@@ -396,6 +399,7 @@ class Helpers:
             "profile.usable": self.usable,
             "profile.has_exec": self.has_exec,
             "profile.has_exec_args": self.has_exec_args,
+            "profile.has_exec_args_normalized": self.has_exec_args_normalized,
             "profile.has_open": self.has_open,
             "profile.has_path": self.has_path,
             "profile.has_path_suffix": self.has_path_suffix,
@@ -434,8 +438,13 @@ def _kubescape_exec_path(args: Sequence[str], comm: str) -> str:
     return args[0] if args and args[0] else comm
 
 
-def _peer_key(kind: str, namespace: str, name: str, addr: str) -> list[str]:
-    key = peer_key(PeerIdentity(kind=kind, name=name, namespace=namespace), addr)
+def _peer_key(
+    kind: str, namespace: str, name: str, labels: Mapping[str, str], addr: str
+) -> list[str]:
+    peer = PeerIdentity(
+        kind=kind, name=name, namespace=namespace, labels=tuple(sorted(labels.items()))
+    )
+    key = peer_key(peer, addr)
     return [key.kind, key.namespace, key.name]
 
 
@@ -456,8 +465,6 @@ def _host_views(path: str, roots: Sequence[str]) -> list[str]:
 
 
 def _same_directory(directory: str) -> list[str]:
-    if not directory:
-        return []
     if directory.startswith("/var/run/"):
         return [directory, directory[4:]]
     return [directory, "/var" + directory]
@@ -483,6 +490,7 @@ PURE_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "text.safe": lambda s: safe_text(str(s), limit=MESSAGE_FIELD_LIMIT),
     "text.join": lambda items, sep: str(sep).join(str(i) for i in items),
     "text.lower": lambda s: str(s).lower(),
+    "text.rstrip": lambda s, chars: str(s).rstrip(str(chars)),
     "list.take": lambda items, n: list(items)[: max(int(n), 0)],
     # Kubescape's names
     "net.is_private_ip": is_private,

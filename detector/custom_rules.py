@@ -108,6 +108,7 @@ _SPEC_KEYS = frozenset(
         "message",
         "key",
         "subjects",
+        "resolvedAddress",
         "fix",
         "parameters",
     }
@@ -206,6 +207,7 @@ class _KindProgram:
     message: cel.Program
     key: cel.Program | None
     subjects: cel.Program | None
+    resolved: cel.Program | None
     #: Fields of message, key and subjects (converted only for a match).
     finding_fields: Extractor
     #: Every `event` field the match reads ("field" or "field.sub"), None: all of them.
@@ -336,7 +338,12 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
         if spec.get("subjects") is not None
         else {}
     )
-    if messages is None or keys is None or subjects is None:
+    resolved = (
+        _per_kind(spec["resolvedAddress"], kinds, ctx, ("spec", "resolvedAddress"))
+        if spec.get("resolvedAddress") is not None
+        else {}
+    )
+    if messages is None or keys is None or subjects is None or resolved is None:
         return None
     param_names = {p.name for p in params}
     programs: dict[EventKind, _KindProgram] = {}
@@ -348,6 +355,7 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
             ("message", messages[kind], _field_path("message", spec, kind)),
             ("key", keys[kind], _field_path("key", spec, kind)),
             ("subjects", subjects.get(kind), _field_path("subjects", spec, kind)),
+            ("resolved", resolved.get(kind), _field_path("resolvedAddress", spec, kind)),
         ):
             if source is None:
                 continue
@@ -361,7 +369,7 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
             continue
         finding_fields: set[str] = set()
         whole = False
-        for what in ("message", "key", "subjects"):
+        for what in ("message", "key", "subjects", "resolved"):
             if what in compiled:
                 fields = compiled[what][1]
                 if fields is None:
@@ -374,6 +382,7 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
             message=compiled["message"][0],
             key=compiled["key"][0] if "key" in compiled else None,
             subjects=compiled["subjects"][0] if "subjects" in compiled else None,
+            resolved=compiled["resolved"][0] if "resolved" in compiled else None,
             finding_fields=Extractor(kind, None if whole else frozenset(finding_fields)),
             reads=compiled["match"][1],
         )
@@ -486,7 +495,20 @@ def _builder(programs: dict[EventKind, _KindProgram]) -> Any:
                 subjects = tuple(
                     Subject(_SUBJECT_KIND[event.kind], str(s), port) for s in items[:64]
                 )
-            return Finding(message=safe_text(message, limit=MAX_TEXT), key=key, subjects=subjects)
+            resolved_address = ""
+            if p.resolved is not None:
+                addr = p.resolved.execute(context)
+                if not isinstance(addr, str):
+                    raise RuleEvaluationError(
+                        f"resolvedAddress expression returned {type(addr).__name__}, not string"
+                    )
+                resolved_address = addr
+            return Finding(
+                message=safe_text(message, limit=MAX_TEXT),
+                key=key,
+                subjects=subjects,
+                resolved_address=resolved_address,
+            )
 
         return check
 

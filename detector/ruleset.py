@@ -20,7 +20,7 @@ from detector.errors import RuleSourceError
 from detector.exceptions import RuntimeAlertException
 from detector.guards import RuntimeGuard
 from detector.loading import DocContext, Document, Level, Problem, read_yaml
-from detector.rules import Catalogue, Rule
+from detector.rules import Catalogue, Rule, default_catalogue
 from detector.selectors import LabelSelector
 
 #: Name of the built-in default binding (also shipped as deploy/bindings/all-rules-all-pods.yaml).
@@ -190,6 +190,29 @@ def load_files(paths: Iterable[FilePath], *, catalogue: Catalogue) -> RuleSet:
         parsed.guards,
         parsed.rules,
     )
+
+
+def cel_catalogue(directory: FilePath) -> Catalogue:
+    """The `RuntimeRule` files of `directory` as the base catalogue, replacing the Python
+    rules (guards' R3000 and the list of unavailable rules stay).
+
+    Raises `RuleSourceError` when a file cannot be read or any rule has an error: a
+    catalogue that silently lost rules would be a hole in detection.
+    """
+    builtin = default_catalogue()
+    empty = Catalogue((), builtin.unavailable, builtin.resource_rules)
+    loaded = load_files([directory], catalogue=empty)
+    if loaded.errors or not loaded.rules:
+        first = "; ".join(str(p) for p in loaded.errors[:3]) or "it holds no RuntimeRule"
+        raise RuleSourceError(f"rule catalogue unusable: {first}", source=str(directory))
+    return empty.extended(loaded.rules)
+
+
+def base_catalogue(settings: DetectorSettings) -> Catalogue:
+    """The catalogue the settings ask for: the built-in Python rules, or a CEL directory."""
+    if settings.rule_catalogue_dir is None:
+        return default_catalogue()
+    return cel_catalogue(settings.rule_catalogue_dir)
 
 
 def configured_files(settings: DetectorSettings) -> list[FilePath]:
