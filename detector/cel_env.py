@@ -218,16 +218,16 @@ def referenced_fields(source: str, kind: EventKind) -> frozenset[str] | None:
         if not parts:
             return None  # `event` itself (passed to a function, `has(event.x)` forms, ...)
         info = fields.get(parts[0])
+        first = m.start(1) + m.group(1).index(parts[0])
         if info is None:
             known = ", ".join(sorted(fields))
-            raise FieldError(
-                f"{kind} events have no field {parts[0]!r} (fields: {known})", m.start(1)
-            )
+            raise FieldError(f"{kind} events have no field {parts[0]!r} (fields: {known})", first)
         if info.children is not None and len(parts) == 2:
             if parts[1] not in info.children:
                 known = ", ".join(sorted(info.children))
+                second = first + len(parts[0]) + m.group(1)[first - m.start(1) + len(parts[0]) :].index(parts[1])
                 raise FieldError(
-                    f"event.{parts[0]} has no field {parts[1]!r} (fields: {known})", m.start(1)
+                    f"event.{parts[0]} has no field {parts[1]!r} (fields: {known})", second
                 )
             out.add(f"{parts[0]}.{parts[1]}")
         else:
