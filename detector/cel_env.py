@@ -143,7 +143,7 @@ _COMPUTED: dict[EventKind, dict[str, FieldInfo]] = {
         "exec_path": FieldInfo(
             "exec_path",
             "string",
-            exec_path,  # type: ignore[arg-type]
+            exec_path,
             note="computed: the executed file in normal form (`path`, else argv[0], else "
             "comm; relative to `cwd`)",
         )
@@ -152,7 +152,7 @@ _COMPUTED: dict[EventKind, dict[str, FieldInfo]] = {
         "open_path": FieldInfo(
             "open_path",
             "string",
-            open_path,  # type: ignore[arg-type]
+            open_path,
             note="computed: `path` in normal form, joined to the process's cwd if relative",
         )
     },
@@ -203,7 +203,9 @@ class FieldError(ValueError):
 
 def _blank_strings(source: str) -> str:
     """The source with string literals' contents blanked (offsets kept)."""
-    return _STRING.sub(lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[-1], source)
+    return _STRING.sub(
+        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[-1], source
+    )
 
 
 def referenced_fields(source: str, kind: EventKind) -> frozenset[str] | None:
@@ -225,7 +227,11 @@ def referenced_fields(source: str, kind: EventKind) -> frozenset[str] | None:
         if info.children is not None and len(parts) == 2:
             if parts[1] not in info.children:
                 known = ", ".join(sorted(info.children))
-                second = first + len(parts[0]) + m.group(1)[first - m.start(1) + len(parts[0]) :].index(parts[1])
+                second = (
+                    first
+                    + len(parts[0])
+                    + m.group(1)[first - m.start(1) + len(parts[0]) :].index(parts[1])
+                )
                 raise FieldError(
                     f"event.{parts[0]} has no field {parts[1]!r} (fields: {known})", second
                 )

@@ -51,9 +51,9 @@ import cel
 
 from detector import exceptions
 from detector.alerts import MAX_TEXT, RuleId, Severity, safe_text
+from detector.catalogue_anomaly import exec_path, open_path
 from detector.cel_env import EVENT_FIELDS, Extractor, FieldError, Helpers, referenced_fields
 from detector.cel_env import unknown_functions as _unknown_functions
-from detector.catalogue_anomaly import exec_path, open_path
 from detector.loading import DocContext, Document, Path
 from detector.rules import (
     AllowKind,
@@ -194,7 +194,9 @@ def compile_expression(source: Any, kind: EventKind) -> tuple[cel.Program, froze
 
 def _bound_names(source: str) -> set[str]:
     """Names bound by comprehension macros (``list.exists(x, ...)`` binds x)."""
-    return set(re.findall(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)", source))
+    return set(
+        re.findall(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)", source)
+    )
 
 
 _HELPER_NAMESPACES = frozenset(Helpers(RuleEnv()).build())
@@ -214,7 +216,9 @@ class _KindProgram:
     reads: frozenset[str] | None
 
 
-def _per_kind(value: Any, kinds: list[EventKind], ctx: DocContext, path: Path) -> dict[EventKind, Any] | None:
+def _per_kind(
+    value: Any, kinds: list[EventKind], ctx: DocContext, path: Path
+) -> dict[EventKind, Any] | None:
     """A string for every kind, or a mapping kind -> string covering every kind."""
     if isinstance(value, str):
         return dict.fromkeys(kinds, value)
@@ -281,8 +285,10 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
         if key not in _SPEC_KEYS:
             ctx.warning(("spec", str(key)), "unknown field, ignored")
     rule_id = spec.get("id")
-    if not isinstance(rule_id, str) or not _ID.match(rule_id) or rule_id.startswith(
-        _RESERVED_PREFIXES
+    if (
+        not isinstance(rule_id, str)
+        or not _ID.match(rule_id)
+        or rule_id.startswith(_RESERVED_PREFIXES)
     ):
         ctx.error(
             ("spec", "id"),
@@ -459,9 +465,7 @@ _SUBJECT_KIND = {
 def _builder(programs: dict[EventKind, _KindProgram]) -> Any:
     def build(params: Mapping[str, Any], env: RuleEnv) -> Check:
         helpers = Helpers(env)
-        context = cel.Context(
-            variables={"params": _cel_params(params)}, functions=helpers.build()
-        )
+        context = cel.Context(variables={"params": _cel_params(params)}, functions=helpers.build())
 
         def check(event: Event, profile: ProfileView | None) -> Finding | None:
             p = programs[event.kind]

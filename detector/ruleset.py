@@ -88,7 +88,8 @@ def parse_rules(
         ctx.label = describe(doc)
         if data.get("apiVersion") != custom_rules.API_VERSION:
             ctx.warning(
-                ("apiVersion",), f"expected {custom_rules.API_VERSION}, got {data.get('apiVersion')!r}"
+                ("apiVersion",),
+                f"expected {custom_rules.API_VERSION}, got {data.get('apiVersion')!r}",
             )
         rule = custom_rules.parse_rule(doc, ctx=ctx, catalogue=catalogue.extended(found))
         if rule is not None:

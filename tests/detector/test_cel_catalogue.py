@@ -22,9 +22,9 @@ from detector.evaluating import Detector
 from detector.rules import Catalogue, Rule, default_catalogue
 from detector.ruleset import cel_catalogue, load_text
 from detector.stats import DetectorStats
+from tests.detector import test_kubescape_compat as compat
 from tests.detector.builders import WEB_KEY, PodMeta
 from tests.detector.profiles import MemoryProfiles, profile_from_dict
-from tests.detector import test_kubescape_compat as compat
 from tests.detector.test_golden import CASES, build_event
 
 REPO = Path(__file__).resolve().parents[2]

@@ -129,12 +129,12 @@ def test_a_syntax_error_names_rule_file_line_and_position_and_other_rules_load()
         ('event.process.nope == ""', "event.process has no field 'nope'"),
         ("params.missing", "unknown parameter 'missing'"),
         ('system("rm -rf /")', "unknown function(s) system"),
-        ('event.exec_path.readFile()', "unknown function(s) readFile"),
+        ("event.exec_path.readFile()", "unknown function(s) readFile"),
         ("somevar == 1", "unknown variable(s) somevar"),
         ("(" * 40 + "true" + ")" * 40, "brackets nested deeper than 32"),
         ("true || " * 700 + "true", "more than 4096"),
         (
-            " && ".join(f"event.args.exists(a{i}, a{i} == \"x\")" for i in range(5)),
+            " && ".join(f'event.args.exists(a{i}, a{i} == "x")' for i in range(5)),
             "more than 4 comprehensions",
         ),
         ("", "must be a non-empty CEL expression"),
@@ -319,10 +319,12 @@ def test_hostile_event_strings_are_escaped_and_bounded_in_messages() -> None:
             key="[event.exec_path]",
         )
     )
-    evil = "/tmp/x\n{\"rule\":\"fake\"}\x1b[31m\u202e" + "A" * 5000
+    evil = '/tmp/x\n{"rule":"fake"}\x1b[31m\u202e' + "A" * 5000
     (alert,) = d.evaluate([exec_ev(evil, "\r\narg\x00")])
-    assert "\n" not in alert.message and "\x1b" not in alert.message
-    assert "\u202e" not in alert.message and "\x00" not in alert.message
+    assert "\n" not in alert.message
+    assert "\x1b" not in alert.message
+    assert "\u202e" not in alert.message
+    assert "\x00" not in alert.message
     assert "\\x0a" in alert.message
     assert len(alert.message) < 2200
     assert "truncated" in alert.message
@@ -339,7 +341,8 @@ def test_evaluation_errors_are_counted_and_a_failing_rule_is_disabled_once() -> 
     assert d.disabled_rules == ["C0300"]
     system = [a for a in alerts if a.rule.id == "GW0003"]
     assert len(system) == 1
-    assert "C0300" in system[0].message and "disabled after 5 evaluation errors" in system[0].message
+    assert "C0300" in system[0].message
+    assert "disabled after 5 evaluation errors" in system[0].message
     assert ids(alerts).count("C0301") == 1  # detection goes on (deduplicated after the first)
     assert d.stats.evaluations["C0301"] == 12
     # A changed resource (a new revision) runs again.
