@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any
 
-from detector import bindings, custom_rules, exceptions, guards
+from detector import bindings, custom_rules, exceptions, guards, kubescape_rules
 from detector.bindings import Binding, RuleBinding
 from detector.config import DetectorSettings
 from detector.errors import RuleSourceError
@@ -82,6 +82,11 @@ def parse_rules(
     found: list[Rule] = []
     for doc in docs:
         data = doc.data
+        if kubescape_rules.is_rules_document(data):
+            found.extend(
+                _kubescape_rules(doc, catalogue=catalogue.extended(found), problems=problems)
+            )
+            continue
         if not isinstance(data, dict) or data.get("kind") != custom_rules.KIND:
             continue
         ctx = DocContext(doc, problems)
@@ -95,6 +100,37 @@ def parse_rules(
         if rule is not None:
             found.append(rule)
     return tuple(found)
+
+
+def _kubescape_rules(doc: Document, *, catalogue: Catalogue, problems: list[Problem]) -> list[Rule]:
+    """A Kubescape `Rules` document: its convertible rules compiled, the others warned about
+    (with the reason, as bindings naming unavailable built-ins are)."""
+    ctx = DocContext(doc, problems)
+    ctx.label = describe(doc)
+    converted, skipped = kubescape_rules.convert(doc.data)
+    for item in skipped:
+        ctx.warning(("spec", "rules"), f"rule {item.id} ({item.name}) not imported: {item.reason}")
+    found: list[Rule] = []
+    entries = doc.data["spec"]["rules"] if converted else []
+    for resource in converted:
+        original = resource["spec"]["id"].removeprefix("KS-")
+        index = next(
+            (
+                i
+                for i, e in enumerate(entries)
+                if isinstance(e, dict) and str(e.get("id")) == original
+            ),
+            0,
+        )
+        prefix = ("spec", "rules", index)
+        lines = {(): doc.line(prefix) or 0}
+        sub = Document(resource, doc.source, {k: v for k, v in lines.items() if v})
+        sub_ctx = DocContext(sub, problems)
+        sub_ctx.label = f"{describe(doc)} rule {original}"
+        rule = custom_rules.parse_rule(sub, ctx=sub_ctx, catalogue=catalogue.extended(found))
+        if rule is not None:
+            found.append(rule)
+    return found
 
 
 def parse_documents(docs: Sequence[Document], *, catalogue: Catalogue) -> RuleSet:
@@ -137,7 +173,7 @@ def parse_documents(docs: Sequence[Document], *, catalogue: Catalogue) -> RuleSe
             guard = guards.parse_guard(doc, ctx=ctx)
             if guard is not None:
                 found_guards.append(guard)
-        elif kind == custom_rules.KIND:
+        elif kind == custom_rules.KIND or kubescape_rules.is_rules_document(data):
             continue  # compiled above
         else:
             ctx.warning(
