@@ -130,16 +130,16 @@ class Skipped:
     reason: str
 
 
-class _Unconvertible(ValueError):
+class _UnconvertibleError(ValueError):
     pass
 
 
 def _rewrite(source: str, kind: EventKind) -> str:
     if not isinstance(source, str):
-        raise _Unconvertible("an expression is not a string")
+        raise _UnconvertibleError("an expression is not a string")
     for name, why in REFUSED_FUNCTIONS.items():
         if name in source:
-            raise _Unconvertible(f"calls {name}, which {why}")
+            raise _UnconvertibleError(f"calls {name}, which {why}")
     placeholder = "__gadgetwatch_connect__"
     if kind is EventKind.TCP:
         source = _OUTGOING.sub(placeholder, source)
@@ -151,33 +151,33 @@ def _rewrite(source: str, kind: EventKind) -> str:
             return _SYSCALL_VAR
         target = fields.get(name)
         if target is None:
-            raise _Unconvertible(f"reads event.{name}, which gadgetwatch's {kind} events lack")
+            raise _UnconvertibleError(f"reads event.{name}, which gadgetwatch's {kind} events lack")
         return f"event.{target}"
 
     return _EVENT_FIELD.sub(field, source).replace(placeholder, 'event.type == "connect"')
 
 
 def convert_rule(entry: Any) -> dict[str, Any]:
-    """One node-agent rule as a `RuntimeRule` document; raises `_Unconvertible`."""
+    """One node-agent rule as a `RuntimeRule` document; raises `_UnconvertibleError`."""
     if not isinstance(entry, dict):
-        raise _Unconvertible("not a mapping")
+        raise _UnconvertibleError("not a mapping")
     if entry.get("enabled") is False:
-        raise _Unconvertible(
+        raise _UnconvertibleError(
             "disabled in the source (enabled: false); set enabled: true to import it"
         )
     expressions = entry.get("expressions")
     if not isinstance(expressions, dict):
-        raise _Unconvertible("has no expressions")
+        raise _UnconvertibleError("has no expressions")
     raw = expressions.get("ruleExpression")
     if not isinstance(raw, list) or not raw:
-        raise _Unconvertible("has no ruleExpression")
+        raise _UnconvertibleError("has no ruleExpression")
     match: dict[str, str] = {}
     for item in raw:
         event_type = str(item.get("eventType", "")) if isinstance(item, dict) else ""
         kind = EVENT_TYPES.get(event_type)
         if kind is None:
             why = UNAVAILABLE_TYPES.get(event_type, "not an event type gadgetwatch receives")
-            raise _Unconvertible(f"event type {event_type!r}: {why}")
+            raise _UnconvertibleError(f"event type {event_type!r}: {why}")
         expr = _rewrite(item.get("expression"), kind)
         if kind is EventKind.SYSCALLS:
             expr = f"event.syscalls.exists({_SYSCALL_VAR}, {expr})"
@@ -248,7 +248,7 @@ def convert(document: Any) -> tuple[list[dict[str, Any]], list[Skipped]]:
         name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
         try:
             converted.append(convert_rule(entry))
-        except _Unconvertible as exc:
+        except _UnconvertibleError as exc:
             skipped.append(Skipped(rid, name, str(exc)))
     return converted, skipped
 

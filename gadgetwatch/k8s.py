@@ -616,6 +616,7 @@ AGENT_CRDS = (
     "runtimerulealertbindings.kubescape.io",
     "runtimealertexceptions.gadgetwatch.io",
     "runtimeguards.gadgetwatch.io",
+    "runtimerules.gadgetwatch.io",
 )
 
 
@@ -639,6 +640,7 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
                 ("runtimerulealertbindings", "kubescape.io"),
                 ("runtimealertexceptions", "gadgetwatch.io"),
                 ("runtimeguards", "gadgetwatch.io"),
+                ("runtimerules", "gadgetwatch.io"),
             )
             for verb in ("list", "watch")
         ),

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from kubernetes import client
 
 from detector.alerts import Alert
 from detector.config import DetectorSettings
@@ -36,6 +38,7 @@ from tests.detector.builders import (
     tcp_ev,
 )
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
+from tests.standins.fixtures import KubeApi
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "rules"
@@ -435,3 +438,27 @@ def test_example_unexpected_outbound_port() -> None:
     assert [a.message for a in alerts] == [
         "Unexpected outbound port: 203.0.113.9:4444 by python3 (pid 100)"
     ]
+
+
+def test_shipped_rules_are_accepted_by_the_api_server(kube_api: KubeApi) -> None:
+    """deploy/rules and examples/rules pass the CRD's schema with strict field validation."""
+    api: Any = client.CustomObjectsApi(kube_api.api_client())
+    files = sorted((REPO / "deploy" / "rules").glob("*.yaml")) + sorted(EXAMPLES.glob("*.yaml"))
+    assert len(files) == 27
+    for path in files:
+        doc = yaml.safe_load(path.read_text())
+        stored = api.create_cluster_custom_object(
+            "gadgetwatch.io", "v1", "runtimerules", doc, field_validation="Strict"
+        )
+        assert stored["spec"] == doc["spec"], path.name
+
+
+def test_the_api_server_rejects_an_id_the_agent_rejects(kube_api: KubeApi) -> None:
+    doc = yaml.safe_load(rule_yaml("lower-case", match={"exec": "true"}))
+    assert load_text(yaml.safe_dump(doc), source="r", catalogue=default_catalogue()).rules == ()
+    api: Any = client.CustomObjectsApi(kube_api.api_client())
+    with pytest.raises(client.ApiException) as err:
+        api.create_cluster_custom_object(
+            "gadgetwatch.io", "v1", "runtimerules", doc, field_validation="Strict"
+        )
+    assert err.value.status == 422
