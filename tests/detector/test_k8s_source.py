@@ -196,7 +196,8 @@ async def test_runtime_rules_are_watched_bound_and_invalid_ones_get_an_event(
         rs = await updates.wait(lambda r: any(p.document.endswith("broken") for p in r.problems))
         assert [r.id for r in rs.rules] == ["C0001"]
         [problem] = [p for p in rs.problems if p.document.endswith("broken")]
-        assert "spec.match.exec" in str(problem) and "expression line 1, column" in str(problem)
+        assert "spec.match.exec" in str(problem)
+        assert "expression line 1, column" in str(problem)
         events = [
             e for e in kube_api.objects("events", "default") if e["reason"] == "InvalidRuntimeRule"
         ]
