@@ -201,7 +201,7 @@ class FieldError(ValueError):
         self.offset = offset
 
 
-def _blank_strings(source: str) -> str:
+def blank_strings(source: str) -> str:
     """The source with string literals' contents blanked (offsets kept)."""
     return _STRING.sub(
         lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[-1], source
@@ -215,7 +215,7 @@ def referenced_fields(source: str, kind: EventKind) -> frozenset[str] | None:
     """
     fields = EVENT_FIELDS[kind]
     out: set[str] = set()
-    for m in _EVENT_REF.finditer(_blank_strings(source)):
+    for m in _EVENT_REF.finditer(blank_strings(source)):
         parts = [p.strip() for p in m.group(1).split(".") if p.strip()]
         if not parts:
             return None  # `event` itself (passed to a function, `has(event.x)` forms, ...)

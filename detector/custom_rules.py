@@ -41,6 +41,7 @@ error, which the detector counts per rule and, past a threshold, answers by disa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Hashable, Mapping
@@ -48,11 +49,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import cel
+import structlog
 
 from detector import exceptions
 from detector.alerts import MAX_TEXT, RuleId, Severity, safe_text
 from detector.catalogue_anomaly import exec_path, open_path
-from detector.cel_env import EVENT_FIELDS, Extractor, FieldError, Helpers, referenced_fields
+from detector.cel_env import (
+    EVENT_FIELDS,
+    Extractor,
+    FieldError,
+    Helpers,
+    blank_strings,
+    referenced_fields,
+)
 from detector.cel_env import unknown_functions as _unknown_functions
 from detector.loading import DocContext, Document, Path
 from detector.rules import (
@@ -69,6 +78,8 @@ from detector.rules import (
 )
 from gadgetclient.events import Event, EventKind
 from profiler.readmodel import ProfileView
+
+log = structlog.get_logger(__name__)
 
 API_VERSION = exceptions.API_VERSION
 KIND = "RuntimeRule"
@@ -204,14 +215,16 @@ _HELPER_NAMESPACES = frozenset(Helpers(RuleEnv()).build())
 
 @dataclass(frozen=True, slots=True)
 class _KindProgram:
+    #: The expressions' sources by slot (match, message, key, subjects, resolved).
+    sources: Mapping[str, str]
     match: cel.Program
-    match_fields: Extractor
     message: cel.Program
     key: cel.Program | None
     subjects: cel.Program | None
     resolved: cel.Program | None
-    #: Fields of message, key and subjects (converted only for a match).
-    finding_fields: Extractor
+    #: Fields of message, key, subjects and resolvedAddress (converted only on a match),
+    #: None: all of them.
+    finding_reads: frozenset[str] | None
     #: Every `event` field the match reads ("field" or "field.sub"), None: all of them.
     reads: frozenset[str] | None
 
@@ -268,6 +281,10 @@ def _params(raw: Any, ctx: DocContext) -> tuple[ParamSpec, ...] | None:
         ctx.error(("spec", "parameters"), "parameter names must be unique")
         return None
     return tuple(out)
+
+
+def _freeze_param(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
 
 
 def _cel_params(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,13 +400,25 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
                 else:
                     finding_fields |= fields
         programs[kind] = _KindProgram(
+            sources={
+                what: source
+                for what, source in (
+                    ("match", match[kind.value]),
+                    ("message", messages[kind]),
+                    ("key", keys[kind]),
+                    ("subjects", subjects.get(kind)),
+                    ("resolved", resolved.get(kind)),
+                )
+                if source is not None
+            },
             match=compiled["match"][0],
-            match_fields=Extractor(kind, compiled["match"][1]),
             message=compiled["message"][0],
             key=compiled["key"][0] if "key" in compiled else None,
             subjects=compiled["subjects"][0] if "subjects" in compiled else None,
             resolved=compiled["resolved"][0] if "resolved" in compiled else None,
-            finding_fields=Extractor(kind, None if whole else frozenset(finding_fields)),
+            finding_reads=None
+            if whole or compiled["match"][1] is None
+            else frozenset(finding_fields) | compiled["match"][1],
             reads=compiled["match"][1],
         )
     if not ok:
@@ -407,7 +436,7 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
         kinds=frozenset(kinds),
         dedup_key=(str(spec.get("key", "[]")),) if isinstance(spec.get("key"), str) else (),
         fix=str(spec.get("fix", "")),
-        build=_builder(programs),
+        build=_builder(programs, rule_id),
         parameters=params,
         source=doc.source,
         revision=revision.hexdigest(),
@@ -462,15 +491,138 @@ _SUBJECT_KIND = {
 }
 
 
-def _builder(programs: dict[EventKind, _KindProgram]) -> Any:
+#: Distinct parameter sets a rule keeps compiled programs for (bindings usually give one or
+#: two per rule; the bound only matters for a cluster with many differing bindings).
+_PARAMS_CACHE = 64
+
+
+def _literal(value: Any) -> str:
+    """A parameter value as a CEL literal (parameters are bools, strings, ints or lists)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        out = []
+        for ch in value:
+            if ch in '\\"':
+                out.append("\\" + ch)
+            elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+                out.append(f"\\x{ord(ch):02x}")
+            else:
+                out.append(ch)
+        return '"' + "".join(out) + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    raise TypeError(f"no CEL literal for {type(value).__name__}")
+
+
+_PARAM_REF = re.compile(r"(?<![\w.])params\s*\.\s*([A-Za-z_]\w*)")
+
+
+def _with_params(source: str, params: Mapping[str, Any]) -> str:
+    """`source` with every ``params.NAME`` replaced by the value's literal.
+
+    Parameters are fixed for a bound rule, so they are compiled into its programs instead of
+    being converted into CEL values at every evaluation (a 40-path list costs more than the
+    rest of an evaluation together)."""
+    blank = blank_strings(source)
+    out = []
+    last = 0
+    for m in _PARAM_REF.finditer(blank):
+        out.append(source[last : m.start()])
+        out.append(_literal(params[m.group(1)]))
+        last = m.end()
+    out.append(source[last:])
+    return "".join(out)
+
+
+_SESSION = "cel-session"
+
+
+class CelSession:
+    """One `cel.Context` shared by the CEL rules of a container plan.
+
+    Converting the event into CEL values is most of an evaluation's cost, and every rule of
+    the plan evaluates the same event against the same profile, so the context holds the
+    union of the fields they read and is converted once per event (again only when a rule
+    needs a field not loaded yet). Helpers read the plan's `RuleEnv`, the same for all.
+    """
+
+    __slots__ = ("context", "event", "extractors", "helpers", "loaded")
+
+    def __init__(self, env: RuleEnv, variables: dict[str, Any] | None = None) -> None:
+        self.helpers = Helpers(env)
+        self.context = cel.Context(variables=variables or {}, functions=self.helpers.build())
+        self.event: object = None
+        #: Fields loaded for `event`; None: all of them.
+        self.loaded: frozenset[str] | None = frozenset()
+        self.extractors: dict[tuple[EventKind, frozenset[str] | None], Extractor] = {}
+
+    def load(self, event: Event, paths: frozenset[str] | None) -> None:
+        if self.event is event:
+            loaded = self.loaded
+            if loaded is None or (paths is not None and paths <= loaded):
+                return
+            paths = None if paths is None else paths | loaded
+        key = (event.kind, paths)
+        extractor = self.extractors.get(key)
+        if extractor is None:
+            if len(self.extractors) >= _PARAMS_CACHE:
+                self.extractors.clear()
+            extractor = self.extractors[key] = Extractor(event.kind, paths)
+        self.context.add_variable("event", extractor(event))
+        self.event = event
+        self.loaded = paths
+
+
+def _builder(programs: dict[EventKind, _KindProgram], rule_id: str) -> Any:
+    compiled_for: dict[Any, tuple[dict[EventKind, _KindProgram], bool]] = {}
+
+    def specialise(params: Mapping[str, Any]) -> tuple[dict[EventKind, _KindProgram], bool]:
+        """The programs with the parameters as literals, and False; when that cannot be
+        compiled (not expected), the generic programs and True: `params` is then a variable."""
+        key = tuple(sorted((k, _freeze_param(v)) for k, v in params.items()))
+        found = compiled_for.get(key)
+        if found is not None:
+            return found
+        try:
+            out = {}
+            for kind, p in programs.items():
+                progs = {w: cel.compile(_with_params(s, params)) for w, s in p.sources.items()}
+                out[kind] = dataclasses.replace(
+                    p,
+                    match=progs["match"],
+                    message=progs["message"],
+                    key=progs.get("key"),
+                    subjects=progs.get("subjects"),
+                    resolved=progs.get("resolved"),
+                )
+            found = (out, False)
+        except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+            log.warning("rule parameters not inlined", rule_id=rule_id, error=str(exc)[:256])
+            found = (programs, True)
+        if len(compiled_for) >= _PARAMS_CACHE:
+            compiled_for.clear()
+        compiled_for[key] = found
+        return found
+
     def build(params: Mapping[str, Any], env: RuleEnv) -> Check:
-        helpers = Helpers(env)
-        context = cel.Context(variables={"params": _cel_params(params)}, functions=helpers.build())
+        specialised, needs_params = specialise(params)
+        if needs_params:
+            session = CelSession(env, {"params": _cel_params(params)})
+        else:
+            shared = env.shared.get(_SESSION)
+            if not isinstance(shared, CelSession):
+                shared = env.shared[_SESSION] = CelSession(env)
+            session = shared
+        context = session.context
+        helpers = session.helpers
 
         def check(event: Event, profile: ProfileView | None) -> Finding | None:
-            p = programs[event.kind]
+            p = specialised[event.kind]
             helpers.profile = profile
-            context.add_variable("event", p.match_fields(event))
+            session.load(event, p.reads)
             matched = p.match.execute(context)
             if matched is False:
                 return None
@@ -478,7 +630,7 @@ def _builder(programs: dict[EventKind, _KindProgram]) -> Any:
                 raise RuleEvaluationError(
                     f"match expression returned {type(matched).__name__}, not bool"
                 )
-            context.add_variable("event", p.finding_fields(event))
+            session.load(event, p.finding_reads)
             message = p.message.execute(context)
             if not isinstance(message, str):
                 raise RuleEvaluationError(

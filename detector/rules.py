@@ -115,6 +115,10 @@ class RuleEnv:
     #: rules whose parameters allow legitimate users by workload (R2101, R2102).
     workload: WorkloadKey | None = None
     pod_labels: tuple[tuple[str, str], ...] = ()
+    #: Scratch space shared by the rules built for one container plan (a new `RuleEnv` per
+    #: plan): CEL rules keep one evaluation context there, so an event's fields are converted
+    #: into CEL values once for all of them (`detector.custom_rules`).
+    shared: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 Check = Callable[[Event, ProfileView | None], Finding | None]
