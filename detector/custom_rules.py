@@ -100,6 +100,9 @@ MAX_KEY_ITEMS = 512
 _ID = re.compile(r"^[A-Z][A-Z0-9_-]{1,15}$")
 #: Ids gadgetwatch keeps for itself (system alerts GW*, guards R3000).
 _RESERVED_PREFIXES = ("GW",)
+#: MITRE ATT&CK ids, as the alert schema (docs/alert.schema.json) publishes them.
+_TACTIC = re.compile(r"^(TA\d{4})?$")
+_TECHNIQUE = re.compile(r"^(T\d{4}(\.\d{3})?)?$")
 _MACRO = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(")
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 
@@ -329,6 +332,11 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
     except ValueError as exc:
         ctx.error(("spec", "severity"), str(exc))
         return None
+    for field_name, pattern in (("mitreTactic", _TACTIC), ("mitreTechnique", _TECHNIQUE)):
+        value = spec.get(field_name, "")
+        if not isinstance(value, str) or not pattern.match(value):
+            ctx.error(("spec", field_name), f"must match {pattern.pattern} (MITRE ATT&CK id)")
+            return None
     dependency = _DEPENDENCIES.get(str(spec.get("profileDependency", "none")))
     if dependency is None:
         ctx.error(("spec", "profileDependency"), f"must be one of {', '.join(_DEPENDENCIES)}")

@@ -10,11 +10,13 @@ with one system alert after the limit, detection going on.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from kubernetes import client
@@ -42,6 +44,7 @@ from tests.standins.fixtures import KubeApi
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "rules"
+SCHEMA = json.loads((REPO / "docs" / "alert.schema.json").read_text())
 
 
 def rule_yaml(
@@ -178,6 +181,26 @@ def test_ids_and_names_must_not_collide(rule_id: str, name: str | None, wanted: 
     )
     assert not loaded.rules
     assert any(wanted in p.message for p in loaded.errors), loaded.errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "wanted"),
+    [
+        ("mitreTactic: execution", "spec.mitreTactic"),
+        ("mitreTechnique: T1059.4", "spec.mitreTechnique"),
+        ("severity: urgent", "spec.severity"),
+        ("profileDependency: sometimes", "spec.profileDependency"),
+        ("parameters: [{name: x, type: float}]", "spec.parameters[0].type"),
+        ("parameters: [{name: x, type: paths, default: [relative]}]", "spec.parameters[0].default"),
+    ],
+)
+def test_bad_metadata_is_refused_at_its_field(extra: str, wanted: str) -> None:
+    text = rule_yaml(match={"exec": "true"}, extra=extra)
+    text = text.replace("  severity: high\n", "") if "severity" in extra else text
+    text = text.replace("  profileDependency: none\n", "") if "profileDep" in extra else text
+    loaded = load_text(text, source="r.yaml", catalogue=default_catalogue())
+    assert not loaded.rules
+    assert [p.field for p in loaded.errors] == [wanted]
 
 
 def test_two_rules_with_one_id_keep_the_first() -> None:
@@ -347,6 +370,8 @@ def test_evaluation_errors_are_counted_and_a_failing_rule_is_disabled_once() -> 
     assert "C0300" in system[0].message
     assert "disabled after 5 evaluation errors" in system[0].message
     assert ids(alerts).count("C0301") == 1  # detection goes on (deduplicated after the first)
+    for alert in alerts:  # the system alert and the custom rule's fit the published schema
+        jsonschema.validate(alert.to_dict(), SCHEMA)
     assert d.stats.evaluations["C0301"] == 12
     # A changed resource (a new revision) runs again.
     fixed = rule_yaml("C0300", match={"exec": "size(event.args) > 3"})
