@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -119,8 +120,30 @@ def _attr(name: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda obj: convert(getattr(obj, name))
 
 
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``#:`` comments above each field in the class's source: the event model's own
+    documentation, so the generated tables say what the code says."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    pending: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            pending.append(stripped[2:].strip())
+            continue
+        m = re.match(r"([a-z_]+)\s*:", stripped)
+        if m and pending:
+            out[m.group(1)] = " ".join(pending).replace("|", "\\|")
+        pending = []
+    return out
+
+
 def _fields_of(cls: type) -> dict[str, FieldInfo]:
     hints = typing.get_type_hints(cls)
+    notes = _field_comments(cls)
     out: dict[str, FieldInfo] = {}
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
@@ -132,7 +155,9 @@ def _fields_of(cls: type) -> dict[str, FieldInfo]:
         if scalar is None:
             raise TypeError(f"{cls.__name__}.{f.name}: no CEL mapping for {tp!r}")
         cel_type, convert = scalar
-        out[f.name] = FieldInfo(f.name, cel_type, _attr(f.name, convert))
+        out[f.name] = FieldInfo(
+            f.name, cel_type, _attr(f.name, convert), note=notes.get(f.name, "")
+        )
     return out
 
 
@@ -171,18 +196,33 @@ EVENT_FIELDS: dict[EventKind, dict[str, FieldInfo]] = {
 
 
 def field_table_markdown() -> str:
-    """The per-kind field tables of docs/rules.md ("Writing a rule"), generated."""
-    lines: list[str] = []
-    for kind, fields in EVENT_FIELDS.items():
-        lines += [f"#### `{kind}` events", "", "| variable | CEL type | note |", "|---|---|---|"]
+    """The per-kind field tables of docs/rules.md ("Writing a rule"), generated. The nested
+    maps every kind shares (`container`, `process`) get one table of their own."""
+    header = ["| variable | CEL type | note |", "|---|---|---|"]
+
+    def rows(prefix: str, fields: Mapping[str, FieldInfo], skip: set[str]) -> list[str]:
+        out = []
         for info in fields.values():
+            if info.name in skip:
+                continue
             if info.children is not None:
-                for child in info.children.values():
-                    lines.append(
-                        f"| `event.{info.name}.{child.name}` | {child.cel_type} | {child.note} |"
-                    )
+                out += rows(f"{prefix}{info.name}.", info.children, set())
             else:
-                lines.append(f"| `event.{info.name}` | {info.cel_type} | {info.note} |")
+                out.append(f"| `{prefix}{info.name}` | {info.cel_type} | {info.note} |")
+        return out
+
+    shapes = [
+        {n: tuple(i.children) for n, i in fields.items() if i.children is not None}
+        for fields in EVENT_FIELDS.values()
+    ]
+    common = {n for n in shapes[0] if all(sh.get(n) == shapes[0][n] for sh in shapes)}
+    first = next(iter(EVENT_FIELDS.values()))
+    lines = ["#### Every kind", "", *header]
+    lines += rows("event.", {n: first[n] for n in ("kind", *sorted(common))}, set())
+    lines.append("")
+    for kind, fields in EVENT_FIELDS.items():
+        lines += [f"#### `{kind}` events", "", *header]
+        lines += rows("event.", fields, {"kind", *common})
         lines.append("")
     return "\n".join(lines)
 
@@ -552,6 +592,107 @@ CEL_BUILTINS = frozenset(
 )
 
 
+#: The helpers as docs/rules.md lists them: (CEL name and arguments, what it answers,
+#: Kubescape's name). `helper_table_markdown` renders it; a test checks it names every helper.
+HELPER_DOCS: tuple[tuple[str, str, str], ...] = (
+    ("profile.usable()", "a usable (completed) profile is in force", ""),
+    ("profile.has_exec(path)", "the profile ran this executable", "ap.was_executed(cid, path)"),
+    ("profile.has_exec_args(path, args)", "... with these arguments", ""),
+    (
+        "profile.has_exec_args_normalized(path, args)",
+        "... with the pod's own name/IP/node in the arguments as learning stored them",
+        "",
+    ),
+    ("profile.has_open(path, flags)", "the profile opened the path with these flags", ""),
+    ("profile.has_path(path)", "the profile opened the path", "ap.was_path_opened(cid, path)"),
+    (
+        "profile.has_path_suffix(suffix)",
+        "the profile opened a path ending with suffix",
+        "ap.was_path_opened_with_suffix(cid, suffix)",
+    ),
+    ("profile.opened_under(dir)", "the profile opened something under dir", ""),
+    ("profile.has_syscall(name)", "the profile used the syscall", "ap.was_syscall_used(cid, name)"),
+    (
+        "profile.has_capability(cap)",
+        "the profile used the capability",
+        "ap.was_capability_used(cid, cap)",
+    ),
+    (
+        "profile.has_domain(name)",
+        "the profile resolved the name",
+        "nn.is_domain_in_egress(cid, name)",
+    ),
+    ("profile.has_egress(addr, port, proto)", "the profile connected there", ""),
+    (
+        "profile.has_address(addr)",
+        "the profile connected to the address (any port)",
+        "nn.was_address_in_egress(cid, addr)",
+    ),
+    ("profile.has_peer(key, port)", "the profile connected to this peer identity and port", ""),
+    (
+        "cluster.is_api_server(addr)",
+        "the address is the API server's (settings `apiServerAddresses`)",
+        "k8s.is_api_server_address(addr)",
+    ),
+    (
+        "cluster.mounts()",
+        "the container's volume mount paths",
+        "k8s.get_container_mount_paths(ns, pod, container)",
+    ),
+    ("cluster.dns_suffixes()", "settings `clusterDnsSuffixes`", ""),
+    ("cluster.ssh_ports()", "settings `sshAllowedPorts`", ""),
+    (
+        "cluster.workload_allowed(workloads, labels)",
+        "the container's workload matches a namespace/Kind/name pattern or carries a label",
+        "",
+    ),
+    ("net.is_private(addr)", "private, link-local or CGNAT address", "net.is_private_ip(addr)"),
+    ("net.is_loopback(addr)", "loopback address", ""),
+    ("net.is_link_local(addr)", "link-local address", ""),
+    ("net.canonical(addr)", "the address in canonical form (IPv4-mapped IPv6 unwrapped)", ""),
+    ("net.peer_key(kind, namespace, name, labels, addr)", "[kind, namespace, name] of a peer", ""),
+    ("net.peer_display(key, addr)", "a peer key as alert text", ""),
+    (
+        "proc.exec_path(args, comm)",
+        "argv[0], else comm (Kubescape's reading)",
+        "parse.get_exec_path(args, comm)",
+    ),
+    ("path.basename(path)", "the last path segment", ""),
+    ("path.matches(path, patterns)", "exact paths, directory prefixes and globs", ""),
+    ("path.host_views(path, roots)", "the path and the node path under a host-root mount", ""),
+    ("path.token_variants(path)", "service-account token path spellings", ""),
+    ("path.token_directory(path)", 'the token directory the path lies in, or ""', ""),
+    ("path.same_directory(dir)", "the /run and /var/run spellings of a directory", ""),
+    ("path.strip_atomic(path)", "the path without kubelet's ..timestamp directory", ""),
+    ("dns.is_mining_pool(name, additional)", "a known crypto-mining pool domain", ""),
+    ("text.safe(s)", "s escaped for log lines and bounded to 256 characters", ""),
+    ("text.join(list, sep)", "the items joined", ""),
+    ("text.lower(s)", "lower case", ""),
+    ("text.rstrip(s, chars)", "s without trailing chars", ""),
+    ("list.take(list, n)", "the first n items", ""),
+)
+
+
+def helper_table_markdown() -> str:
+    lines = ["| helper | answers | Kubescape name |", "|---|---|---|"]
+    for call, what, alias in HELPER_DOCS:
+        lines.append(f"| `{call}` | {what} | {f'`{alias}`' if alias else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- BEGIN generated by `python -m detector.cel_env docs/rules.md` -->"
+END = "<!-- END generated -->"
+
+
+def generated_docs() -> str:
+    return (
+        "### Variables per event kind\n\n"
+        + field_table_markdown()
+        + "\n### Helper functions\n\n"
+        + helper_table_markdown()
+    )
+
+
 def helper_names() -> frozenset[str]:
     """Every helper's CEL name (for the compile-time check and the docs)."""
     return frozenset(Helpers(RuleEnv()).build())
@@ -562,3 +703,19 @@ def unknown_functions(names: Iterable[str]) -> list[str]:
     helpers = helper_names()
     short = {n.rpartition(".")[2] for n in helpers}
     return sorted(n for n in names if n not in CEL_BUILTINS and n not in helpers and n not in short)
+
+
+def _write_docs(path: str) -> None:
+    from pathlib import Path
+
+    target = Path(path)
+    text = target.read_text(encoding="utf-8")
+    start = text.index(BEGIN) + len(BEGIN)
+    end = text.index(END)
+    target.write_text(text[:start] + "\n" + generated_docs() + text[end:], encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import sys
+
+    _write_docs(sys.argv[1])

@@ -10,6 +10,7 @@ with one system alert after the limit, detection going on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from dataclasses import replace
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from detector import cel_env
 from detector.alerts import Alert
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
@@ -487,3 +489,19 @@ def test_the_api_server_rejects_an_id_the_agent_rejects(kube_api: KubeApi) -> No
             "gadgetwatch.io", "v1", "runtimerules", doc, field_validation="Strict"
         )
     assert err.value.status == 422
+
+
+def test_docs_tables_are_generated_from_the_event_model_and_list_every_helper() -> None:
+    docs = (REPO / "docs" / "rules.md").read_text()
+    start = docs.index(cel_env.BEGIN) + len(cel_env.BEGIN)
+    committed = docs[start : docs.index(cel_env.END)]
+    assert committed == "\n" + cel_env.generated_docs(), (
+        "run: .venv/bin/python -m detector.cel_env docs/rules.md"
+    )
+    documented = {call.split("(")[0] for call, _, _ in cel_env.HELPER_DOCS}
+    documented |= {alias.split("(")[0] for _, _, alias in cel_env.HELPER_DOCS if alias}
+    assert documented == cel_env.helper_names()
+    # Every field of every event class is in the tables (nested ones as event.x.y).
+    for kind, cls in cel_env.EVENT_CLASSES.items():
+        for f in dataclasses.fields(cls):
+            assert f"`event.{f.name}" in docs, (kind, f.name)
