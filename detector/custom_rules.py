@@ -674,7 +674,20 @@ def _builder(programs: dict[EventKind, _KindProgram], rule_id: str) -> Any:
                 resolved_address=resolved_address,
             )
 
-        return check
+        def guarded(event: Event, profile: ProfileView | None) -> Finding | None:
+            try:
+                return check(event, profile)
+            except Exception:
+                raise
+            except BaseException as exc:
+                # A panic inside the Rust core arrives as pyo3's PanicException, which derives
+                # from BaseException: turned into an ordinary evaluation error (counted, rule
+                # disabled after the limit) instead of ending the agent.
+                if type(exc).__name__ != "PanicException":
+                    raise
+                raise RuleEvaluationError(f"CEL engine panic: {exc}") from None
+
+        return guarded
 
     return build
 
