@@ -70,7 +70,7 @@ def register(sub: Any) -> None:
         help="convert Kubescape node-agent Rules resources into RuntimeRules",
         examples=[
             "gadgetwatch rules import default-rules.yaml > kubescape-rules.yaml",
-            "gadgetwatch run --rules kubescape-rules.yaml",
+            "gadgetwatch rules import default-rules.yaml 2> left-out.txt",
         ],
     )
     imp.add_argument("file", type=Path, metavar="FILE", help="YAML with Kubescape Rules documents")
