@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import re
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ from gadgetclient.events import Event, EventKind
 from profiler.readmodel import ProfileView
 
 log = structlog.get_logger(__name__)
+# The library logs every failing helper call itself (with the exception text); the detector
+# counts and logs evaluation errors once, structured, so the library's copy is silenced.
+logging.getLogger("cel").setLevel(logging.CRITICAL)
 
 API_VERSION = exceptions.API_VERSION
 KIND = "RuntimeRule"

@@ -318,6 +318,8 @@ class Detector:
         #: Evaluation errors and disabled CEL rules, by (rule id, revision).
         self._rule_errors: Counter[tuple[str, str]] = Counter()
         self._disabled: set[tuple[str, str]] = set()
+        #: `RuntimeRule`s ignored because another source defines the id or name (reported).
+        self._duplicates: set[tuple[str, str, str]] = set()
         self._profiles = profiles
         self._pod_metadata = pod_metadata
         self._namespace_labels = namespace_labels
@@ -423,8 +425,11 @@ class Detector:
             for rule in ruleset.rules:
                 names = {str(rule.id), rule.name.casefold()}
                 if base.lookup(rule.id) or base.by_name(rule.name) or names & taken:
-                    self.stats.load_errors[source] += 1
-                    log.error("rule defined twice, ignored", source=source, rule_id=rule.id)
+                    marker = (source, str(rule.id), rule.revision)
+                    if marker not in self._duplicates:  # reported once, not per update
+                        self._duplicates.add(marker)
+                        self.stats.load_errors[source] += 1
+                        log.error("rule defined twice, ignored", source=source, rule_id=rule.id)
                     continue
                 taken |= names
                 extra.append(rule)

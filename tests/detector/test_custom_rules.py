@@ -505,3 +505,15 @@ def test_docs_tables_are_generated_from_the_event_model_and_list_every_helper() 
     for kind, cls in cel_env.EVENT_CLASSES.items():
         for f in dataclasses.fields(cls):
             assert f"`event.{f.name}" in docs, (kind, f.name)
+
+
+def test_a_rule_defined_by_two_sources_keeps_the_first_and_is_counted_once() -> None:
+    rule = rule_yaml(match={"exec": 'event.exec_path == "/bin/nc"'})
+    d = detector(rule)
+    other = load_text(
+        rule_yaml(match={"exec": "true"}), source="cluster", catalogue=default_catalogue()
+    )
+    d.update_rules("cluster", other)
+    d.update_rules("cluster", other)
+    assert d.stats.load_errors["cluster"] == 1
+    assert ids(d.evaluate([exec_ev("/bin/ls"), exec_ev("/bin/nc")])) == ["C0100"]
