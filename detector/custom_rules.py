@@ -145,6 +145,28 @@ class RuleEvaluationError(RuntimeError):
     """An expression evaluated to something the rule contract does not allow."""
 
 
+#: Bidirectional-text controls: they make a log line or label read differently than it is.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unsafe_text(value: Any, *, limit: int, multiline: bool) -> str:
+    """Why a rule's own text (name, tags, description, fix) cannot be used, or "".
+
+    These strings reach alerts, labels, log lines and the YAML of fix suggestions verbatim,
+    so control and bidi characters are refused at load rather than escaped at every use."""
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if len(value) > limit:
+        return f"is {len(value)} characters, more than {limit}"
+    for ch in value:
+        if ch in _BIDI or (
+            (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029")
+            and not (multiline and ch == "\n")
+        ):
+            return f"must not contain control or bidi characters (found U+{ord(ch):04X})"
+    return ""
+
+
 def _position(source: str, offset: int) -> tuple[int, int]:
     before = source[:offset]
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
@@ -324,6 +346,16 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
     if not isinstance(name, str) or not name.strip() or len(name) > 128:
         ctx.error(("spec", "name"), "is required (at most 128 characters)")
         return None
+    for field_name, value, limit, multiline in (
+        ("name", name, 128, False),
+        ("description", spec.get("description", ""), 4096, True),
+        ("fix", spec.get("fix", ""), 2048, True),
+        *(("tags", t, 64, False) for t in spec.get("tags") or [] if isinstance(t, str)),
+    ):
+        problem = _unsafe_text(value, limit=limit, multiline=multiline)
+        if problem:
+            ctx.error(("spec", field_name), problem)
+            return None
     clash = catalogue.by_id(rule_id) or catalogue.by_name(name)
     if clash is not None:
         ctx.error(

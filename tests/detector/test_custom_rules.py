@@ -170,6 +170,7 @@ def test_field_errors_carry_the_position_inside_a_multi_line_expression() -> Non
         ("R0001", None, "collides with rule R0001"),
         ("C0200", "Unexpected process launched", "collides with rule R0001"),
         ("GW0009", None, "reserved for system alerts"),
+        ("C0400", '"Fake\\nGW0001 alert"', "control or bidi"),
         ("lower", None, "upper-case"),
         ("R3000", None, "collides with rule R3000"),
         ("R1007", None, "collides with rule R1007"),
@@ -194,6 +195,10 @@ def test_ids_and_names_must_not_collide(rule_id: str, name: str | None, wanted: 
         ("profileDependency: sometimes", "spec.profileDependency"),
         ("parameters: [{name: x, type: float}]", "spec.parameters[0].type"),
         ("parameters: [{name: x, type: paths, default: [relative]}]", "spec.parameters[0].default"),
+        ('fix: "line\\x1b[31m red"', "spec.fix"),
+        ('description: "\\u202eevil"', "spec.description"),
+        ('tags: ["ok", "bad\\nline"]', "spec.tags"),
+        ("description: " + "x" * 5000, "spec.description"),
     ],
 )
 def test_bad_metadata_is_refused_at_its_field(extra: str, wanted: str) -> None:
