@@ -1,7 +1,7 @@
 """Bindings, exceptions and guards from the cluster: list + watch, the detector's only API client.
 
 The only module of the detector that imports `kubernetes`. It lists and watches
-`RuntimeRuleAlertBinding` (kubescape.io/v1, cluster-scoped or namespaced: the cluster-wide list
+`RuntimeRuleAlertBinding` (gadgetwatch.io/v1, cluster-scoped or namespaced: the cluster-wide list
 covers both), `RuntimeAlertException` and `RuntimeGuard` (gadgetwatch.io/v1) with the official
 client. The
 client is synchronous, so every call runs in a worker thread (`asyncio.to_thread`); watch
@@ -53,8 +53,13 @@ class Resource:
     plural: str
     kind: str
 
+    @property
+    def crd_name(self) -> str:
+        """The CustomResourceDefinition's name, ``<plural>.<group>``."""
+        return f"{self.plural}.{self.group}"
 
-BINDINGS = Resource("kubescape.io", "v1", "runtimerulealertbindings", bindings.KIND)
+
+BINDINGS = Resource(bindings.GROUP, bindings.VERSION, bindings.PLURAL, bindings.KIND)
 EXCEPTIONS = Resource("gadgetwatch.io", "v1", "runtimealertexceptions", exceptions.KIND)
 GUARDS = Resource("gadgetwatch.io", "v1", "runtimeguards", guards.KIND)
 #: Every resource watched; the source is synced once each was listed.

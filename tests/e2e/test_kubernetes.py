@@ -18,6 +18,8 @@ import pytest
 import yaml
 from kubernetes import client as k8s_client
 
+from detector.k8s_source import BINDINGS
+from profiler import documents
 from tests.e2e.cluster import EXCEPTION, binding, seed
 from tests.e2e.harness import Agent, eventually, start_replay_server
 from tests.e2e.scenario import (
@@ -36,7 +38,7 @@ from tests.standins.fixtures import KubeApi
 from tests.standins.kube_schema import validate_custom_object
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "deploy" / "crds" / "applicationprofiles.kubescape.io.yaml"
+CRD = REPO / "deploy" / "crds" / f"{documents.CRD_NAME}.yaml"
 #: Flush profiles every second so the test sees them land while the agent runs (the default
 #: minute would outlast the test).
 UPDATE_PERIOD = "1s"
@@ -63,9 +65,9 @@ async def create_rules(api: KubeApi) -> None:
     custom: Any = k8s_client.CustomObjectsApi(api.api_client())
     await asyncio.to_thread(
         custom.create_cluster_custom_object,
-        "kubescape.io",
-        "v1",
-        "runtimerulealertbindings",
+        BINDINGS.group,
+        BINDINGS.version,
+        BINDINGS.plural,
         binding(),
     )
     await asyncio.to_thread(

@@ -43,7 +43,7 @@ class ResourceType:
 
     @property
     def qualified(self) -> str:
-        """`pods`, `deployments.apps`, `applicationprofiles.kubescape.io` (used in messages)."""
+        """`pods`, `deployments.apps`, `applicationprofiles.gadgetwatch.io` (used in messages)."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
     def discovery(self) -> list[dict[str, Any]]:
