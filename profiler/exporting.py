@@ -60,7 +60,9 @@ def read_converted(text: str | bytes, *, source: str) -> Conversion:
     ``kubectl get applicationprofiles.kubescape.io -A -o yaml`` listing): each is converted
     (`profiler.kubescape`) and whatever could not be carried over is in the notes."""
     data = load_yaml(text, source=source)
-    if data.get("kind") == "List":
+    kind = data.get("kind")
+    # `kubectl get -o yaml` lists are `List`; the API's own are `<Kind>List`.
+    if isinstance(kind, str) and kind.endswith("List") and "items" in data:
         items = data.get("items")
         if not isinstance(items, list):
             raise InvalidProfileError("expected a list", obj=source, field="items")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from detector.bindings import API_VERSION as BINDING_API
+from detector.bindings import LEGACY_API_VERSION as LEGACY_BINDING_API
+from detector.loading import Level
 from gadgetclient.events import Container, ContainerId
 from tests.detector.builders import (
     DB,
     WEB,
     WEB_KEY,
+    binding_yaml,
     exec_ev,
     make_detector,
     open_ev,
@@ -232,3 +235,15 @@ def test_labels_from_pod_metadata_when_ig_sent_none() -> None:
     d = make_detector(TWO_BINDINGS, pod_meta=PodMeta(labels={"p1": {"app": "api"}}))
     assert run(d, [exec_ev("/dev/shm/a", c=bare)]) == [("R1000", "critical", 1)]
     assert WEB.namespace == "shop"
+
+
+def test_kubecop_bindings_in_their_group_are_read_as_they_are() -> None:
+    """Their schema is a subset of ours: a `kubescape.io/v1` binding file applies unchanged;
+    any other apiVersion is a warning located at the field."""
+    text = binding_yaml("R0001", name="theirs")
+    legacy = ruleset(text.replace(BINDING_API, LEGACY_BINDING_API))
+    assert [b.name for b in legacy.bindings] == ["theirs"]
+    assert legacy.problems == ()
+    other = ruleset(text.replace(BINDING_API, "example.com/v1"))
+    assert [b.name for b in other.bindings] == ["theirs"]
+    assert [(p.level, p.field) for p in other.problems] == [(Level.WARNING, "apiVersion")]

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.standins.kube_schema import structural_problems
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -161,6 +163,12 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
         if not ver.get("served", True):
             continue
         schema = (ver.get("schema") or {}).get("openAPIV3Schema")
+        where = f"spec.versions[{ver.get('name')}].schema.openAPIV3Schema"
+        if schema is None:
+            raise ValueError(f"{where}: Required value: schemas are required")
+        problems = structural_problems(schema, where)
+        if problems:
+            raise ValueError("; ".join(problems))
         out.append(
             ResourceType(
                 group=group,
