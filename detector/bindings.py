@@ -34,6 +34,7 @@ from detector.alerts import Severity
 from detector.loading import DocContext, Document, Path
 from detector.rules import Catalogue, Rule, UnavailableRule
 from detector.selectors import LabelSelector, parse_selector
+from profiler.documents import KUBESCAPE_GROUP
 
 GROUP = "gadgetwatch.io"
 VERSION = "v1"
@@ -42,7 +43,7 @@ KIND = "RuntimeRuleAlertBinding"
 PLURAL = "runtimerulealertbindings"
 #: kubecop's and Kubescape's group: their bindings' schema is a subset of ours, so files in that
 #: group (`--rules`) are read unchanged; the agent watches only its own group in a cluster.
-LEGACY_API_VERSION = f"kubescape.io/{VERSION}"
+LEGACY_API_VERSION = f"{KUBESCAPE_GROUP}/{VERSION}"
 _REF_KEYS = ("ruleName", "ruleID", "ruleTags")
 
 
