@@ -34,10 +34,11 @@ from typing import Any
 
 from detector import custom_rules
 from gadgetclient.events import EventKind
+from profiler.documents import KUBESCAPE_GROUP
 
 KIND = "Rules"
 #: node-agent's group; `Rules` resources of any version of it are read.
-GROUP = "kubescape.io"
+GROUP = KUBESCAPE_GROUP
 
 #: node-agent event types -> the event kinds gadgetwatch receives from IG.
 EVENT_TYPES: dict[str, EventKind] = {

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from detector import bindings
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
 from detector.rules import Catalogue, Rule, default_catalogue
@@ -43,7 +44,8 @@ def _detector(catalogue: Catalogue, case: dict[str, Any]) -> Detector:
     if params:
         rules += "\n    parameters: " + yaml.safe_dump(params, default_flow_style=True).strip()
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: golden}\n"
+        f"apiVersion: {bindings.API_VERSION}\nkind: RuntimeRuleAlertBinding\n"
+        "metadata: {name: golden}\n"
         f"spec:\n  rules:\n{rules}\n"
     )
     profiles = MemoryProfiles()

@@ -22,10 +22,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-from detector import cel_env
+from detector import bindings, cel_env, custom_rules
 from detector.alerts import Alert
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
+from detector.k8s_source import RULES
 from detector.rules import default_catalogue
 from detector.ruleset import load_files, load_text
 from detector.stats import DetectorStats
@@ -60,7 +61,7 @@ def rule_yaml(
     name: str | None = None,
 ) -> str:
     lines = [
-        "apiVersion: gadgetwatch.io/v1",
+        f"apiVersion: {custom_rules.API_VERSION}",
         "kind: RuntimeRule",
         f"metadata: {{name: {rule_id.lower()}}}",
         "spec:",
@@ -83,7 +84,8 @@ def binding(*refs: str, params: str = "") -> str:
     entries = "\n".join(f"  - ruleID: {r}" + (f"\n    parameters: {params}" if params else "")
                         for r in refs)  # fmt: skip
     return (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: custom}\n"
+        f"apiVersion: {bindings.API_VERSION}\nkind: RuntimeRuleAlertBinding\n"
+        "metadata: {name: custom}\n"
         f"spec:\n  rules:\n{entries}\n"
     )
 
@@ -480,7 +482,7 @@ def test_shipped_rules_are_accepted_by_the_api_server(kube_api: KubeApi) -> None
     for path in files:
         doc = yaml.safe_load(path.read_text())
         stored = api.create_cluster_custom_object(
-            "gadgetwatch.io", "v1", "runtimerules", doc, field_validation="Strict"
+            RULES.group, RULES.version, RULES.plural, doc, field_validation="Strict"
         )
         assert stored["spec"] == doc["spec"], path.name
 
@@ -491,7 +493,7 @@ def test_the_api_server_rejects_an_id_the_agent_rejects(kube_api: KubeApi) -> No
     api: Any = client.CustomObjectsApi(kube_api.api_client())
     with pytest.raises(client.ApiException) as err:
         api.create_cluster_custom_object(
-            "gadgetwatch.io", "v1", "runtimerules", doc, field_validation="Strict"
+            RULES.group, RULES.version, RULES.plural, doc, field_validation="Strict"
         )
     assert err.value.status == 422
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from detector import bindings, custom_rules
 from detector.k8s_source import ClusterRulesSource
 from detector.rules import default_catalogue
 from detector.ruleset import RuleSet
@@ -16,7 +17,7 @@ from tests.standins.fixtures import KubeApi
 
 def binding(name: str, *rules: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": "kubescape.io/v1",
+        "apiVersion": bindings.API_VERSION,
         "kind": "RuntimeRuleAlertBinding",
         "metadata": {"name": name},
         "spec": {"rules": list(rules)},
@@ -149,7 +150,7 @@ async def test_guards_are_watched_and_invalid_ones_get_an_event(kube_api: KubeAp
 
 def runtime_rule(name: str, rule_id: str, match: str) -> dict[str, Any]:
     return {
-        "apiVersion": "gadgetwatch.io/v1",
+        "apiVersion": custom_rules.API_VERSION,
         "kind": "RuntimeRule",
         "metadata": {"name": name},
         "spec": {

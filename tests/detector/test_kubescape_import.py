@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detector import kubescape_rules
+from detector import bindings, kubescape_rules
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
 from detector.rules import default_catalogue
@@ -70,19 +70,18 @@ def _detector(profiles: MemoryProfiles) -> Detector:
     assert loaded.errors == ()
     assert len([p for p in loaded.problems if "not imported" in p.message]) == 5
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: ks}\n"
+        f"apiVersion: {bindings.API_VERSION}\nkind: RuntimeRuleAlertBinding\n"
+        "metadata: {name: ks}\n"
         "spec:\n  rules:\n  - ruleTags: [anomaly, signature, dns, exec]\n"
     )
     extended = catalogue.extended(loaded.rules)
-    bindings = load_text(binding, source="b.yaml", catalogue=extended)
+    bound = load_text(binding, source="b.yaml", catalogue=extended)
     return Detector(
         settings=DetectorSettings(api_server_addresses=("10.96.0.1",)),
         profiles=profiles,
         pod_metadata=PodMeta(),
         stats=DetectorStats(),
-        rules=type(loaded)(
-            bindings=bindings.bindings, problems=loaded.problems, rules=loaded.rules
-        ),
+        rules=type(loaded)(bindings=bound.bindings, problems=loaded.problems, rules=loaded.rules),
         catalogue=catalogue,
     )
 
