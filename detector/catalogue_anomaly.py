@@ -347,8 +347,13 @@ def _token_access(params: Mapping[str, Any], env: RuleEnv) -> Check:
         if profile is not None:
             if any(profile.allows_open(p, event.flags) for p in token_path_variants(path)):
                 return None
-            if not exact_files and any(
-                profile.opened_under(d) for d in _same_directory(token_directory(path))
+            # The directory allowance is about the container's own token directories; a node
+            # path (another pod's token) lies in none of them.
+            directory = token_directory(path)
+            if (
+                not exact_files
+                and directory
+                and any(profile.opened_under(d) for d in _same_directory(directory))
             ):
                 return None
         comm = event.process.comm
