@@ -31,6 +31,7 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from detector.addresses import canonical, is_link_local, is_loopback, is_private
@@ -402,8 +403,6 @@ class Helpers:
         return list(self.env.ssh_allowed_ports)
 
     def workload_allowed(self, workloads: Sequence[str], labels: Sequence[str]) -> bool:
-        from fnmatch import fnmatchcase
-
         workload = self.env.workload
         if workload is not None:
             for pattern in workloads:

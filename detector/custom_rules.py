@@ -56,7 +56,6 @@ from detector import exceptions
 from detector.alerts import MAX_TEXT, RuleId, Severity, safe_text
 from detector.catalogue_anomaly import exec_path, open_path
 from detector.cel_env import (
-    EVENT_FIELDS,
     Extractor,
     FieldError,
     Helpers,
@@ -726,7 +725,3 @@ def _builder(programs: dict[EventKind, _KindProgram], rule_id: str) -> Any:
         return guarded
 
     return build
-
-
-def known_kinds() -> list[str]:
-    return [k.value for k in EVENT_FIELDS]
