@@ -22,7 +22,7 @@ Schema (`deploy/crds/runtimerules.gadgetwatch.io.yaml`)::
 
 A compiled rule is an ordinary `detector.rules.Rule`: bindings, exceptions, the profile gate,
 the clean-event memo, dedup and alert building treat it exactly like a built-in one. Its
-`build` makes, per container plan, one `cel.Context` holding the helpers (`detector.cel_env`)
+`build` makes, per container plan, one CEL context holding the helpers (`detector.cel_env`)
 and the resolved parameters; per event only the `event` map of the fields the expressions
 name is converted.
 
@@ -30,13 +30,13 @@ Expressions are compiled once when the resource loads. Problems are reported lik
 rule-source problem, located at file:line and field, and for CEL errors at the line and column
 inside the expression; a broken rule is dropped, the others load.
 
-Bounds, because rules are user input and cel-rust (common-expression-language) has no cost
-limit of its own: source length, bracket nesting and the number of comprehension macros per
-expression are limited at compile time, so evaluation is bounded by expression size times the
-event's own (bounded) lists. Results are checked: a match must be a bool, a message a string,
-a key a scalar or a list of at most `MAX_KEY_ITEMS` scalars; anything else is an evaluation
-error, which the detector counts per rule and, past a threshold, answers by disabling the rule
-(`Detector`, system alert GW0003).
+Bounds, because rules are user input and the engine (common-expression-language, loaded by
+`detector.cel_engine`) has no cost limit of its own: source length, bracket nesting and the
+number of comprehension macros per expression are limited at compile time, so evaluation is
+bounded by expression size times the event's own (bounded) lists. Results are checked: a match
+must be a bool, a message a string, a key a scalar or a list of at most `MAX_KEY_ITEMS`
+scalars; anything else is an evaluation error, which the detector counts per rule and, past a
+threshold, answers by disabling the rule (`Detector`, system alert GW0003).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cel
 import structlog
 
+from detector import cel_engine as cel
 from detector import exceptions
 from detector.alerts import MAX_TEXT, RuleId, Severity, safe_text
 from detector.catalogue_anomaly import exec_path, open_path
@@ -584,7 +584,7 @@ _SESSION = "cel-session"
 
 
 class CelSession:
-    """One `cel.Context` shared by the CEL rules of a container plan.
+    """One CEL context shared by the CEL rules of a container plan.
 
     Converting the event into CEL values is most of an evaluation's cost, and every rule of
     the plan evaluates the same event against the same profile, so the context holds the
@@ -596,7 +596,7 @@ class CelSession:
 
     def __init__(self, env: RuleEnv, variables: dict[str, Any] | None = None) -> None:
         self.helpers = Helpers(env)
-        self.context = cel.Context(variables=variables or {}, functions=self.helpers.build())
+        self.context = cel.new_context(variables or {}, dict(self.helpers.build()))
         self.event: object = None
         #: Fields loaded for `event`; None: all of them.
         self.loaded: frozenset[str] | None = frozenset()
