@@ -12,6 +12,7 @@ them unimportable.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import sys
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     from cel.cel import Program as Program
 
 
+@functools.cache
 def _load() -> ModuleType:
+    """The extension, loaded on first use: an agent without CEL rules never needs it."""
     loaded = sys.modules.get("cel.cel")
     if loaded is not None:
         return loaded
@@ -48,15 +51,12 @@ def _load() -> ModuleType:
     raise DetectorError("common-expression-language is installed without its extension module")
 
 
-_engine = _load()
-
-
 def compile(source: str) -> Program:
     """Parse and compile a CEL expression; raises ValueError/RuntimeError with the position."""
-    program: Program = _engine.compile(source)
+    program: Program = _load().compile(source)
     return program
 
 
 def new_context(variables: dict[str, object], functions: dict[str, object]) -> Context:
-    context: Context = _engine.Context(variables=variables, functions=functions)
+    context: Context = _load().Context(variables=variables, functions=functions)
     return context
