@@ -44,6 +44,7 @@ from gadgetwatch.console.chart import fmt_time, histogram_svg
 from gadgetwatch.console.html import Markup, escape, join, render
 from gadgetwatch.console.security import (
     COOKIE,
+    PRINCIPAL,
     SESSION_TTL_S,
     Auth,
     auth_middleware,
@@ -113,7 +114,7 @@ def _page(request: web.Request, title: str, body: Markup, active: str = "") -> w
         title,
         body,
         csrf=state.auth.csrf_token(request),
-        principal=request.get("principal", ""),
+        principal=request.get(PRINCIPAL, ""),
         active=active,
         insecure=state.auth.disabled,
     )
@@ -503,7 +504,7 @@ async def allow_submit(request: web.Request) -> web.StreamResponse:
         outcome=outcome,
         name=allowed.name,
         namespace=allowed.namespace,
-        by=request.get("principal", ""),
+        by=request.get(PRINCIPAL, ""),
     )
     if outcome == "download":
         return web.Response(
@@ -790,7 +791,7 @@ async def login_submit(request: web.Request) -> web.Response:
             users=bool(state.auth.users),
         )
         return web.Response(text=html, content_type="text/html", charset="utf-8", status=401)
-    response = web.HTTPSeeOther(next_url)
+    response = web.Response(status=303, headers={"Location": next_url})
     response.set_cookie(
         COOKIE,
         state.auth.new_session(who),
@@ -800,7 +801,7 @@ async def login_submit(request: web.Request) -> web.Response:
         secure=state.auth.secure_cookie,
         path="/",
     )
-    raise response
+    return response
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -808,9 +809,9 @@ async def logout(request: web.Request) -> web.Response:
     form = await request.post()
     if not state.auth.check_csrf(request, str(form.get("csrf", ""))):
         raise web.HTTPForbidden(text="CSRF token missing or wrong\n")
-    response = web.HTTPSeeOther("/login")
+    response = web.Response(status=303, headers={"Location": "/login"})
     response.del_cookie(COOKIE, path="/")
-    raise response
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:

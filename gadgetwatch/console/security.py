@@ -35,6 +35,8 @@ from aiohttp import web
 #: Session lifetime: a working day; after it the user logs in again.
 SESSION_TTL_S = 12 * 3600
 COOKIE = "gw_session"
+#: Who sent the request, set by the auth middleware for every non-public path.
+PRINCIPAL = web.RequestKey("principal", str)
 #: Longest accepted user name, password or token (a file is not a place for megabytes).
 MAX_SECRET = 4096
 
@@ -206,7 +208,7 @@ def auth_middleware(auth: Auth) -> Callable[[web.Request, Handler], Awaitable[we
                     text="authentication required\n",
                     headers={"WWW-Authenticate": 'Basic realm="gadgetwatch console"'},
                 )
-            request["principal"] = who
+            request[PRINCIPAL] = who
         response = await handler(request)
         return response
 

@@ -103,12 +103,12 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
 
 
-def _text(data: Mapping[str, Any], key: str, *, limit: int = MAX_KEY) -> str:
+def _text(data: Mapping[str, Any], key: str, *, limit: int = MAX_KEY, where: str = "") -> str:
     value = data.get(key, "")
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidAlert(f"{key}: expected a string")
+        raise InvalidAlert(f"{where}{key}: expected a string")
     return value[:limit]
 
 
@@ -165,13 +165,13 @@ def row_of(alert: Any) -> Row:
         id=alert_id,
         time_ns=parse_time(alert.get("time", "")),
         cluster=_text(alert, "cluster"),
-        node=_text(k8s, "node"),
-        namespace=_text(k8s, "namespace"),
-        workload_kind=_text(k8s, "workloadKind"),
-        workload_name=_text(k8s, "workloadName"),
-        container=_text(k8s, "container"),
-        rule_id=_text(rule, "id"),
-        rule_name=_text(rule, "name"),
+        node=_text(k8s, "node", where="kubernetes."),
+        namespace=_text(k8s, "namespace", where="kubernetes."),
+        workload_kind=_text(k8s, "workloadKind", where="kubernetes."),
+        workload_name=_text(k8s, "workloadName", where="kubernetes."),
+        container=_text(k8s, "container", where="kubernetes."),
+        rule_id=_text(rule, "id", where="rule."),
+        rule_name=_text(rule, "name", where="rule."),
         severity=int(severity),
         kind=_text(alert, "kind") or "rule",
         fingerprint=_text(alert, "fingerprint"),

@@ -1,0 +1,247 @@
+"""The console over real HTTP on loopback: authentication, CSRF, headers, ingestion, pages,
+"Allow this" in file mode and against the stand-in API server, and the CLI's refusals."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+import yaml
+
+from detector.k8s_source import EXCEPTIONS
+from gadgetwatch.console.security import CSP
+from tests.console.helpers import INGEST, TOKEN, alert, served
+from tests.e2e.harness import GADGETWATCH
+from tests.standins.fixtures import KubeApi
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+AGENT = {"Authorization": f"Bearer {INGEST}"}
+
+#: A fix suggestion as the detector writes it for an anomaly (R0001 on web/app).
+SUGGESTION = """# If this is expected behaviour, allow it (kubectl apply -f -):
+apiVersion: gadgetwatch.io/v1
+kind: RuntimeAlertException
+metadata:
+  name: allow-web-r0001-0a1b2c3d
+  namespace: shop
+spec:
+  reason: Reviewed gadgetwatch alert (replace with why it is expected)
+  workloads:
+  - kind: Deployment
+    name: web
+    containers: [app]
+  rules: [R0001]
+  allow:
+    execs: [/usr/bin/curl]
+"""
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None, html[:500]
+    return match.group(1)
+
+
+async def test_everything_but_the_public_paths_needs_a_login(tmp_path: Path) -> None:
+    async with served(tmp_path) as console, aiohttp.ClientSession() as http:
+        for path in ("/alerts", "/alerts/x", "/events", "/profiles", "/health", "/metrics"):
+            async with http.get(console.url + path, allow_redirects=False) as r:
+                assert r.status == 401, path
+                assert r.headers["Content-Security-Policy"] == CSP
+        # A browser is sent to the login page, with the way back.
+        async with http.get(
+            console.url + "/alerts?rule=R1", headers={"Accept": "text/html"}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+            where = urlsplit(r.headers["Location"])
+            assert where.path == "/login"
+            assert parse_qs(where.query)["next"] == ["/alerts?rule=R1"]
+        # The ingest token opens ingestion only; the console token opens the pages.
+        async with http.get(console.url + "/alerts", headers=AGENT) as r:
+            assert r.status == 401
+        async with http.get(console.url + "/alerts", headers=BEARER) as r:
+            assert r.status == 200
+            assert r.headers["Content-Security-Policy"] == CSP
+            assert r.headers["X-Frame-Options"] == "DENY"
+        async with http.get(console.url + "/healthz") as r:
+            assert r.status == 200
+
+
+async def test_login_sets_a_strict_session_cookie_and_writes_need_the_csrf_token(
+    tmp_path: Path,
+) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address host
+    async with served(tmp_path) as console, aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(console.url + "/login") as r:
+            login_csrf = _csrf(await r.text())
+        form = {"csrf": login_csrf, "secret": "wrong", "next": "/alerts"}
+        async with http.post(console.url + "/login", data=form) as r:
+            assert r.status == 401
+        form["secret"] = TOKEN
+        form["next"] = "//evil.example/"
+        async with http.post(console.url + "/login", data=form, allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == "/alerts"  # no open redirect
+            cookie = r.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        async with http.get(console.url + "/alerts") as r:
+            assert r.status == 200
+            csrf = _csrf(await r.text())
+        # Logging out is a write: without the token, or from another origin, it is refused.
+        async with http.post(console.url + "/logout", data={"csrf": "nope"}) as r:
+            assert r.status == 403
+        async with http.post(
+            console.url + "/logout",
+            data={"csrf": csrf},
+            headers={"Origin": "https://evil.example"},
+        ) as r:
+            assert r.status == 403
+        async with http.post(
+            console.url + "/logout", data={"csrf": csrf}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+        # A forged cookie is no session.
+        http.cookie_jar.clear()
+        async with http.get(
+            console.url + "/alerts", headers={"Cookie": "gw_session=dG9rZW58OTk5OTk5OTk5OQ.AAAA"}
+        ) as r:
+            assert r.status == 401
+
+
+async def test_ingestion_validates_each_alert_and_counts_what_it_refuses(tmp_path: Path) -> None:
+    async with served(tmp_path) as console, aiohttp.ClientSession() as http:
+        url = console.url + "/api/v1/alerts"
+        async with http.post(url, json=alert()) as r:
+            assert r.status == 401
+        async with http.post(url, json=alert(), headers=BEARER) as r:
+            assert r.status == 401  # the console token is not the ingest token here
+        async with http.post(url, data=b"{not json", headers=AGENT) as r:
+            assert r.status == 400
+        good = alert(alert_id="good")
+        batch = {"alerts": [good, {**alert(), "time": "soon"}, good]}
+        async with http.post(url, json=batch, headers=AGENT) as r:
+            assert r.status == 200
+            result: dict[str, Any] = await r.json()
+        assert (result["accepted"], result["duplicates"]) == (1, 1)
+        assert result["rejected"] == ["alerts[1]: time: Invalid isoformat string: 'soon+00:00'"]
+        async with http.post(url, json={"alerts": [{"id": 1}]}, headers=AGENT) as r:
+            assert r.status == 400  # nothing valid: the exporter drops it instead of retrying
+        async with http.post(url, data=b"x" * (9 * 1024 * 1024), headers=AGENT) as r:
+            assert r.status == 413
+        async with http.get(console.url + "/metrics", headers=BEARER) as r:
+            text = await r.text()
+        assert "gadgetwatch_console_alerts_accepted_total 1" in text
+        assert "gadgetwatch_console_alerts_duplicate_total 1" in text
+        assert 'gadgetwatch_console_alerts_rejected_total{reason="time"} 1' in text
+        assert 'gadgetwatch_console_alerts_rejected_total{reason="id"} 1' in text
+        assert 'gadgetwatch_console_alerts_rejected_total{reason="json"} 1' in text
+        assert 'gadgetwatch_console_alerts_rejected_total{reason="unauthorized"} 2' in text
+
+
+async def test_pages_escape_what_the_alert_says(tmp_path: Path) -> None:
+    hostile = alert(
+        alert_id="h1",
+        message='<img src=x onerror=alert(1)> "quoted" \u202eexe.txt',
+        namespace="<b>ns</b>",
+    )
+    async with served(tmp_path) as console, aiohttp.ClientSession(headers=BEARER) as http:
+        async with http.post(console.url + "/api/v1/alerts", json=hostile, headers=AGENT) as r:
+            assert r.status == 200
+        for path in ("/alerts", "/alerts/h1"):
+            async with http.get(console.url + path) as r:
+                html = await r.text()
+            assert "<img" not in html and "<b>ns" not in html
+            assert "&lt;img src=x onerror=alert(1)&gt;" in html
+            assert "\u202e" not in html and "⟨U+202E⟩exe.txt" in html
+        # The MITRE ids become links to attack.mitre.org; nothing else from the alert does.
+        assert 'href="https://attack.mitre.org/techniques/T1059/"' in html
+
+
+async def test_allow_in_file_mode_downloads_the_exception_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    async with served(tmp_path) as console, aiohttp.ClientSession(headers=BEARER) as http:
+        body = alert(alert_id="a1", fixSuggestion=SUGGESTION)
+        async with http.post(console.url + "/api/v1/alerts", json=body, headers=AGENT) as r:
+            assert r.status == 200
+        async with http.get(console.url + "/alerts/a1/allow") as r:
+            page = await r.text()
+        assert "allow-web-r0001-0a1b2c3d" in page and "downloaded as a file" in page
+        form = {"csrf": _csrf(page), "reason": "deploy hook runs curl", "confirm": "yes"}
+        async with http.post(console.url + "/alerts/a1/allow", data={**form, "csrf": "x"}) as r:
+            assert r.status == 403
+        async with http.post(
+            console.url + "/alerts/a1/allow", data={**form, "confirm": ""}
+        ) as r:
+            assert "Tick the confirmation first" in await r.text()
+        async with http.post(console.url + "/alerts/a1/allow", data=form) as r:
+            assert r.status == 200
+            assert r.headers["Content-Disposition"] == (
+                'attachment; filename="allow-web-r0001-0a1b2c3d.yaml"'
+            )
+            doc = yaml.safe_load(await r.text())
+        assert doc["spec"]["reason"] == "deploy hook runs curl"
+        assert doc["spec"]["allow"] == {"execs": ["/usr/bin/curl"]}
+
+
+async def test_allow_refuses_a_suggestion_the_detector_would_reject(tmp_path: Path) -> None:
+    broken = SUGGESTION.replace("kind: Deployment", "kind: Spaceship")
+    async with served(tmp_path) as console, aiohttp.ClientSession(headers=BEARER) as http:
+        body = alert(alert_id="b1", fixSuggestion=broken)
+        async with http.post(console.url + "/api/v1/alerts", json=body, headers=AGENT) as r:
+            assert r.status == 200
+        async with http.get(console.url + "/alerts/b1/allow") as r:
+            csrf = _csrf(await r.text())
+        form = {"csrf": csrf, "reason": "x", "confirm": "yes"}
+        async with http.post(console.url + "/alerts/b1/allow", data=form) as r:
+            assert r.status == 400
+            assert "the suggested exception is invalid" in await r.text()
+
+
+async def test_allow_in_cluster_mode_creates_the_exception(
+    tmp_path: Path, kube_api: KubeApi
+) -> None:
+    kube_api.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    async with served(tmp_path, kube_api=kube_api.api_client()) as console:
+        async with aiohttp.ClientSession(headers=BEARER) as http:
+            body = alert(alert_id="c1", fixSuggestion=SUGGESTION)
+            async with http.post(console.url + "/api/v1/alerts", json=body, headers=AGENT) as r:
+                assert r.status == 200
+            async with http.get(console.url + "/alerts/c1/allow") as r:
+                csrf = _csrf(await r.text())
+            form = {"csrf": csrf, "reason": "deploy hook", "confirm": "yes"}
+            async with http.post(console.url + "/alerts/c1/allow", data=form) as r:
+                assert "Created RuntimeAlertException shop/allow-web-r0001-0a1b2c3d" in (
+                    await r.text()
+                )
+            async with http.post(console.url + "/alerts/c1/allow", data=form) as r:
+                assert "already allowed" in await r.text()
+    (obj,) = kube_api.objects(EXCEPTIONS.plural, "shop")
+    assert obj["spec"]["reason"] == "deploy hook"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "authentication is required"),
+        (["--insecure-no-auth", "--listen", "0.0.0.0:0"], "only allowed on a loopback address"),
+        (["--token-file", "/nonexistent"], "cannot read the token"),
+        (["--insecure-no-auth", "--exceptions", "cluster"], "--exceptions cluster needs"),
+    ],
+)
+def test_the_cli_refuses_unsafe_or_broken_settings(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        [GADGETWATCH, "console", "--database", str(tmp_path / "c.db"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
