@@ -48,7 +48,7 @@ from gadgetwatch.console.security import (
     SESSION_TTL_S,
     Auth,
     auth_middleware,
-    headers_middleware,
+    add_security_headers,
 )
 from gadgetwatch.console.store import AlertFilter, AlertStore, InvalidAlert, Row, Summary, row_of
 from profiler.errors import NotFoundError, ProfilerError
@@ -78,7 +78,7 @@ STATIC = resources.files("gadgetwatch.console") / "static"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Subscriber:
     flt: AlertFilter
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(LIVE_QUEUE))
@@ -853,8 +853,11 @@ async def _retention(state: ConsoleState, clock: Callable[[], float]) -> None:
 
 def build_app(state: ConsoleState) -> web.Application:
     app = web.Application(
-        middlewares=[headers_middleware, auth_middleware(state.auth)], client_max_size=MAX_REQUEST
+        middlewares=[auth_middleware(state.auth)], client_max_size=MAX_REQUEST
     )
+    # On prepare, not in a middleware: streamed answers (the live view) send their headers
+    # before a middleware would see the response, and error answers must carry them too.
+    app.on_response_prepare.append(add_security_headers)
     app[STATE] = state
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)

@@ -221,17 +221,9 @@ def _next(request: web.Request) -> str:
     return quote(request.path_qs, safe="")
 
 
-@web.middleware
-async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        raise
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer (pages, errors, the event stream, static files) carries the policy."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
-    return response

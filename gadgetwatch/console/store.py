@@ -175,7 +175,7 @@ def row_of(alert: Any) -> Row:
         severity=int(severity),
         kind=_text(alert, "kind") or "rule",
         fingerprint=_text(alert, "fingerprint"),
-        message=_text(alert, "message", limit=4096),
+        message=_text(alert, "message", limit=MAX_BODY),
         dedup_count=count,
         body=body,
     )
