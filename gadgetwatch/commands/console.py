@@ -165,7 +165,9 @@ def build_state(args: argparse.Namespace) -> Any:
     if cluster:
         from profiler.k8s_store import KubernetesStore, api_client_from
 
-        api_client = api_client_from(kubeconfig=args.kubeconfig or "", api_server=args.api_server or "")
+        api_client = api_client_from(
+            kubeconfig=args.kubeconfig or "", api_server=args.api_server or ""
+        )
     if cluster and not args.profiles_dir:
         from profiler.k8s_store import KubernetesStore
 

@@ -1,4 +1,4 @@
-""""Allow this": an alert's fix suggestion, with the reviewer's reason, as a real exception.
+""" "Allow this": an alert's fix suggestion, with the reviewer's reason, as a real exception.
 
 Every anomaly alert carries its `RuntimeAlertException` ready to apply (`fixSuggestion`, built
 by `detector.alerting.exception_snippet`; signature rules put advice before it as YAML
@@ -12,16 +12,14 @@ anything that is not exactly one valid exception document is refused with the pa
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from detector import exceptions
-from detector.k8s_source import EXCEPTIONS
+from detector.errors import RuleSourceError
+from detector.k8s_source import create_exception
 from detector.loading import Level, from_object
 from detector.rules import default_catalogue
 from detector.ruleset import parse_documents
@@ -91,24 +89,10 @@ def allowance(fix_suggestion: str, reason: str) -> Allowance:
 async def create_in_cluster(api_client: Any, allowed: Allowance) -> str:
     """Create the exception through the API; returns ``created`` or ``exists`` (same finding:
     the suggestion's name is derived from it, so it was allowed before)."""
-    from kubernetes import client as k8s_client
-
     if not allowed.namespace:
         raise AllowError("a host workload's exception has no namespace: download it instead")
-    custom: Any = k8s_client.CustomObjectsApi(api_client)
     try:
-        await asyncio.to_thread(
-            custom.create_namespaced_custom_object,
-            EXCEPTIONS.group,
-            EXCEPTIONS.version,
-            allowed.namespace,
-            EXCEPTIONS.plural,
-            allowed.document,
-        )
-    except ApiException as exc:
-        if exc.status == 409:
-            return "exists"
-        raise AllowError(f"the API server refused it: {exc.status} {exc.reason}") from None
-    except (OSError, urllib3.exceptions.HTTPError) as exc:
-        raise AllowError(f"the API server is unreachable: {exc}") from None
-    return "created"
+        created = await create_exception(api_client, allowed.document)
+    except RuleSourceError as exc:
+        raise AllowError(exc.message) from None
+    return "created" if created else "exists"

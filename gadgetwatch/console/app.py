@@ -47,10 +47,17 @@ from gadgetwatch.console.security import (
     PRINCIPAL,
     SESSION_TTL_S,
     Auth,
-    auth_middleware,
     add_security_headers,
+    auth_middleware,
 )
-from gadgetwatch.console.store import AlertFilter, AlertStore, InvalidAlert, Row, Summary, row_of
+from gadgetwatch.console.store import (
+    AlertFilter,
+    AlertStore,
+    InvalidAlertError,
+    Row,
+    Summary,
+    row_of,
+)
 from profiler.errors import NotFoundError, ProfilerError
 from profiler.store import ProfileStore
 
@@ -122,7 +129,9 @@ def _page(request: web.Request, title: str, body: Markup, active: str = "") -> w
 
 
 def _error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
-    response = _page(request, title, render('<h1>{t}</h1><p class="error">{m}</p>', t=title, m=message))
+    response = _page(
+        request, title, render('<h1>{t}</h1><p class="error">{m}</p>', t=title, m=message)
+    )
     response.set_status(status)
     return response
 
@@ -152,7 +161,7 @@ async def ingest(request: web.Request) -> web.Response:
     for index, alert in enumerate(alerts):
         try:
             rows.append(row_of(alert))
-        except InvalidAlert as exc:
+        except InvalidAlertError as exc:
             reason = str(exc).split(":", 1)[0]
             state.store.reject(reason)
             problems.append(f"alerts[{index}]: {exc}")
@@ -258,7 +267,7 @@ async def alerts_page(request: web.Request) -> web.Response:
     body = render(
         "<h1>Alerts</h1>{filters}"
         '<section><h2>Over time, by severity</h2>{chart}<p class="legend">{legend}</p></section>'
-        "<section><h2>Incidents <span class=\"muted\">(workload + {window} window; "
+        '<section><h2>Incidents <span class="muted">(workload + {window} window; '
         'window:</span> {windows}<span class="muted">)</span></h2>{incidents}</section>'
         '<section><h2>Alerts <span class="muted" id="total">{total} matching, newest {shown} '
         'shown</span> <span id="live-state" class="muted">live: connecting</span> '
@@ -359,7 +368,10 @@ async def alert_page(request: web.Request) -> web.Response:
         cls="kv parent",
     )
     event_table = pages.kv_table(
-        [(str(k), pages.value_block(v)) for k, v in (event.items() if isinstance(event, dict) else [])],
+        [
+            (str(k), pages.value_block(v))
+            for k, v in (event.items() if isinstance(event, dict) else [])
+        ],
         cls="kv event",
     )
     dedup_table = pages.kv_table(
@@ -638,7 +650,9 @@ async def diff_page(request: web.Request) -> web.Response:
 async def health_page(request: web.Request) -> web.Response:
     state = _state(request)
     agents, nodes, total = await asyncio.gather(
-        health.scrape_all(state.agent_metrics), state.store.by_node(), state.store.count(AlertFilter())
+        health.scrape_all(state.agent_metrics),
+        state.store.by_node(),
+        state.store.count(AlertFilter()),
     )
     stats = state.store.stats
     own = pages.kv_table(
@@ -657,7 +671,7 @@ async def health_page(request: web.Request) -> web.Response:
     )
     node_rows = join(
         render(
-            "<tr><td>{c}</td><td>{n}</td><td class=\"num\">{a}</td><td>{t}</td></tr>",
+            '<tr><td>{c}</td><td>{n}</td><td class="num">{a}</td><td>{t}</td></tr>',
             c=c or "-",
             n=n or "-",
             a=a,
@@ -749,8 +763,13 @@ async def csp_report(request: web.Request) -> web.Response:
     state = _state(request)
     body = await request.content.read(MAX_CSP_REPORT)
     state.csp_reports += 1
-    state.csp_recent = [*state.csp_recent[-(MAX_CSP_REPORTS - 1) :], body.decode("utf-8", "replace")]
-    log.warning("content security policy violation reported", report=body[:2048].decode("utf-8", "replace"))
+    state.csp_recent = [
+        *state.csp_recent[-(MAX_CSP_REPORTS - 1) :],
+        body.decode("utf-8", "replace"),
+    ]
+    log.warning(
+        "content security policy violation reported", report=body[:2048].decode("utf-8", "replace")
+    )
     return web.Response(status=204)
 
 
@@ -852,9 +871,7 @@ async def _retention(state: ConsoleState, clock: Callable[[], float]) -> None:
 
 
 def build_app(state: ConsoleState) -> web.Application:
-    app = web.Application(
-        middlewares=[auth_middleware(state.auth)], client_max_size=MAX_REQUEST
-    )
+    app = web.Application(middlewares=[auth_middleware(state.auth)], client_max_size=MAX_REQUEST)
     # On prepare, not in a middleware: streamed answers (the live view) send their headers
     # before a middleware would see the response, and error answers must carry them too.
     app.on_response_prepare.append(add_security_headers)

@@ -221,7 +221,7 @@ def diff_body(before: Profile, after: Profile) -> Markup:
         else Markup('<p id="diff" class="muted">The two profiles are the same.</p>')
     )
     return render(
-        "<h1>Diff</h1><p>{a} → {b}: <span class=\"del\">{r} only before</span>, "
+        '<h1>Diff</h1><p>{a} → {b}: <span class="del">{r} only before</span>, '
         '<span class="add">{n} only after</span>.</p>{body}',
         a=link(f"/profiles/{ref(before)}", ref(before)),
         b=link(f"/profiles/{ref(after)}", ref(after)),

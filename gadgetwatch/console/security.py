@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -114,8 +115,10 @@ class Auth:
         if not user and self.token and hmac.compare_digest(secret.encode(), self.token.encode()):
             return "token"
         expected = self.users.get(user)
-        if user and expected is not None and hmac.compare_digest(
-            secret.encode(), expected.encode()
+        if (
+            user
+            and expected is not None
+            and hmac.compare_digest(secret.encode(), expected.encode())
         ):
             return f"user:{user}"
         return None
@@ -190,13 +193,14 @@ class Auth:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Any  # aiohttp's middleware protocol; the decorator gives the function its type
 
 #: Paths answered without a login: the login page itself, static files (no data in them),
 #: the liveness probe, CSP reports, and ingestion (which checks the ingest token itself).
 PUBLIC_PREFIXES = ("/login", "/static/", "/healthz", "/csp-report", "/api/v1/alerts")
 
 
-def auth_middleware(auth: Auth) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(auth: Auth) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(PUBLIC_PREFIXES):

@@ -79,14 +79,14 @@ CREATE INDEX IF NOT EXISTS alerts_received ON alerts (received_ns);
 """
 
 
-class InvalidAlert(ValueError):
+class InvalidAlertError(ValueError):
     """An alert body the console cannot store; the message names the field."""
 
 
 def parse_time(text: str) -> int:
     """RFC 3339 (``2026-01-01T00:00:00.123456789Z``, any fraction length, any offset) to ns."""
     if not isinstance(text, str) or len(text) > 40:
-        raise InvalidAlert("time: expected an RFC 3339 string")
+        raise InvalidAlertError("time: expected an RFC 3339 string")
     main, frac, zone = text, "", ""
     if text.endswith(("Z", "z")):
         main, zone = text[:-1], "+00:00"
@@ -95,11 +95,11 @@ def parse_time(text: str) -> int:
     if "." in main:
         main, frac = main.split(".", 1)
     if not frac.isdigit() and frac:
-        raise InvalidAlert("time: bad fraction")
+        raise InvalidAlertError("time: bad fraction")
     try:
         moment = dt.datetime.fromisoformat(main + (zone or "+00:00"))
     except ValueError as exc:
-        raise InvalidAlert(f"time: {exc}") from None
+        raise InvalidAlertError(f"time: {exc}") from None
     return int(moment.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
 
 
@@ -108,14 +108,14 @@ def _text(data: Mapping[str, Any], key: str, *, limit: int = MAX_KEY, where: str
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidAlert(f"{where}{key}: expected a string")
+        raise InvalidAlertError(f"{where}{key}: expected a string")
     return value[:limit]
 
 
 def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = data.get(key) or {}
     if not isinstance(value, Mapping):
-        raise InvalidAlert(f"{key}: expected an object")
+        raise InvalidAlertError(f"{key}: expected an object")
     return value
 
 
@@ -144,23 +144,25 @@ class Row:
 def row_of(alert: Any) -> Row:
     """Validate one alert object (the documented schema, leniently) into its columns."""
     if not isinstance(alert, Mapping):
-        raise InvalidAlert("alert: expected an object")
+        raise InvalidAlertError("alert: expected an object")
     alert_id = alert.get("id")
     if not isinstance(alert_id, str) or not alert_id or len(alert_id) > MAX_ID:
-        raise InvalidAlert(f"id: expected a string of 1-{MAX_ID} characters")
+        raise InvalidAlertError(f"id: expected a string of 1-{MAX_ID} characters")
     rule = _section(alert, "rule")
     k8s = _section(alert, "kubernetes")
     dedup = _section(alert, "dedup")
     try:
         severity = Severity.parse(rule.get("severity", ""))
     except (ValueError, TypeError):
-        raise InvalidAlert("rule.severity: expected info, low, medium, high or critical") from None
+        raise InvalidAlertError(
+            "rule.severity: expected info, low, medium, high or critical"
+        ) from None
     count = dedup.get("count", 1)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise InvalidAlert("dedup.count: expected an integer >= 1")
+        raise InvalidAlertError("dedup.count: expected an integer >= 1")
     body = orjson.dumps(alert)
     if len(body) > MAX_BODY:
-        raise InvalidAlert(f"alert: {len(body)} bytes, more than {MAX_BODY}")
+        raise InvalidAlertError(f"alert: {len(body)} bytes, more than {MAX_BODY}")
     return Row(
         id=alert_id,
         time_ns=parse_time(alert.get("time", "")),
@@ -414,8 +416,7 @@ class AlertStore:
             where += (" AND " if where else " WHERE ") + "seq < ?"
             params.append(before_seq)
         rows = self.db.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM alerts{where} ORDER BY time_ns DESC, seq DESC "
-            "LIMIT ?",
+            f"SELECT {_SUMMARY_COLUMNS} FROM alerts{where} ORDER BY time_ns DESC, seq DESC LIMIT ?",
             [*params, limit],
         ).fetchall()
         return [Summary(*r) for r in rows]
@@ -489,7 +490,9 @@ class AlertStore:
         """Alerts grouped by workload and fixed time window (newest windows first)."""
         return await self._run(self._incidents, flt, window_ns, limit)
 
-    def _histogram(self, flt: AlertFilter, buckets: int) -> tuple[int, int, list[tuple[int, int, int]]]:
+    def _histogram(
+        self, flt: AlertFilter, buckets: int
+    ) -> tuple[int, int, list[tuple[int, int, int]]]:
         where, params = flt.where()
         lo, hi = self.db.execute(
             f"SELECT min(time_ns), max(time_ns) FROM alerts{where}", params

@@ -61,11 +61,22 @@ def alert(
             "pod": f"{workload}-5d4f9-abcde",
             "container": "app",
         },
-        "runtime": {"containerId": "c0ffee", "image": "registry.example/web:1.2", "imageDigest": ""},
+        "runtime": {
+            "containerId": "c0ffee",
+            "image": "registry.example/web:1.2",
+            "imageDigest": "",
+        },
         "process": {
-            "pid": 4242, "comm": "curl", "exe": "/usr/bin/curl", "args": ["/usr/bin/curl", "-s"],
-            "cwd": "/", "uid": 0, "gid": 0, "ppid": 4200, "pcomm": "sh",
-        },  # fmt: skip
+            "pid": 4242,
+            "comm": "curl",
+            "exe": "/usr/bin/curl",
+            "args": ["/usr/bin/curl", "-s"],
+            "cwd": "/",
+            "uid": 0,
+            "gid": 0,
+            "ppid": 4200,
+            "pcomm": "sh",
+        },
         "event": {"type": "exec", "path": "/usr/bin/curl", "args": ["/usr/bin/curl", "-s"]},
         "profile": {"name": "deployment-web-app", "status": "completed"},
         "dedup": {"count": count, "firstSeen": time, "lastSeen": time},
@@ -95,8 +106,11 @@ async def served(
     store = AlertStore(tmp / "alerts.db", max_alerts=max_alerts, **kwargs)
     state = ConsoleState(
         store=store,
-        auth=Auth(token="" if disabled else TOKEN, ingest_token="" if disabled else INGEST,
-                  disabled=disabled),  # fmt: skip
+        auth=Auth(
+            token="" if disabled else TOKEN,
+            ingest_token="" if disabled else INGEST,
+            disabled=disabled,
+        ),
         profiles=profiles,
         kube_api=kube_api,
     )

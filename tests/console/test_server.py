@@ -88,7 +88,8 @@ async def test_login_sets_a_strict_session_cookie_and_writes_need_the_csrf_token
             assert r.status == 303
             assert r.headers["Location"] == "/alerts"  # no open redirect
             cookie = r.headers["Set-Cookie"]
-            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            assert "HttpOnly" in cookie
+            assert "SameSite=Strict" in cookie
         async with http.get(console.url + "/alerts") as r:
             assert r.status == 200
             csrf = _csrf(await r.text())
@@ -155,9 +156,11 @@ async def test_pages_escape_what_the_alert_says(tmp_path: Path) -> None:
         for path in ("/alerts", "/alerts/h1"):
             async with http.get(console.url + path) as r:
                 html = await r.text()
-            assert "<img" not in html and "<b>ns" not in html
+            assert "<img" not in html
+            assert "<b>ns" not in html
             assert "&lt;img src=x onerror=alert(1)&gt;" in html
-            assert "\u202e" not in html and "⟨U+202E⟩exe.txt" in html
+            assert "\u202e" not in html
+            assert "⟨U+202E⟩exe.txt" in html
         # The MITRE ids become links to attack.mitre.org; nothing else from the alert does.
         assert 'href="https://attack.mitre.org/techniques/T1059/"' in html
 
@@ -171,13 +174,12 @@ async def test_allow_in_file_mode_downloads_the_exception_with_the_reason(
             assert r.status == 200
         async with http.get(console.url + "/alerts/a1/allow") as r:
             page = await r.text()
-        assert "allow-web-r0001-0a1b2c3d" in page and "downloaded as a file" in page
+        assert "allow-web-r0001-0a1b2c3d" in page
+        assert "downloaded as a file" in page
         form = {"csrf": _csrf(page), "reason": "deploy hook runs curl", "confirm": "yes"}
         async with http.post(console.url + "/alerts/a1/allow", data={**form, "csrf": "x"}) as r:
             assert r.status == 403
-        async with http.post(
-            console.url + "/alerts/a1/allow", data={**form, "confirm": ""}
-        ) as r:
+        async with http.post(console.url + "/alerts/a1/allow", data={**form, "confirm": ""}) as r:
             assert "Tick the confirmation first" in await r.text()
         async with http.post(console.url + "/alerts/a1/allow", data=form) as r:
             assert r.status == 200
@@ -207,20 +209,20 @@ async def test_allow_in_cluster_mode_creates_the_exception(
     tmp_path: Path, kube_api: KubeApi
 ) -> None:
     kube_api.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
-    async with served(tmp_path, kube_api=kube_api.api_client()) as console:
-        async with aiohttp.ClientSession(headers=BEARER) as http:
-            body = alert(alert_id="c1", fixSuggestion=SUGGESTION)
-            async with http.post(console.url + "/api/v1/alerts", json=body, headers=AGENT) as r:
-                assert r.status == 200
-            async with http.get(console.url + "/alerts/c1/allow") as r:
-                csrf = _csrf(await r.text())
-            form = {"csrf": csrf, "reason": "deploy hook", "confirm": "yes"}
-            async with http.post(console.url + "/alerts/c1/allow", data=form) as r:
-                assert "Created RuntimeAlertException shop/allow-web-r0001-0a1b2c3d" in (
-                    await r.text()
-                )
-            async with http.post(console.url + "/alerts/c1/allow", data=form) as r:
-                assert "already allowed" in await r.text()
+    async with (
+        served(tmp_path, kube_api=kube_api.api_client()) as console,
+        aiohttp.ClientSession(headers=BEARER) as http,
+    ):
+        body = alert(alert_id="c1", fixSuggestion=SUGGESTION)
+        async with http.post(console.url + "/api/v1/alerts", json=body, headers=AGENT) as r:
+            assert r.status == 200
+        async with http.get(console.url + "/alerts/c1/allow") as r:
+            csrf = _csrf(await r.text())
+        form = {"csrf": csrf, "reason": "deploy hook", "confirm": "yes"}
+        async with http.post(console.url + "/alerts/c1/allow", data=form) as r:
+            assert "Created RuntimeAlertException shop/allow-web-r0001-0a1b2c3d" in (await r.text())
+        async with http.post(console.url + "/alerts/c1/allow", data=form) as r:
+            assert "already allowed" in await r.text()
     (obj,) = kube_api.objects(EXCEPTIONS.plural, "shop")
     assert obj["spec"]["reason"] == "deploy hook"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gadgetwatch.console.store import AlertFilter, AlertStore, InvalidAlert, parse_time, row_of
+from gadgetwatch.console.store import AlertFilter, AlertStore, InvalidAlertError, parse_time, row_of
 from tests.console.helpers import alert
 
 S = 1_000_000_000
@@ -25,7 +25,7 @@ def test_parse_time_keeps_nanoseconds_and_offsets() -> None:
     assert parse_time("2026-01-01T01:00:00.5+01:00") == 1767225600 * S + S // 2
     assert parse_time("2026-01-01T00:00:00Z") == 1767225600 * S
     for bad in ("", "yesterday", "2026-01-01T00:00:00.x1Z", 5):
-        with pytest.raises(InvalidAlert, match="time"):
+        with pytest.raises(InvalidAlertError, match="time"):
             parse_time(bad)  # type: ignore[arg-type]
 
 
@@ -41,7 +41,7 @@ def test_parse_time_keeps_nanoseconds_and_offsets() -> None:
     ],
 )
 def test_invalid_alerts_name_the_field(change: dict[str, object], field: str) -> None:
-    with pytest.raises(InvalidAlert, match=field):
+    with pytest.raises(InvalidAlertError, match=field):
         row_of({**alert(), **change})
 
 
@@ -56,7 +56,9 @@ async def test_a_repeated_delivery_counts_instead_of_adding_a_row(tmp_path: Path
         assert (again.accepted, again.duplicates) == (1, 1)
         assert [r.id for r in again.rows] == ["two"]
         got = await store.get("one")
-        assert got is not None and got[1] == 2 and got[0]["dedup"]["count"] == 6
+        assert got is not None
+        assert got[1] == 2
+        assert got[0]["dedup"]["count"] == 6
         assert await store.finding("3f7c0a9d12e4b6a1") == (2, 7, got[0] and parse_time(
             "2026-01-01T00:00:00Z"), parse_time("2026-01-01T00:00:00Z"))  # fmt: skip
         assert (store.stats.accepted, store.stats.duplicates) == (2, 1)
@@ -73,8 +75,13 @@ async def test_filters_incidents_and_histogram(tmp_path: Path) -> None:
             alert(time="2026-01-01T00:01:00Z", rule="R0001", count=3),
             alert(time="2026-01-01T00:05:00Z", rule="R0002", severity="high"),
             alert(time="2026-01-01T01:02:00Z", rule="R0001"),
-            alert(time="2026-01-01T00:03:00Z", workload="api", rule="R0005", severity="critical",
-                  namespace="pay"),  # fmt: skip
+            alert(
+                time="2026-01-01T00:03:00Z",
+                workload="api",
+                rule="R0005",
+                severity="critical",
+                namespace="pay",
+            ),
         ]
         await store.ingest([row_of(r) for r in rows])
         everything = await store.recent(AlertFilter())
