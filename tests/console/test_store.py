@@ -123,6 +123,8 @@ async def test_retention_by_age_and_by_count_is_counted(tmp_path: Path) -> None:
         left = {a.id for a in await store.recent(AlertFilter())}
         assert left == {"new1", "new2", "new3"}
         assert store.stats.expired == {"age": 1, "count": 1}
+        # The bodies went with their rows.
+        assert store.db.execute("SELECT count(*) FROM alert_bodies").fetchone()[0] == 3
         # The database is in WAL mode (readers never wait for the writer).
         mode = store.db.execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
