@@ -85,7 +85,7 @@ def make_alert(rng: random.Random, i: int) -> dict[str, object]:
             "gid": 1000,
             "ppid": 1,
             "pcomm": "sh",
-        },  # fmt: skip
+        },
         "event": {"type": "exec", "path": path, "args": [path, "--flag", "value"], "cwd": "/"},
         "profile": {"name": f"deployment-{workload}-app", "status": "completed"},
         "dedup": {"count": rng.randrange(1, 5), "firstSeen": t, "lastSeen": t},
