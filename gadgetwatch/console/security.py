@@ -6,7 +6,8 @@
   signed with HMAC-SHA256 under a key made at start-up: nothing to store, and a restart logs
   everyone out. Scripts may send ``Authorization: Bearer <token>`` or Basic instead.
 - **Agents** post alerts with ``Authorization: Bearer <ingest token>`` (``--ingest-token-file``;
-  without it, the console token). The ingest token opens nothing else: a node that leaks it
+  without it, the console token). The file may hold ``Bearer <token>``, the header value the
+  agents' webhook ``headerFiles`` send, so one Secret key serves both. The ingest token opens nothing else: a node that leaks it
   can add alerts, not read them or write exceptions.
 - **CSRF**: every form that writes carries a token, HMAC(key, session or user); a write without
   the right token, or whose ``Origin`` names another site, is refused (403). The session
@@ -66,6 +67,9 @@ def read_token(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise AuthConfigError(f"{path}: cannot read the token: {exc}") from exc
     token = text.strip()
+    # The agents' header file holds the whole header value; one Secret key serves both sides.
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
     if not token or len(token) > MAX_SECRET or any(c.isspace() for c in token):
         raise AuthConfigError(f"{path}: expected one token (no spaces) of 1-{MAX_SECRET} chars")
     return token
