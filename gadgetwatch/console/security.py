@@ -7,8 +7,8 @@
   everyone out. Scripts may send ``Authorization: Bearer <token>`` or Basic instead.
 - **Agents** post alerts with ``Authorization: Bearer <ingest token>`` (``--ingest-token-file``;
   without it, the console token). The file may hold ``Bearer <token>``, the header value the
-  agents' webhook ``headerFiles`` send, so one Secret key serves both. The ingest token opens nothing else: a node that leaks it
-  can add alerts, not read them or write exceptions.
+  agents' webhook ``headerFiles`` send, so one Secret key serves both. The ingest token opens
+  nothing else: a node that leaks it can add alerts, not read them or write exceptions.
 - **CSRF**: every form that writes carries a token, HMAC(key, session or user); a write without
   the right token, or whose ``Origin`` names another site, is refused (403). The session
   cookie's SameSite=Strict is a second line, not the only one.
