@@ -12,8 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from detector.k8s_source import EXCEPTIONS
+from gadgetwatch.console import health
 from gadgetwatch.console.security import CSP
 from tests.console.helpers import INGEST, TOKEN, alert, served
 from tests.e2e.harness import GADGETWATCH
@@ -247,3 +250,49 @@ def test_the_cli_refuses_unsafe_or_broken_settings(
     )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+async def test_without_auth_every_page_says_so(tmp_path: Path) -> None:
+    async with served(tmp_path, disabled=True) as console, aiohttp.ClientSession() as http:
+        async with http.get(console.url + "/alerts") as r:
+            assert r.status == 200
+            assert "Authentication is OFF" in await r.text()
+        async with http.post(console.url + "/api/v1/alerts", json=alert()) as r:
+            assert r.status == 200
+
+
+async def test_health_reads_the_figures_that_matter_from_an_agents_metrics(
+    tmp_path: Path,
+) -> None:
+    registry = CollectorRegistry()
+    received = Counter("gadgetwatch_gadget_events_received", "", ["gadget"], registry=registry)
+    received.labels("trace_exec").inc(120)
+    received.labels("trace_open").inc(30)
+    Counter("gadgetwatch_gadget_events_lost", "", ["gadget"], registry=registry).labels(
+        "trace_open"
+    ).inc(4)
+    up = Gauge("gadgetwatch_exporter_up", "", ["exporter"], registry=registry)
+    up.labels("http").set(1)
+    up.labels("syslog").set(0)
+    text = generate_latest(registry)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=text, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    agent_url = f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+    try:
+        (found,) = await health.scrape_all((agent_url,))
+    finally:
+        await runner.cleanup()
+    assert found.error == ""
+    assert found.figures["events received"] == {"trace_exec": 120.0, "trace_open": 30.0}
+    assert found.figures["events lost (kernel)"] == {"trace_open": 4.0}
+    assert found.figures["exporter up"] == {"http": 1.0, "syslog": 0.0}
+    (gone,) = await health.scrape_all(("http://127.0.0.1:9/metrics",))
+    assert gone.error.startswith("unreachable")
