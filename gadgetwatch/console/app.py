@@ -24,8 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -243,7 +242,7 @@ async def alerts_page(request: web.Request) -> web.Response:
     query = {k: v for k, v in request.query.items() if isinstance(v, str)}
     flt = _filter(query)
     window = query.get("window", pages.DEFAULT_WINDOW)
-    if window not in ("5m", "15m", "1h", "6h", "1d"):
+    if window not in pages.WINDOWS:
         window = pages.DEFAULT_WINDOW
     recent, total, incidents, hist, facets = await asyncio.gather(
         state.store.recent(flt, limit=PAGE_ALERTS),
@@ -262,7 +261,7 @@ async def alerts_page(request: web.Request) -> web.Response:
             w=w,
             c="on" if w == window else "",
         )
-        for w in ("5m", "15m", "1h", "6h", "1d")
+        for w in pages.WINDOWS
     )
     body = render(
         "<h1>Alerts</h1>{filters}"
@@ -859,7 +858,7 @@ async def static(request: web.Request) -> web.Response:
 # -- the application ------------------------------------------------------------------------
 
 
-async def _retention(state: ConsoleState, clock: Callable[[], float]) -> None:
+async def _retention(state: ConsoleState) -> None:
     while True:
         try:
             removed = await state.store.enforce_retention()
@@ -898,7 +897,7 @@ def build_app(state: ConsoleState) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.store.open()
-        task = asyncio.create_task(_retention(state, time.monotonic), name="console-retention")
+        task = asyncio.create_task(_retention(state), name="console-retention")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ everything else).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -199,8 +200,8 @@ def incidents_table(incidents: Sequence[Incident], window_text: str) -> Markup:
                     {
                         "namespace": i.namespace,
                         "workload": i.workload_name,
-                        "since": _dt_local(i.window_start_ns),
-                        "until": _dt_local(i.window_start_ns + _window_ns(window_text)),
+                        "since": dt_local(i.window_start_ns),
+                        "until": dt_local(i.window_start_ns + window_ns(window_text)),
                     }
                 ),
                 "show",
@@ -217,27 +218,18 @@ def incidents_table(incidents: Sequence[Incident], window_text: str) -> Markup:
     )
 
 
-_WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
+#: Incident windows the page offers (seconds), by their label.
+WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
 DEFAULT_WINDOW = "15m"
 
 
-def _window_ns(text: str) -> int:
-    return _WINDOWS.get(text, _WINDOWS[DEFAULT_WINDOW]) * 1_000_000_000
-
-
-def window_ns(text: str) -> int:
-    return _window_ns(text)
-
-
-def _dt_local(ns: int) -> str:
-    import time as _time
-
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(ns // 1_000_000_000))
+def window_ns(label: str) -> int:
+    return WINDOWS.get(label, WINDOWS[DEFAULT_WINDOW]) * 1_000_000_000
 
 
 def dt_local(ns: int) -> str:
     """A time as an ``<input type=datetime-local>`` value (UTC)."""
-    return _dt_local(ns)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
 
 
 _MITRE_ID = re.compile(r"^(TA\d{4}|T\d{4})(?:\.(\d{3}))?$")
