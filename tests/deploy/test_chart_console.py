@@ -9,8 +9,10 @@ from typing import Any
 
 import yaml
 
+from detector.k8s_source import EXCEPTIONS
 from gadgetwatch.config import load_settings
 from gadgetwatch.console.security import read_token
+from profiler import documents
 from tests.deploy.manifests import builtin_errors, is_custom
 from tests.deploy.test_chart_render import agent, config, find, helmrender, render
 from tests.e2e.harness import GADGETWATCH
@@ -112,7 +114,9 @@ def test_console_rbac_reads_profiles_and_only_creates_exceptions(render) -> None
         for v in rule["verbs"]
     }
     writes = {x for x in granted if x[2] not in ("get", "list", "watch")}
-    assert writes == {("gadgetwatch.io", "runtimealertexceptions", "create")}
+    assert writes == {(EXCEPTIONS.group, EXCEPTIONS.plural, "create")}
+    reads = granted - writes
+    assert reads == {(documents.GROUP, documents.PLURAL, v) for v in ("get", "list", "watch")}
     binding = find(objects, "ClusterRoleBinding", "-console")
     assert (
         binding["subjects"][0]["name"]
