@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import ssl
 import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,8 +23,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from detector.k8s_source import EXCEPTIONS
 from gadgetwatch.console import health
 from gadgetwatch.console.security import CSP
-from tests.console.helpers import INGEST, TOKEN, alert, served
-from tests.e2e.harness import GADGETWATCH
+from tests.console.helpers import INGEST, TOKEN, ConsoleProcess, alert, served
+from tests.e2e.harness import GADGETWATCH, child_env
+from tests.exporters.daemons import make_tls_files
 from tests.standins.fixtures import KubeApi
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -296,3 +302,68 @@ async def test_health_reads_the_figures_that_matter_from_an_agents_metrics(
     assert found.figures["exporter up"] == {"http": 1.0, "syslog": 0.0}
     (gone,) = await health.scrape_all(("http://127.0.0.1:9/metrics",))
     assert gone.error.startswith("unreachable")
+
+
+def test_the_console_process_serves_https_with_basic_auth_users(tmp_path: Path) -> None:
+    """`gadgetwatch console` as its own process: TLS from files, users from a
+    `user:password` file (HTTP Basic and the login form), the session cookie marked Secure."""
+    tls = make_tls_files(tmp_path)
+    users = tmp_path / "users"
+    users.write_text("# people\nalice:wonder-land-42\n")
+    ingest = tmp_path / "ingest"
+    ingest.write_text("Bearer agents-token\n")
+    console = ConsoleProcess(
+        [
+            "--basic-auth-file",
+            str(users),
+            "--tls-cert-file",
+            str(tls.cert),
+            "--tls-key-file",
+            str(tls.key),
+            "--database",
+            str(tmp_path / "c.db"),
+            "--ingest-token-file",
+            str(ingest),
+        ],
+        env=child_env(tmp_path),
+    )
+    try:
+        assert console.url.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(tls.ca))
+
+        def get(path: str, headers: dict[str, str]) -> int:
+            request = urllib.request.Request(console.url + path, headers=headers)
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=20) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        basic = base64.b64encode(b"alice:wonder-land-42").decode()
+        wrong = base64.b64encode(b"alice:nope").decode()
+        assert get("/alerts", {"Authorization": f"Basic {basic}"}) == 200
+        assert get("/alerts", {"Authorization": f"Basic {wrong}"}) == 401
+        assert get("/healthz", {}) == 200
+        # The login form: a Secure, HttpOnly, SameSite=Strict cookie over TLS.
+        with urllib.request.urlopen(console.url + "/login", context=context, timeout=20) as r:
+            csrf = _csrf(r.read().decode())
+        form = urllib.parse.urlencode(
+            {"csrf": csrf, "user": "alice", "secret": "wonder-land-42", "next": "/profiles"}
+        ).encode()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        opener = urllib.request.build_opener(
+            NoRedirect, urllib.request.HTTPSHandler(context=context)
+        )
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(console.url + "/login", data=form, timeout=20)
+        assert redirect.value.code == 303
+        assert redirect.value.headers["Location"] == "/profiles"
+        cookie = redirect.value.headers["Set-Cookie"]
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
+    finally:
+        console.stop()
