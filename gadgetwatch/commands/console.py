@@ -105,6 +105,14 @@ def register(sub: Any) -> None:
         metavar="URL",
         help="an agent's /metrics URL for the Health page (repeatable)",
     )
+    p.add_argument(
+        "--agent-metrics-dns",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a /metrics URL whose host name resolves to every agent (a headless Service); "
+        "each address is scraped (repeatable)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -193,6 +201,7 @@ def build_state(args: argparse.Namespace) -> Any:
         profiles=profiles,
         kube_api=kube_api,
         agent_metrics=tuple(args.agent_metrics),
+        agent_discovery=tuple(args.agent_metrics_dns),
     )
 
 

@@ -99,6 +99,8 @@ class ConsoleState:
     #: the API client exceptions are written with; None: "Allow this" offers a file instead
     kube_api: Any = None
     agent_metrics: tuple[str, ...] = ()
+    #: metrics URLs whose host names stand for every agent (each address is scraped)
+    agent_discovery: tuple[str, ...] = ()
     retention_interval_s: float = 60.0
     subscribers: set[Subscriber] = field(default_factory=set)
     live_skipped: int = 0
@@ -649,7 +651,7 @@ async def diff_page(request: web.Request) -> web.Response:
 async def health_page(request: web.Request) -> web.Response:
     state = _state(request)
     agents, nodes, total = await asyncio.gather(
-        health.scrape_all(state.agent_metrics),
+        health.scrape_all(state.agent_metrics, state.agent_discovery),
         state.store.by_node(),
         state.store.count(AlertFilter()),
     )
@@ -706,7 +708,10 @@ async def health_page(request: web.Request) -> web.Response:
         "<h2>This console</h2>{own}",
         agents=join(agent_parts)
         if agent_parts
-        else Markup('<p class="muted">No agent metrics URLs configured (--agent-metrics).</p>'),
+        else Markup(
+            '<p class="muted">No agent metrics URLs configured '
+            "(--agent-metrics, --agent-metrics-dns).</p>"
+        ),
         nodes=node_rows,
         own=own,
     )

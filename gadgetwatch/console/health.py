@@ -1,7 +1,8 @@
 """The Health page's figures: the agents' own metrics, and what the console itself received.
 
-An agent's /metrics (``--agent-metrics URL``, repeatable; in a cluster the agents' metrics
-Service or each pod) is fetched when the page is shown, with a short timeout, and reduced to
+An agent's /metrics (``--agent-metrics URL``, repeatable; or ``--agent-metrics-dns URL``, whose
+host name is resolved and every address scraped: a headless Service gives every agent pod; the
+chart sets one up) is fetched when the page is shown, with a short timeout, and reduced to
 the figures that say whether detection works: events in, lost in the kernel, dropped in the
 pipeline, alerts raised, and each exporter's state (up, sent, dropped). An agent that does not
 answer is shown as such; the page never waits longer than the timeout for it.
@@ -15,8 +16,10 @@ subscribers, messages skipped for slow live viewers, CSP reports).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -82,8 +85,32 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> AgentHealth:
         return AgentHealth(shown, error=f"not Prometheus text: {exc}")
 
 
-async def scrape_all(urls: tuple[str, ...]) -> list[AgentHealth]:
-    if not urls:
+#: Most agents one discovery name expands to (one per node; a bound on the page's fan-out).
+MAX_DISCOVERED = 500
+
+
+async def expand(url: str) -> list[str]:
+    """Every address `url`'s host resolves to, as a URL each (a headless Service's name gives
+    one address per agent pod). A name that does not resolve stays as it is (its scrape then
+    says why)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return [url]
+    addresses = sorted({str(info[4][0]) for info in infos})[:MAX_DISCOVERED]
+    return [
+        urlunsplit(parts._replace(netloc=f"[{a}]:{port}" if ":" in a else f"{a}:{port}"))
+        for a in addresses
+    ]
+
+
+async def scrape_all(urls: tuple[str, ...], discover: tuple[str, ...] = ()) -> list[AgentHealth]:
+    """Scrape each URL, and each address of each `discover` URL, concurrently."""
+    expanded = [u for group in await asyncio.gather(*(expand(d) for d in discover)) for u in group]
+    targets = [*urls, *expanded]
+    if not targets:
         return []
     async with aiohttp.ClientSession() as session:
-        return list(await asyncio.gather(*(scrape(session, u) for u in urls)))
+        return list(await asyncio.gather(*(scrape(session, u) for u in targets)))

@@ -291,11 +291,15 @@ async def test_health_reads_the_figures_that_matter_from_an_agents_metrics(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    agent_url = f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+    port = runner.addresses[0][1]
     try:
-        (found,) = await health.scrape_all((agent_url,))
+        (found,) = await health.scrape_all((f"http://127.0.0.1:{port}/metrics",))
+        # A discovery name: every address it resolves to is one agent.
+        discovered = await health.scrape_all((), (f"http://localhost:{port}/metrics",))
     finally:
         await runner.cleanup()
+    by_url = {a.url: a for a in discovered}
+    assert by_url[f"http://127.0.0.1:{port}/metrics"].figures == found.figures
     assert found.error == ""
     assert found.figures["events received"] == {"trace_exec": 120.0, "trace_open": 30.0}
     assert found.figures["events lost (kernel)"] == {"trace_open": 4.0}

@@ -93,6 +93,14 @@ def test_console_objects_validate_and_agents_post_to_it(render, tmp_path: Path) 
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # The Health page finds every agent through a headless Service selecting the agents.
+    agents = find(objects, "Service", "-console-agents")
+    assert agents["spec"]["clusterIP"] == "None"
+    assert agents["spec"]["selector"] == ds_labels
+    assert (
+        f"--agent-metrics-dns=http://{agents['metadata']['name']}.{namespace}.svc:9090/metrics"
+        in args
+    )
 
     # The real CLI accepts the rendered arguments (parsed up to starting to serve).
     result = subprocess.run(
