@@ -40,7 +40,7 @@ from gadgetwatch.console import allow as allowing
 from gadgetwatch.console import health, pages
 from gadgetwatch.console import profiles as profile_pages
 from gadgetwatch.console.chart import fmt_time, histogram_svg
-from gadgetwatch.console.html import Markup, escape, join, render
+from gadgetwatch.console.html import Markup, escape, join, link, render
 from gadgetwatch.console.security import (
     COOKIE,
     PRINCIPAL,
@@ -246,8 +246,9 @@ async def alerts_page(request: web.Request) -> web.Response:
     window = query.get("window", pages.DEFAULT_WINDOW)
     if window not in pages.WINDOWS:
         window = pages.DEFAULT_WINDOW
+    before = _cursor(query.get("before", ""))
     recent, total, incidents, hist, facets = await asyncio.gather(
-        state.store.recent(flt, limit=PAGE_ALERTS),
+        state.store.recent(flt, limit=PAGE_ALERTS, before=before),
         state.store.count(flt),
         state.store.incidents(flt, window_ns=pages.window_ns(window)),
         state.store.histogram(flt),
@@ -255,7 +256,8 @@ async def alerts_page(request: web.Request) -> web.Response:
     )
     live = {k: v for k, v in query.items() if k in ("namespace", "workload", "rule", "severity",
                                                      "since", "until") and v}  # fmt: skip
-    stream = "/events" + (f"?{urlencode(live)}" if live else "")
+    # An older page is history: no live rows on top of it.
+    stream = "" if before else "/events" + (f"?{urlencode(live)}" if live else "")
     windows = join(
         render(
             '<a href="{h}" class="{c}">{w}</a>',
@@ -272,7 +274,7 @@ async def alerts_page(request: web.Request) -> web.Response:
         'window:</span> {windows}<span class="muted">)</span></h2>{incidents}</section>'
         '<section><h2>Alerts <span class="muted" id="total">{total} matching, newest {shown} '
         'shown</span> <span id="live-state" class="muted">live: connecting</span> '
-        '<span id="live-count" class="muted"></span></h2>{table}</section>',
+        '<span id="live-count" class="muted"></span></h2>{table}{older}</section>',
         filters=pages.filter_form(facets, query),
         chart=histogram_svg(*hist),
         legend=join(pages.severity_badge(int(s)) for s in Severity),
@@ -282,8 +284,29 @@ async def alerts_page(request: web.Request) -> web.Response:
         total=total,
         shown=len(recent),
         table=pages.alert_table(recent, stream),
+        older=(
+            render(
+                '<p class="paging">{a}</p>',
+                a=link(
+                    "/alerts?"
+                    + urlencode({**query, "before": f"{recent[-1].time_ns}:{recent[-1].seq}"}),
+                    f"Older than these {len(recent)} →",
+                    cls="older",
+                ),
+            )
+            if len(recent) == PAGE_ALERTS
+            else Markup("")
+        ),
     )
     return _page(request, "Alerts", body, "alerts")
+
+
+def _cursor(text: str) -> tuple[int, int] | None:
+    """The ``before=TIME:SEQ`` paging cursor, or None (absent or malformed: the first page)."""
+    time_text, _, seq_text = text.partition(":")
+    if not time_text.isdigit() or not seq_text.isdigit():
+        return None
+    return int(time_text), int(seq_text)
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -423,8 +446,6 @@ async def alert_page(request: web.Request) -> web.Response:
 
 
 def _profile_link(namespace: str, name: str) -> Markup:
-    from gadgetwatch.console.html import link
-
     if not name:
         return escape("-")
     return link(f"/profiles/{namespace or profile_pages.HOST_NS}/{name}", name)

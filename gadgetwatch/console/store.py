@@ -426,11 +426,16 @@ class AlertStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _recent(self, flt: AlertFilter, limit: int, before_seq: int) -> list[Summary]:
+    def _recent(
+        self, flt: AlertFilter, limit: int, before: tuple[int, int] | None
+    ) -> list[Summary]:
         where, params = flt.where()
-        if before_seq:
-            where += (" AND " if where else " WHERE ") + "seq < ?"
-            params.append(before_seq)
+        if before is not None:
+            # Keyset paging in the list's order (time, then arrival): stable while alerts arrive.
+            where += (
+                " AND " if where else " WHERE "
+            ) + "(time_ns < ? OR (time_ns = ? AND seq < ?))"
+            params += [before[0], before[0], before[1]]
         rows = self.db.execute(
             f"SELECT {_SUMMARY_COLUMNS} FROM alerts{where} ORDER BY time_ns DESC, seq DESC LIMIT ?",
             [*params, limit],
@@ -438,10 +443,11 @@ class AlertStore:
         return [Summary(*r) for r in rows]
 
     async def recent(
-        self, flt: AlertFilter, *, limit: int = 100, before_seq: int = 0
+        self, flt: AlertFilter, *, limit: int = 100, before: tuple[int, int] | None = None
     ) -> list[Summary]:
-        """The newest alerts (by event time) that match."""
-        return await self._run(self._recent, flt, limit, before_seq)
+        """The newest alerts (by event time) that match; `before` (time, seq) of the last one
+        shown gives the next page."""
+        return await self._run(self._recent, flt, limit, before)
 
     def _count(self, flt: AlertFilter) -> int:
         where, params = flt.where()

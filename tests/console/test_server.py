@@ -371,3 +371,26 @@ def test_the_console_process_serves_https_with_basic_auth_users(tmp_path: Path) 
         assert "HttpOnly" in cookie
     finally:
         console.stop()
+
+
+async def test_the_alert_list_pages_back_through_history(tmp_path: Path) -> None:
+    async with served(tmp_path) as console, aiohttp.ClientSession(headers=BEARER) as http:
+        bodies = [
+            alert(alert_id=f"a{i:03}", time=f"2026-01-01T00:{i // 60:02}:{i % 60:02}Z")
+            for i in range(130)
+        ]
+        async with http.post(
+            console.url + "/api/v1/alerts", json={"alerts": bodies}, headers=AGENT
+        ) as r:
+            assert (await r.json())["accepted"] == 130
+        async with http.get(console.url + "/alerts") as r:
+            first = await r.text()
+        ids = re.findall(r'data-id="(a\d+)"', first)
+        assert ids == [f"a{i:03}" for i in range(129, 29, -1)]
+        older = re.search(r'href="(/alerts\?before=[^"]+)" class="older"', first)
+        assert older is not None
+        async with http.get(console.url + older.group(1).replace("&amp;", "&")) as r:
+            second = await r.text()
+        assert re.findall(r'data-id="(a\d+)"', second) == [f"a{i:03}" for i in range(29, -1, -1)]
+        assert 'data-stream=""' in second  # history: no live rows on top
+        assert 'class="older"' not in second

@@ -130,3 +130,20 @@ async def test_retention_by_age_and_by_count_is_counted(tmp_path: Path) -> None:
         assert mode == "wal"
     finally:
         await store.close()
+
+
+async def test_pages_cover_every_alert_once_even_within_one_timestamp(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "a.db")
+    await store.open()
+    try:
+        same = "2026-01-01T00:00:00Z"
+        await store.ingest([row_of(alert(alert_id=f"s{i}", time=same)) for i in range(5)])
+        await store.ingest([row_of(alert(alert_id="late", time="2026-01-01T00:00:01Z"))])
+        seen: list[str] = []
+        before = None
+        while page := await store.recent(AlertFilter(), limit=2, before=before):
+            seen += [a.id for a in page]
+            before = (page[-1].time_ns, page[-1].seq)
+        assert seen == ["late", "s4", "s3", "s2", "s1", "s0"]
+    finally:
+        await store.close()

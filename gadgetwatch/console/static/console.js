@@ -11,6 +11,10 @@
     if (!table || !rows || !window.EventSource) {
       return;
     }
+    if (!table.getAttribute("data-stream")) {
+      state.textContent = "live: off (an older page)";
+      return;
+    }
     var received = 0;
     var source = new EventSource(table.getAttribute("data-stream"));
     source.addEventListener("ready", function () {
