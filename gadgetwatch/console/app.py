@@ -71,7 +71,8 @@ MAX_BATCH = 1000
 PAGE_ALERTS = 100
 #: Rendered rows waiting per live subscriber before it is told to reload.
 LIVE_QUEUE = 200
-#: Most live subscribers at once (each holds a connection and a queue).
+#: Most live subscribers at once: each holds a connection and up to LIVE_QUEUE rendered rows
+#: (~100 people watching is far beyond one cluster's security team).
 MAX_SUBSCRIBERS = 100
 #: Comment sent on an idle live stream so proxies keep it open.
 KEEPALIVE_S = 15.0

@@ -51,6 +51,15 @@ MAX_BODY = 512 * 1024
 #: of a busy day, bounded so the Alerts page costs the same with 100,000 alerts stored.
 INCIDENT_SCAN = 5000
 
+#: Incident rows shown: a screenful; older ones are a time filter away.
+INCIDENTS_SHOWN = 50
+#: Bars of the alerts-over-time chart: a day in half hours, readable at 960 px.
+CHART_BUCKETS = 48
+#: Values offered per filter drop-down (more is not a usable list; the URL takes any value).
+MAX_FACETS = 500
+#: Nodes listed on the Health page (a large cluster's node count).
+MAX_NODES = 1000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     seq INTEGER PRIMARY KEY,
@@ -512,7 +521,7 @@ class AlertStore:
         ]
 
     async def incidents(
-        self, flt: AlertFilter, *, window_ns: int, limit: int = 50
+        self, flt: AlertFilter, *, window_ns: int, limit: int = INCIDENTS_SHOWN
     ) -> list[Incident]:
         """Alerts grouped by workload and fixed time window (newest windows first)."""
         return await self._run(self._incidents, flt, window_ns, limit)
@@ -535,7 +544,7 @@ class AlertStore:
         return int(lo), width, [(int(b), int(s), int(n)) for b, s, n in rows]
 
     async def histogram(
-        self, flt: AlertFilter, *, buckets: int = 48
+        self, flt: AlertFilter, *, buckets: int = CHART_BUCKETS
     ) -> tuple[int, int, list[tuple[int, int, int]]]:
         """(start, bucket width, [(bucket, severity, count)]) over the matching alerts' span."""
         return await self._run(self._histogram, flt, buckets)
@@ -551,7 +560,7 @@ class AlertStore:
             out[name] = [
                 r[0]
                 for r in self.db.execute(
-                    f"SELECT DISTINCT {column} FROM alerts ORDER BY 1 LIMIT 500"
+                    f"SELECT DISTINCT {column} FROM alerts ORDER BY 1 LIMIT {MAX_FACETS}"
                 ).fetchall()
             ]
         return out
@@ -563,7 +572,7 @@ class AlertStore:
     def _by_node(self) -> list[tuple[str, str, int, int]]:
         rows = self.db.execute(
             "SELECT cluster, node, count(*), max(received_ns) FROM alerts "
-            "GROUP BY cluster, node ORDER BY cluster, node LIMIT 1000"
+            f"GROUP BY cluster, node ORDER BY cluster, node LIMIT {MAX_NODES}"
         ).fetchall()
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
