@@ -60,6 +60,10 @@ MAX_FACETS = 500
 #: Nodes listed on the Health page (a large cluster's node count).
 MAX_NODES = 1000
 
+#: The tables' layout, in the database (`PRAGMA user_version`): a console refuses a file
+#: written by another layout instead of misreading it.
+SCHEMA_VERSION = 1
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     seq INTEGER PRIMARY KEY,
@@ -342,7 +346,14 @@ class AlertStore:
         # WAL + NORMAL: a committed write survives a process crash; a power loss may lose the
         # last transactions (alerts are also in the agents' other destinations).
         db.execute("PRAGMA synchronous=NORMAL")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version not in (0, SCHEMA_VERSION):
+            db.close()
+            raise sqlite3.DatabaseError(
+                f"schema version {version}, this console reads {SCHEMA_VERSION}"
+            )
         db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._db = db
 
     async def open(self) -> None:

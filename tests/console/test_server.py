@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import sqlite3
 import ssl
 import subprocess
 import urllib.error
@@ -394,3 +395,33 @@ async def test_the_alert_list_pages_back_through_history(tmp_path: Path) -> None
         assert re.findall(r'data-id="(a\d+)"', second) == [f"a{i:03}" for i in range(29, -1, -1)]
         assert 'data-stream=""' in second  # history: no live rows on top
         assert 'class="older"' not in second
+
+
+def test_an_unreadable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not sqlite at all " * 10)
+    future = tmp_path / "future.db"
+    db = sqlite3.connect(future)
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    for path, message in ((garbage, "file is not a database"), (future, "schema version 99")):
+        result = subprocess.run(
+            [
+                GADGETWATCH,
+                "console",
+                "--token-file",
+                str(token),
+                "--database",
+                str(path),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert f"--database {path}: {message}" in result.stderr
+        assert "Traceback" not in result.stderr
