@@ -14,12 +14,14 @@ import json
 import shutil
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s_client
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
@@ -165,6 +167,14 @@ def post_alerts(url: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def download(url: str) -> str:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+        assert response.headers["Content-Disposition"].startswith("attachment; filename=")
+        text: str = response.read().decode()
+    return text
+
+
 def rows(driver: WebDriver) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, "#alert-rows tr"))
 
@@ -281,8 +291,26 @@ def test_profiles_a_profile_and_a_diff(cluster: Cluster, browser: WebDriver) -> 
     browser.find_element(By.LINK_TEXT, "deployment-web-app").click()
     execs = wait(browser).until(ec.presence_of_element_located((By.ID, "cat-exec")))
     assert "/usr/local/bin/gunicorn" in execs.text
-    assert browser.find_element(By.CSS_SELECTOR, "a.dl-seccomp").get_attribute("href")
+    links = {
+        cls: browser.find_element(By.CSS_SELECTOR, f"a.{cls}").get_attribute("href") or ""
+        for cls in ("dl-seccomp", "dl-netpol", "dl-advice")
+    }
     shot(browser, "profile")
+    # The downloads are the documents `gadgetwatch profile seccomp|netpol|advise` derive.
+    # This profile learned no syscalls (the page says so), so the seccomp profile is refused
+    # with the reason, and derived anyway with ?force=1.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        download(links["dl-seccomp"])
+    assert refused.value.code == 409
+    assert "no syscalls were recorded" in refused.value.read().decode()
+    seccomp = json.loads(download(links["dl-seccomp"] + "?force=1"))
+    assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"
+    policy = yaml.safe_load(download(links["dl-netpol"]))
+    assert policy["kind"] == "NetworkPolicy"
+    assert policy["metadata"]["namespace"] == NAMESPACE
+    advice = yaml.safe_load(download(links["dl-advice"]))
+    assert "securityContext" in advice
+    assert advice["evidence"]
     open_page(browser, cluster.console.url + "/profiles", "#diff-form")
     Select(browser.find_element(By.ID, "diff-a")).select_by_value("shop/deployment-web-app")
     Select(browser.find_element(By.ID, "diff-b")).select_by_value("shop/deployment-web-nginx")
