@@ -291,3 +291,34 @@ async def _stop_worker(w: Any, worker: asyncio.Task[None]) -> None:
 def _key(kind: str, obj: dict[str, Any]) -> ObjKey:
     meta = obj.get("metadata", {})
     return (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+async def create_exception(api_client: Any, body: dict[str, Any]) -> bool:
+    """Create a `RuntimeAlertException` in its namespace (the console's "Allow this").
+
+    Returns False when one of that name exists already (the suggestion's name is derived from
+    the finding, so it was allowed before). Any other refusal or an unreachable server raises
+    `RuleSourceError` with the status, so the caller shows one line, never a client exception.
+    """
+    namespace = str(body.get("metadata", {}).get("namespace") or "")
+    custom: Any = k8s_client.CustomObjectsApi(api_client)
+    try:
+        await asyncio.to_thread(
+            custom.create_namespaced_custom_object,
+            EXCEPTIONS.group,
+            EXCEPTIONS.version,
+            namespace,
+            EXCEPTIONS.plural,
+            body,
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise RuleSourceError(
+            f"the API server refused it: {exc.status} {exc.reason}", source=EXCEPTIONS.plural
+        ) from None
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        raise RuleSourceError(
+            f"the API server is unreachable: {exc}", source=EXCEPTIONS.plural
+        ) from None
+    return True
