@@ -63,6 +63,7 @@ from detector.cel_env import (
     referenced_fields,
 )
 from detector.cel_env import unknown_functions as _unknown_functions
+from detector.errors import CelCompileError, RuleEvaluationError
 from detector.loading import DocContext, Document, Path
 from detector.rules import (
     AllowKind,
@@ -99,6 +100,12 @@ MAX_COMPREHENSIONS = 4
 #: Items in a dedup key (the key is held in the cooldown table; R0003's new-syscall lists
 #: are the longest the built-ins make).
 MAX_KEY_ITEMS = 512
+#: Subjects kept per finding: an exception is matched against each, and R0003's list of new
+#: syscalls, the longest a built-in makes, rarely exceeds a dozen.
+MAX_SUBJECTS = 64
+#: Bounds of a rule's own text (name, description, fix, one tag): they are shown in alerts,
+#: labels and `rules list`; far above any real rule, far below what would bloat every alert.
+NAME_CHARS, DESCRIPTION_CHARS, FIX_CHARS, TAG_CHARS = 128, 4096, 2048, 64
 #: Rule ids: what `gadgetwatch rules list` and metrics labels carry, so short and plain.
 _ID = re.compile(r"^[A-Z][A-Z0-9_-]{1,15}$")
 #: Ids gadgetwatch keeps for itself (system alerts GW*, guards R3000).
@@ -130,18 +137,6 @@ _SPEC_KEYS = frozenset(
         "parameters",
     }
 )
-
-
-class CelCompileError(ValueError):
-    """A compile problem, with the 1-based line and column inside the expression if known."""
-
-    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
-        where = f"expression line {line}, column {column}: " if line is not None else ""
-        super().__init__(where + message)
-
-
-class RuleEvaluationError(RuntimeError):
-    """An expression evaluated to something the rule contract does not allow."""
 
 
 #: Bidirectional-text controls: they make a log line or label read differently than it is.
@@ -342,14 +337,14 @@ def parse_rule(doc: Document, *, ctx: DocContext, catalogue: Catalogue) -> Rule 
         )
         return None
     name = spec.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 128:
-        ctx.error(("spec", "name"), "is required (at most 128 characters)")
+    if not isinstance(name, str) or not name.strip() or len(name) > NAME_CHARS:
+        ctx.error(("spec", "name"), f"is required (at most {NAME_CHARS} characters)")
         return None
     for field_name, value, limit, multiline in (
-        ("name", name, 128, False),
-        ("description", spec.get("description", ""), 4096, True),
-        ("fix", spec.get("fix", ""), 2048, True),
-        *(("tags", t, 64, False) for t in spec.get("tags") or [] if isinstance(t, str)),
+        ("name", name, NAME_CHARS, False),
+        ("description", spec.get("description", ""), DESCRIPTION_CHARS, True),
+        ("fix", spec.get("fix", ""), FIX_CHARS, True),
+        *(("tags", t, TAG_CHARS, False) for t in spec.get("tags") or [] if isinstance(t, str)),
     ):
         problem = _unsafe_text(value, limit=limit, multiline=multiline)
         if problem:
@@ -692,7 +687,7 @@ def _builder(programs: dict[EventKind, _KindProgram], rule_id: str) -> Any:
                 items = raw_subjects if isinstance(raw_subjects, list) else [raw_subjects]
                 port = event.dst_port if event.kind is EventKind.TCP else 0  # type: ignore[union-attr]
                 subjects = tuple(
-                    Subject(_SUBJECT_KIND[event.kind], str(s), port) for s in items[:64]
+                    Subject(_SUBJECT_KIND[event.kind], str(s), port) for s in items[:MAX_SUBJECTS]
                 )
             resolved_address = ""
             if p.resolved is not None:
