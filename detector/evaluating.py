@@ -21,6 +21,11 @@ process, which the memo key leaves out. Exec events feed the process table
 DNS responses also feed the per-workload resolved-address table (`detector.resolved`) before
 any rule runs, whenever the container has a rule bound to TCP events.
 
+With a process-aware profile (`ProfileView.process_aware`), whether an open, DNS or TCP event
+is clean depends on who acted, so the memo key of those kinds carries the acting executable
+(and comm, which unknown executables are compared by); profiles without process sets keep the
+cheaper key.
+
 Why the memo is sound: profiles only grow (merge is a set union), exceptions and bindings
 are fixed for a plan's lifetime (a rule update drops every plan), and the memo is reset when
 the container's profile object or usability changes. Only events with *no* finding are
@@ -50,7 +55,6 @@ from detector.alerting import (
     runtime_info,
 )
 from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
-from detector.catalogue_anomaly import exec_path
 from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
 from detector.exceptions import Allowance
@@ -72,6 +76,7 @@ from detector.rules import (
 from detector.ruleset import RuleSet
 from detector.stats import DetectorStats
 from gadgetclient.events import Container, DnsEvent, Event, EventKind, ExecEvent
+from gadgetclient.processes import exec_path
 from profiler import identity as _identity
 from profiler.generalizing import arg_normalizer
 from profiler.identity import PodMetadata, WorkloadKey
@@ -109,6 +114,10 @@ def _fallback_workload_key(container: Container, pod_metadata: PodMetadata) -> W
 def resolve_workload_key_fn() -> WorkloadKeyFn:
     fn: WorkloadKeyFn | None = getattr(_identity, "workload_key", None)
     return fn if fn is not None else _fallback_workload_key
+
+
+#: Event kinds whose findings depend on the acting process under a process-aware profile.
+_PROCESS_KINDS = frozenset({EventKind.OPEN, EventKind.DNS, EventKind.TCP})
 
 
 def _memo_key(event: Any) -> Any:
@@ -430,6 +439,8 @@ class Detector:
                 plan.memo_owner = owner
             memo = plan.memo[kind]
             memo_key = _memo_key(event)
+            if usable and kind in _PROCESS_KINDS and profile is not None and profile.process_aware:
+                memo_key = (memo_key, self._actor(event).exe, event.process.comm)
             if memo_key in memo:
                 # Never holds an event that touched a guarded resource (see below).
                 self.stats.memo_hits[kind] += 1
@@ -603,6 +614,7 @@ class Detector:
             args=args if args else None,
             workload=workload,
             pod_labels=labels_of(container, fallback),
+            actor=self._actor,
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:

@@ -115,6 +115,9 @@ class RuleEnv:
     #: rules whose parameters allow legitimate users by workload (R2101, R2102).
     workload: WorkloadKey | None = None
     pod_labels: tuple[tuple[str, str], ...] = ()
+    #: Who acted (the detector's process table); asked by process-aware anomaly checks only
+    #: when the profile records processes for the resource reached (`detector.intruders`).
+    actor: Callable[[Event], Actor] | None = None
 
 
 Check = Callable[[Event, ProfileView | None], Finding | None]
