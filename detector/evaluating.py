@@ -440,7 +440,8 @@ class Detector:
             memo = plan.memo[kind]
             memo_key = _memo_key(event)
             if usable and kind in _PROCESS_KINDS and profile is not None and profile.process_aware:
-                memo_key = (memo_key, self._actor(event).exe, event.process.comm)
+                exe = self._processes.exe_of(event)
+                memo_key = (memo_key, exe or "comm:" + event.process.comm)
             if memo_key in memo:
                 # Never holds an event that touched a guarded resource (see below).
                 self.stats.memo_hits[kind] += 1
@@ -614,7 +615,7 @@ class Detector:
             args=args if args else None,
             workload=workload,
             pod_labels=labels_of(container, fallback),
-            actor=self._actor,
+            exe_of=self._processes.exe_of,
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:

@@ -3,7 +3,7 @@
 With process-aware profiles (`profiler.sources`), R0002, R0005, R0006, R0011 and R2100 ask,
 once the resource is known to the profile, which executables reached it while learning
 (`ProfileView.open_sources` and siblings; None means any process). `intruder` compares the
-acting process (`RuleEnv.actor`, the detector's process table) with that set:
+acting process (`RuleEnv.exe_of`, the detector's process table) with that set:
 
 - a known executable matches exactly (paths as the kernel reported them at exec);
 - an unknown one (its exec was not seen: the agent restarted after the process started, or
@@ -37,15 +37,16 @@ _EXE_LIMIT = 256
 
 def intruder(known: frozenset[str] | None, event: Event, env: RuleEnv) -> Actor | None:
     """The acting process when `known` (the resource's learned executables) excludes it."""
-    if known is None or env.actor is None:
+    if known is None or env.exe_of is None:
         return None
-    actor = env.actor(event)
-    if actor.exe:
-        return None if actor.exe in known else actor
-    comm = actor.comm
-    if comm and any(basename(exe)[:COMM_LEN] == comm for exe in known):
+    exe = env.exe_of(event)
+    comm = event.process.comm
+    if exe:
+        if exe in known:
+            return None
+    elif comm and any(basename(e)[:COMM_LEN] == comm for e in known):
         return None
-    return actor
+    return Actor(comm=comm, exe=exe)
 
 
 def join(sets: Iterable[frozenset[str] | None]) -> frozenset[str] | None:

@@ -56,6 +56,11 @@ class ProcessTable:
     def record(self, event: ExecEvent, exe: str) -> None:
         self._execs.record(event, exe)
 
+    def exe_of(self, event: Event) -> str:
+        """The executable of the process behind a non-exec event, "" when unknown (one dict
+        look-up: what process-aware checks and the memo key need, without an `Actor`)."""
+        return self._execs.exe_of(event)
+
     def actor(self, event: Event) -> Actor:
         process = event.process
         if isinstance(event, ExecEvent):
