@@ -149,8 +149,11 @@ def measure(
     events: list[Event],
     profiles: ProfileReadModel,
     rules: RuleSet | None,
+    rounds: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[float, int, int, Callable[[], tuple[Detector, DetectorStats]]]:
-    """Best-of-3 throughput, alerts per run, memo hits, and the detector factory."""
+    """Best-of-`rounds` throughput, alerts per run, memo hits, and the detector factory.
+    `clock`: wall time, or the process's CPU time (less disturbed by neighbours' load)."""
 
     def detector() -> tuple[Detector, DetectorStats]:
         stats = DetectorStats()
@@ -174,14 +177,14 @@ def measure(
     gc.collect()
     best = 0.0
     alerts = 0
-    for _ in range(3):
+    for _ in range(rounds):
         d, stats = detector()
-        start = time.perf_counter()
+        start = clock()
         for i in range(0, len(events), args.batch):
             alerts += len(d.evaluate(events[i : i + args.batch]))
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         best = max(best, len(events) / elapsed)
-    return best, alerts // 3, sum(stats.memo_hits.values()), detector
+    return best, alerts // rounds, sum(stats.memo_hits.values()), detector
 
 
 def main() -> None:
@@ -190,6 +193,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--memo", type=int, default=4096, help="clean-event memo size, 0: off")
     parser.add_argument("--guards", action="store_true", help="deploy/guards in force")
+    parser.add_argument("--rounds", type=int, default=5, help="--process-aware rounds")
     parser.add_argument(
         "--process-aware",
         action="store_true",
@@ -208,14 +212,24 @@ def main() -> None:
         events = starts + events
         runs = [("off", real_profiles(memory, aware=False)),
                 ("on", real_profiles(memory, aware=True))]  # fmt: skip
-        results = [(name, *measure(args, events, profiles, None)) for name, profiles in runs]
+        # Rounds alternate between the two, so a neighbour's load burst hits both alike; the
+        # rate is per CPU second of this process (wall time on a shared machine measures the
+        # neighbours), best of `--rounds`.
+        results: dict[str, tuple[float, int, int]] = {}
+        for _ in range(args.rounds):
+            for name, read_model in runs:
+                best, alerts, hits, _ = measure(
+                    args, events, read_model, None, rounds=1, clock=time.process_time
+                )
+                if best > results.get(name, (0.0, 0, 0))[0]:
+                    results[name] = (best, alerts, hits)
         print(f"events: {len(events)}  batch: {args.batch}  python: {sys.version.split()[0]}")
-        for name, best, alerts, hits, _ in results:
+        for name, (best, alerts, hits) in results.items():
             print(
-                f"process-aware {name:3}: {best:,.0f} events/s (1 core, best of 3)  "
-                f"alerts per run: {alerts}  memo hits: {hits}"
+                f"process-aware {name:3}: {best:,.0f} events per CPU second (best of "
+                f"{args.rounds})  alerts per run: {alerts}  memo hits: {hits}"
             )
-        ratio = results[1][1] / results[0][1]
+        ratio = results["on"][0] / results["off"][0]
         print(f"throughput with process sets: {ratio:.0%} of without (goal >= 80%)")
         print("load average (1/5/15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         return

@@ -3,7 +3,8 @@
 With process-aware profiles (`profiler.sources`), R0002, R0005, R0006, R0011 and R2100 ask,
 once the resource is known to the profile, which executables reached it while learning
 (`ProfileView.open_sources` and siblings; None means any process). `intruder` compares the
-acting process (`RuleEnv.exe_of`, the detector's process table) with that set:
+acting process (`RuleEnv.judge`: the detector looks the executable up in its process table,
+and remembers the set for the clean-event memo) with that set:
 
 - a known executable matches exactly (paths as the kernel reported them at exec);
 - an unknown one (its exec was not seen: the agent restarted after the process started, or
@@ -37,10 +38,13 @@ _EXE_LIMIT = 256
 
 def intruder(known: frozenset[str] | None, event: Event, env: RuleEnv) -> Actor | None:
     """The acting process when `known` (the resource's learned executables) excludes it."""
-    if known is None or env.exe_of is None:
+    if known is None or env.judge is None:
         return None
-    exe = env.exe_of(event)
-    comm = event.process.comm
+    return env.judge(known, event)
+
+
+def judge(known: frozenset[str], exe: str, comm: str) -> Actor | None:
+    """The process (`exe`, "" when unknown, and `comm`) when `known` excludes it, else None."""
     if exe:
         if exe in known:
             return None

@@ -39,10 +39,13 @@ COMM_LEN = 15
 class ProcessTable:
     """The acting process of an event, from the exec events seen (`ExecTable`)."""
 
-    __slots__ = ("_execs",)
+    __slots__ = ("_execs", "exe_of")
 
     def __init__(self, max_entries: int = MAX_PROCESSES) -> None:
         self._execs = ExecTable(max_entries)
+        #: The executable of the process behind a non-exec event, "" when unknown (one dict
+        #: look-up: what process-aware checks and the memo need, without an `Actor`).
+        self.exe_of = self._execs.exe_of
 
     @property
     def evictions(self) -> Counter[str]:
@@ -55,11 +58,6 @@ class ProcessTable:
 
     def record(self, event: ExecEvent, exe: str) -> None:
         self._execs.record(event, exe)
-
-    def exe_of(self, event: Event) -> str:
-        """The executable of the process behind a non-exec event, "" when unknown (one dict
-        look-up: what process-aware checks and the memo key need, without an `Actor`)."""
-        return self._execs.exe_of(event)
 
     def actor(self, event: Event) -> Actor:
         process = event.process

@@ -73,10 +73,11 @@ class ExecTable:
 
     def exe_of(self, event: Event) -> str:
         """The executable of the process behind a non-exec event, "" when unknown."""
-        exe = event.process.exe
+        process = event.process
+        exe = process.exe
         if exe and not exe.startswith(UNRESOLVED_PREFIX):
             return exe
-        known = self._table.get((event.container.key, event.process.pid))
+        known = self._table.get((event.container.key, process.pid))
         return known[0] if known is not None else ""
 
     def __len__(self) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from detector.alerts import Alert
-from gadgetclient.events import Event, ExecEvent, PeerIdentity, Process
+from detector.stats import DetectorStats
+from gadgetclient.events import Event, EventKind, ExecEvent, PeerIdentity, Process
 from profiler.identity import PeerKey, peer_key
 from tests.detector.builders import (
     T0,
@@ -191,3 +192,23 @@ def test_each_intruder_is_deduplicated_on_its_own() -> None:
         as_pid(open_ev(TOKEN, t=4), 11, "sh"),
     ]
     assert ids(detect(events, rules=("R0002",))) == [("R0002", "sh"), ("R0002", "python3")]
+
+
+def test_the_memo_remembers_which_executables_an_event_is_clean_for() -> None:
+    sources = {("open", TOKEN): frozenset({CAT, "/usr/bin/head"})}
+    stats = DetectorStats()
+    d = make_detector(
+        binding_yaml("R0002"), profiles=MemoryProfiles([profile(sources=sources)]), stats=stats
+    )
+    events: list[Event] = [
+        started(CAT, 10),
+        started("/usr/bin/head", 11),
+        started(SH, 12),
+        as_pid(open_ev(TOKEN, t=1), 10, "cat"),  # evaluated: clean for {cat, head}
+        as_pid(open_ev(TOKEN, t=2), 11, "head"),  # a hit: head is in the learned set
+        as_pid(open_ev(TOKEN, t=3), 12, "sh"),  # not in it: evaluated, alerts
+        as_pid(open_ev(TOKEN, t=4), 40, "cat"),  # unknown executable: evaluated (comm)
+    ]
+    assert ids(d.evaluate(events)) == [("R0002", "sh")]
+    assert stats.memo_hits[EventKind.OPEN] == 1
+    assert stats.evaluations["R0002"] == 3
