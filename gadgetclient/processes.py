@@ -59,15 +59,21 @@ class ExecTable:
             exe = exec_path(event)
         if exe.startswith(UNRESOLVED_PREFIX):
             exe = ""  # IG sent no exepath: unknown, never a name the caller chose
-        key = (event.container.key, event.process.pid)
+        container = event.container
+        key = (container.container_id or container.key, event.process.pid)
+        value = (exe, event.parent_exe)
         table = self._table
-        table[key] = (exe, event.parent_exe)
+        if table.get(key) == value:
+            return  # the same image again (a replayed or repeated exec): nothing changes
+        table[key] = value
         table.move_to_end(key)
         if len(table) > self._max:
             table.popitem(last=False)
             self.evictions["capacity"] += 1
 
     def get(self, container: ContainerId, pid: int) -> tuple[str, str] | None:
+        # `Container.key` is the container id when there is one (the look-ups above skip the
+        # property for speed; they agree with it).
         """(executable, parent executable) of the pid's last exec; None when none was seen."""
         return self._table.get((container, pid))
 
@@ -77,7 +83,8 @@ class ExecTable:
         exe = process.exe
         if exe and not exe.startswith(UNRESOLVED_PREFIX):
             return exe
-        known = self._table.get((event.container.key, process.pid))
+        container = event.container
+        known = self._table.get((container.container_id or container.key, process.pid))
         return known[0] if known is not None else ""
 
     def __len__(self) -> int:

@@ -297,10 +297,10 @@ class Learner:
                     self._now_ns = ts
                     if not self._attached_at_ns:
                         self._attached_at_ns = ts
-                if type(event) is ExecEvent:
-                    self._execs.record(event)
                 if track is None:
                     track = self._attach(event.container, ts)
+                if track.processes and type(event) is ExecEvent:
+                    self._execs.record(event)
                 if track.closed:
                     if ts < track.end_ns:  # only finished tracks have end_ns set when closed
                         self._learn_late(track, event)
@@ -439,8 +439,12 @@ class Learner:
         entries = track.profile.entries
         known = entries.opens.get(path)
         if known is not None and known.issuperset(event.flags):
-            if track.processes and path in entries.open_procs:
-                self._scope_open(track, path, self._execs.exe_of(event), new=False)
+            if track.processes:
+                procs = entries.open_procs.get(path)
+                if procs is not None and procs is not ANY_PROCESS_SET:
+                    exe = self._execs.exe_of(event)
+                    if exe not in procs:
+                        self._scope_open(track, path, exe, new=False)
             return
         patterns = track.open_patterns
         if known is None and patterns is not None and patterns.covers(path, event.flags):
@@ -479,8 +483,10 @@ class Learner:
                     track.count += 1
                     if track.processes:
                         self._scope_egress(track, egress, event, new=True)
-            elif track.processes and egress in entries.egress_procs:
-                self._scope_egress(track, egress, event, new=False)
+            elif track.processes:
+                procs = entries.egress_procs.get(egress)
+                if procs is not None and procs is not ANY_PROCESS_SET:
+                    self._scope_egress(track, egress, event, new=False)
         elif event.type is TcpEventType.ACCEPT:
             peer = event.dst_peer if event.dst_peer.kind in ("pod", "svc") else NO_PEER
             ingress = (event.src_port, event.proto, event.dst_addr, peer)
@@ -500,8 +506,10 @@ class Learner:
         entries = track.profile.entries
         known = entries.dns.get(event.name)
         if known is not None and known.issuperset(event.addresses):
-            if track.processes and event.name in entries.dns_procs:
-                self._scope_dns(track, event.name, event, new=False)
+            if track.processes:
+                procs = entries.dns_procs.get(event.name)
+                if procs is not None and procs is not ANY_PROCESS_SET:
+                    self._scope_dns(track, event.name, event, new=False)
             return
         if known is None and entries.dns and Generalization.DNS in track.generalize:
             # A learned `*.<parent>` takes later names under that parent (addresses unioned).
