@@ -19,6 +19,7 @@ from profiler.cache import CompiledProfile
 from profiler.diffing import entry_lines
 from profiler.documents import dump_yaml, from_document, to_document
 from profiler.errors import InvalidProfileError
+from profiler.exporting import imported
 from profiler.identity import peer_key
 from profiler.merging import merge_entries, merged, subtract
 from profiler.profiles import ANY_PROCESS, ANY_PROCESS_SET, Entries, Profile
@@ -352,3 +353,16 @@ def test_profile_show_lists_who_reached_each_entry() -> None:
     nginx = next(line for line in lines if line.startswith("open /etc/nginx/nginx.conf"))
     assert "\n" not in nginx
     assert "\u202e" not in nginx
+
+
+def test_importing_into_another_namespace_keeps_each_entrys_processes() -> None:
+    p = completed()
+    p.key = dataclasses.replace(p.key, namespace="staging")
+    p.entries.dns_procs["db.staging.svc.cluster.local"] = frozenset({"/usr/bin/psql"})
+    (egress,) = p.entries.egress
+    p.entries.egress_procs[egress] = frozenset({"/usr/bin/pg_dump"})
+    out = imported(p, namespace="prod").entries
+    assert out.dns_procs == {"db.prod.svc.cluster.local": frozenset({"/usr/bin/psql"})}
+    (moved,) = out.egress
+    assert moved[3].namespace == "prod"
+    assert out.egress_procs == {moved: frozenset({"/usr/bin/pg_dump"})}
