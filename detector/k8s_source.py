@@ -186,7 +186,7 @@ class ClusterRulesSource:
                 raise RuleSourceError(f"watch failed: {exc}", source=res.plural) from exc
             return version
         finally:
-            w.stop()
+            await _stop_worker(w, worker)
             self._watches.remove(w)
 
     async def _rebuild(self) -> None:
@@ -233,6 +233,30 @@ class ClusterRulesSource:
             await asyncio.to_thread(self._core.create_namespaced_event, namespace, event)
         except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
             log.error("cannot emit kubernetes event", object=meta.get("name"), error=str(exc))
+
+
+#: How long a cancelled watch waits for its worker thread to notice. Watch.stop() shuts the
+#: socket down, which unblocks the read at once; the grace only covers a stop that raced the
+#: request being sent (the client resets its stop flag when a stream starts).
+_STOP_GRACE_S = 2.0
+#: How often stop() is repeated within the grace, to catch that race.
+_STOP_RETRY_S = 0.05
+
+
+async def _stop_worker(w: Any, worker: asyncio.Task[None]) -> None:
+    """Stop a watch and wait (bounded) for its thread, so no task outlives the source."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _STOP_GRACE_S
+    w.stop()
+    while not worker.done() and loop.time() < deadline:
+        await asyncio.wait({worker}, timeout=_STOP_RETRY_S)
+        w.stop()
+    if not worker.done():
+        # The thread ends at the server-side watch timeout at the latest.
+        log.warning("watch worker still running after stop", grace_s=_STOP_GRACE_S)
+        return
+    if not worker.cancelled():
+        worker.exception()  # retrieved here: the watch was abandoned, its error is moot
 
 
 def _key(kind: str, obj: dict[str, Any]) -> ObjKey:
