@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gadgetclient.events import Container, OpenEvent, PeerIdentity, Process
+from profiler.advice import advise
 from profiler.cache import CompiledProfile
 from profiler.diffing import entry_lines
 from profiler.documents import dump_yaml, from_document, to_document
@@ -22,8 +23,10 @@ from profiler.errors import InvalidProfileError
 from profiler.exporting import imported
 from profiler.identity import peer_key
 from profiler.merging import merge_entries, merged, subtract
+from profiler.netpol import network_policy
 from profiler.profiles import ANY_PROCESS, ANY_PROCESS_SET, Entries, Profile
 from profiler.readmodel import ProfileStatus
+from profiler.seccomp import seccomp_profile
 from profiler.store import ProfileStore
 from tests.profiler.helpers import T0, FakePods, S, connect, container, dns, exec_, learner
 from tests.profiler.test_cli import completed
@@ -366,3 +369,10 @@ def test_importing_into_another_namespace_keeps_each_entrys_processes() -> None:
     (moved,) = out.egress
     assert moved[3].namespace == "prod"
     assert out.egress_procs == {moved: frozenset({"/usr/bin/pg_dump"})}
+
+
+def test_seccomp_networkpolicy_and_advice_ignore_the_process_dimension() -> None:
+    plain, aware_ = completed(), aware()
+    assert seccomp_profile(aware_) == seccomp_profile(plain)
+    assert network_policy(aware_, force=True) == network_policy(plain, force=True)
+    assert advise(aware_, force=True) == advise(plain, force=True)
