@@ -9,9 +9,12 @@ hostile executable strings stay inert in messages, and fix suggestions name the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from detector.alerts import Alert
@@ -30,6 +33,9 @@ from tests.detector.builders import (
 )
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
 
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "alert.schema.json").read_text()
+)
 CAT, SH = "/bin/cat", "/bin/sh"
 TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 DATABASE = "52.31.20.5"
@@ -96,6 +102,8 @@ def test_the_token_read_by_the_learned_process_is_clean_and_by_another_alerts() 
     ]
     alerts = detect(events)
     assert sorted(ids(alerts)) == [("R0002", "sh"), ("R0006", "sh")]
+    for alert in alerts:  # the published alert schema knows the new field
+        jsonschema.validate(alert.to_dict(), SCHEMA)
     r0006 = next(a for a in alerts if a.rule.id == "R0006")
     assert "by /bin/sh" in r0006.message
     assert "learned: /bin/cat" in r0006.message
