@@ -17,7 +17,7 @@ together in the stored object.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import TypeVar
 
 from profiler.collapsing import is_pattern, segments_match
@@ -33,18 +33,28 @@ UNKNOWN = "unknown_executable"
 
 
 def regroup(
-    old_keys: Iterable[K],
+    old_keys: Collection[K],
     processes: Mapping[K, frozenset[str]],
     new_keys: Collection[K],
     target: Callable[[K], K | None],
 ) -> dict[K, frozenset[str]]:
     """Process sets for `new_keys`, from those of `old_keys` (an old key not in `new_keys` goes
     to `target(key)`, the entry it was folded into). An old key without a set makes its new
-    entry any-process (absent)."""
+    entry any-process (absent). Keys of the result are `new_keys`' own objects where they are
+    equal (collapse builds new strings: keeping the old ones would hold both copies)."""
     out: dict[K, frozenset[str]] = {}
     unscoped: set[K] = set()
+    for key in new_keys:
+        if key in old_keys:
+            known = processes.get(key)
+            if known is None:
+                unscoped.add(key)
+            else:
+                out[key] = known
     for key in old_keys:
-        dest = key if key in new_keys else target(key)
+        if key in new_keys:
+            continue
+        dest = target(key)
         if dest is None:
             continue
         known = processes.get(key)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gadgetclient.events import Container, OpenEvent, PeerIdentity, Process
+from gadgetclient.processes import ExecTable
 from profiler.advice import advise
 from profiler.cache import CompiledProfile
 from profiler.diffing import entry_lines
@@ -376,3 +377,21 @@ def test_seccomp_networkpolicy_and_advice_ignore_the_process_dimension() -> None
     assert seccomp_profile(aware_) == seccomp_profile(plain)
     assert network_policy(aware_, force=True) == network_policy(plain, force=True)
     assert advise(aware_, force=True) == advise(plain, force=True)
+
+
+def test_the_process_table_is_bounded_and_counts_what_it_forgets() -> None:
+    c = container()
+    table = ExecTable(max_entries=2)
+    for pid, exe in ((1, "/bin/a"), (2, "/bin/b"), (1, "/bin/c"), (3, "/bin/d")):
+        table.record(exec_pid(c, T0, pid, exe))  # type: ignore[arg-type]
+    # pid 2 was the least recently started: forgotten, counted; pid 1 runs its new image.
+    assert table.evictions == {"capacity": 1}
+    assert table.get(c.key, 2) is None
+    assert table.exe_of(open_by(c, T0, 1, "/x")) == "/bin/c"
+    assert table.exe_of(open_by(c, T0, 3, "/x")) == "/bin/d"
+    # A failed exec changes nothing; an unresolved executable is unknown, never its argv[0].
+    failed = dataclasses.replace(exec_pid(c, T0, 3, "/bin/e"), error="ENOENT")  # type: ignore[type-var]
+    table.record(failed)  # type: ignore[arg-type]
+    assert table.exe_of(open_by(c, T0, 3, "/x")) == "/bin/d"
+    table.record(exec_pid(c, T0, 3, "unresolved:evil"))  # type: ignore[arg-type]
+    assert table.exe_of(open_by(c, T0, 3, "/x")) == ""
