@@ -78,8 +78,7 @@ def entry_lines(entries: Entries) -> list[str]:
         for port, proto, addr, peer in entries.ingress
     )
     lines += sorted(
-        f"egress {peer_label(e[3], e[0])} {e[1]}/{e[2]}{by(egress.get(e))}"
-        for e in entries.egress
+        f"egress {peer_label(e[3], e[0])} {e[1]}/{e[2]}{by(egress.get(e))}" for e in entries.egress
     )
     lines += sorted(
         f"egress {peer_label(e[3], e[0])} {e[1]}/{e[2]}{by(known)}"
