@@ -485,7 +485,11 @@ class Learner:
                         self._scope_egress(track, egress, event, new=True)
             elif track.processes:
                 procs = entries.egress_procs.get(egress)
-                if procs is not None and procs is not ANY_PROCESS_SET:
+                if (
+                    procs is not None
+                    and procs is not ANY_PROCESS_SET
+                    and self._execs.exe_of(event) not in procs
+                ):
                     self._scope_egress(track, egress, event, new=False)
         elif event.type is TcpEventType.ACCEPT:
             peer = event.dst_peer if event.dst_peer.kind in ("pod", "svc") else NO_PEER
@@ -508,7 +512,11 @@ class Learner:
         if known is not None and known.issuperset(event.addresses):
             if track.processes:
                 procs = entries.dns_procs.get(event.name)
-                if procs is not None and procs is not ANY_PROCESS_SET:
+                if (
+                    procs is not None
+                    and procs is not ANY_PROCESS_SET
+                    and self._execs.exe_of(event) not in procs
+                ):
                     self._scope_dns(track, event.name, event, new=False)
             return
         if known is None and entries.dns and Generalization.DNS in track.generalize:
