@@ -217,6 +217,7 @@ class Learner:
         #: Executable per (container, pid), for process-aware learning.
         self._execs = ExecTable()
         self._execs.evictions = stats.processes_forgotten
+        self._exe_of = self._execs.exe_of
         self._process_limit = settings.max_processes_per_entry
         #: Decisions made while learning an event, published before the next one is judged.
         self._deferred: list[Profile] = []
@@ -442,14 +443,14 @@ class Learner:
             if track.processes:
                 procs = entries.open_procs.get(path)
                 if procs is not None and procs is not ANY_PROCESS_SET:
-                    exe = self._execs.exe_of(event)
+                    exe = self._exe_of(event)
                     if exe not in procs:
                         self._scope_open(track, path, exe, new=False)
             return
         patterns = track.open_patterns
         if known is None and patterns is not None and patterns.covers(path, event.flags):
             if track.processes:
-                exe = self._execs.exe_of(event)
+                exe = self._exe_of(event)
                 for key in patterns.matching_keys(path):
                     self._scope_open(track, key, exe, new=False)
             return
@@ -459,7 +460,7 @@ class Learner:
             entries.add_open(path, event.flags)
             track.delta.add_open(path, event.flags)
             if track.processes:
-                self._scope_open(track, path, self._execs.exe_of(event), new=known is None)
+                self._scope_open(track, path, self._exe_of(event), new=known is None)
 
     def _scope_open(self, track: _Track, path: str, exe: str, *, new: bool) -> None:
         entries, delta = track.profile.entries, track.delta
@@ -488,7 +489,7 @@ class Learner:
                 if (
                     procs is not None
                     and procs is not ANY_PROCESS_SET
-                    and self._execs.exe_of(event) not in procs
+                    and self._exe_of(event) not in procs
                 ):
                     self._scope_egress(track, egress, event, new=False)
         elif event.type is TcpEventType.ACCEPT:
@@ -502,7 +503,7 @@ class Learner:
 
     def _scope_egress(self, track: _Track, egress: Any, event: TcpEvent, *, new: bool) -> None:
         entries, delta = track.profile.entries, track.delta
-        exe = self._execs.exe_of(event)
+        exe = self._exe_of(event)
         if self._scope(entries.egress_procs, delta.egress_procs, egress, exe, new=new):
             delta.egress.add(egress)
 
@@ -515,7 +516,7 @@ class Learner:
                 if (
                     procs is not None
                     and procs is not ANY_PROCESS_SET
-                    and self._execs.exe_of(event) not in procs
+                    and self._exe_of(event) not in procs
                 ):
                     self._scope_dns(track, event.name, event, new=False)
             return
@@ -540,7 +541,7 @@ class Learner:
 
     def _scope_dns(self, track: _Track, name: str, event: DnsEvent, *, new: bool) -> None:
         entries, delta = track.profile.entries, track.delta
-        exe = self._execs.exe_of(event)
+        exe = self._exe_of(event)
         if self._scope(entries.dns_procs, delta.dns_procs, name, exe, new=new):
             delta.add_dns(name, entries.dns[name])
         elif name in delta.dns and name not in delta.dns_procs and name in entries.dns_procs:
