@@ -395,3 +395,29 @@ def test_the_process_table_is_bounded_and_counts_what_it_forgets() -> None:
     assert table.exe_of(open_by(c, T0, 3, "/x")) == "/bin/d"
     table.record(exec_pid(c, T0, 3, "unresolved:evil"))  # type: ignore[arg-type]
     assert table.exe_of(open_by(c, T0, 3, "/x")) == ""
+
+
+async def test_replicas_under_the_bound_together_over_it_store_any_process(
+    store: ProfileStore,
+) -> None:
+    # Two nodes learn the same workload; each sees two executables open /etc/hosts (the
+    # bound is 3), four together: the stored entry allows any process, counted at the write.
+    nodes = []
+    for n, c in enumerate((container(cid="c1"), container(cid="c2", pod="web-5d4f-xyz"))):
+        lr = learner(store, process_aware=True, max_processes_per_entry=3)
+        events: list[object] = []
+        for k in range(2):
+            pid = 10 + k
+            events.append(exec_pid(c, T0 + (2 * k + 1) * S, pid, f"/usr/bin/n{n}tool{k}"))
+            events.append(open_by(c, T0 + (2 * k + 2) * S, pid, "/etc/hosts", "O_RDONLY"))
+        lr.observe(events)  # type: ignore[arg-type]
+        profile = lr.profile(lr.keys()[0])
+        assert profile is not None
+        assert len(profile.entries.open_procs["/etc/hosts"]) == 2
+        nodes.append(lr)
+    for lr in nodes:
+        await lr.flush()
+    stored, errors = await store.list("shop")
+    assert not errors
+    assert stored[0].entries.open_procs["/etc/hosts"] is ANY_PROCESS_SET
+    assert sum(lr.stats.process_scope_dropped["overflow"] for lr in nodes) == 1
