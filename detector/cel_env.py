@@ -36,12 +36,7 @@ from typing import Any
 
 from detector.addresses import canonical, is_link_local, is_loopback, is_private
 from detector.alerts import safe_text
-from detector.catalogue_anomaly import (
-    exec_path,
-    open_path,
-    token_directory,
-    token_path_variants,
-)
+from detector.catalogue_anomaly import open_path, token_directory, token_path_variants
 from detector.mining import DomainSet
 from detector.paths import PathSet, basename
 from detector.rules import RuleEnv
@@ -55,6 +50,7 @@ from gadgetclient.events import (
     SyscallsEvent,
     TcpEvent,
 )
+from gadgetclient.processes import exec_path
 from profiler.identity import ADDRESS_KIND, PeerKey, peer_key
 from profiler.readmodel import ProfileView
 

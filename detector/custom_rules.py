@@ -54,7 +54,7 @@ import structlog
 from detector import cel_engine as cel
 from detector import exceptions
 from detector.alerts import MAX_TEXT, RuleId, Severity, safe_text
-from detector.catalogue_anomaly import exec_path, open_path
+from detector.catalogue_anomaly import open_path
 from detector.cel_env import (
     Extractor,
     FieldError,
@@ -78,6 +78,7 @@ from detector.rules import (
     Subject,
 )
 from gadgetclient.events import Event, EventKind
+from gadgetclient.processes import exec_path
 from profiler.readmodel import ProfileView
 
 log = structlog.get_logger(__name__)

@@ -11,6 +11,7 @@ fails if a rule is missing from deploy/rules without being named there.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from detector.ruleset import cel_catalogue, load_text
 from detector.stats import DetectorStats
 from tests.detector import test_kubescape_compat as compat
 from tests.detector.builders import WEB_KEY, PodMeta
-from tests.detector.profiles import MemoryProfiles, profile_from_dict
+from tests.detector.profiles import MemoryProfile, MemoryProfiles, profile_from_dict
 from tests.detector.test_golden import CASES, build_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,3 +135,48 @@ def test_every_built_in_rule_is_in_deploy_rules_or_named_as_not_expressible() ->
 def test_cel_catalogue_keeps_the_unavailable_rules_and_guards() -> None:
     assert CEL.unavailable == PYTHON.unavailable
     assert CEL.resource_rules == PYTHON.resource_rules
+
+
+#: What the CEL catalogue leaves out: the process-aware variants of these anomaly rules (a
+#: profile recording which executables reached each resource, `profiler.processAware`). The
+#: CEL versions have no helper over the process sets, so they judge a process-aware profile
+#: like a plain one; docs/rules.md "The built-in catalogue in CEL" says so.
+PROCESS_AWARE_ONLY_IN_PYTHON = ("R0002", "R0005", "R0006", "R0011", "R2100")
+
+
+def test_process_aware_findings_are_named_as_python_only() -> None:
+    """With a process-aware profile, a profiled file read by another executable alerts with
+    the Python rule and not with its CEL version: the one behaviour the test names as not
+    expressed."""
+    from tests.detector.builders import exec_ev, open_ev
+
+    started = exec_ev("/bin/sh", pid=4242)
+    read = replace(open_ev("/etc/app/secret.yaml"), process=replace(started.process, pid=4242))
+    results = {}
+    for name, catalogue in (("python", PYTHON), ("cel", CEL)):
+        profiles = MemoryProfiles()
+        profiles.add(
+            MemoryProfile(
+                WEB_KEY,
+                execs={"/bin/sh": []},
+                opens={"/etc/app/secret.yaml": {"O_RDONLY"}},
+                sources={("open", "/etc/app/secret.yaml"): frozenset({"/usr/local/bin/app"})},
+            )
+        )
+        binding = f"apiVersion: {bindings.API_VERSION}\nkind: RuntimeRuleAlertBinding\n"
+        binding += "metadata: {name: pa}\nspec:\n  rules:\n  - ruleID: R0002\n"
+        detector = Detector(
+            settings=DetectorSettings(),
+            profiles=profiles,
+            pod_metadata=PodMeta(),
+            stats=DetectorStats(),
+            rules=load_text(binding, source="pa.yaml", catalogue=catalogue),
+            catalogue=catalogue,
+        )
+        results[name] = [a.rule.id for a in detector.evaluate([started, read])]
+    assert results == {"python": ["R0002"], "cel": []}
+    docs = (REPO / "docs" / "rules.md").read_text()
+    section = docs[docs.index("### The built-in catalogue in CEL") :]
+    section = section[: section.index("\n## ")]
+    for rule_id in PROCESS_AWARE_ONLY_IN_PYTHON:
+        assert rule_id in section, rule_id
