@@ -75,6 +75,16 @@ class PipelineView(Protocol):
     def alert_latency_seconds(self) -> Histogram: ...
 
 
+class WorkersView(Protocol):
+    """The supervisor's view of its worker processes (`pipeline.workers` > 1)."""
+
+    @property
+    def restarts(self) -> Mapping[tuple[str, str], int]: ...
+
+    @property
+    def up(self) -> Mapping[str, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
     name: str
@@ -90,6 +100,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("gadget_events_lost", "counter", ("gadget", "reason"), "Events IG lost upstream."),
     MetricSpec("gadget_events_dropped", "counter", ("gadget", "reason"), "Events unusable."),
     MetricSpec("gadget_stream_reconnects", "counter", ("gadget",), "Stream reconnections."),
+    MetricSpec(
+        "gadget_events_foreign", "counter", ("gadget",), "Events another worker owns (skipped)."
+    ),
     MetricSpec("gadget_log_events", "counter", ("gadget", "severity"), "IG log events."),
     MetricSpec(
         "gadget_instance_replay_skipped", "counter", ("gadget",), "Replayed payloads seen before."
@@ -170,6 +183,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("pipeline_events_processed", "counter", (), "Events processed."),
     MetricSpec("pipeline_queue_batches", "gauge", (), "Batches in the processing queue."),
     MetricSpec("pipeline_alert_latency_seconds", "histogram", (), "Event to alert hand-off."),
+    MetricSpec("worker_restarts", "counter", ("worker", "reason"), "Worker processes restarted."),
+    MetricSpec("worker_up", "gauge", ("worker",), "1 while the worker process runs."),
 )  # fmt: skip
 
 _SPECS = {m.name: m for m in METRICS}
@@ -221,7 +236,9 @@ class StatsCollector(Collector):
         detector: DetectorStats | None = None,
         delivery: DeliveryStats | None = None,
         pipeline: PipelineView | None = None,
+        workers: WorkersView | None = None,
     ) -> None:
+        self.workers = workers
         self.stream = stream
         self.profiler = profiler
         self.detector = detector
@@ -238,6 +255,7 @@ class StatsCollector(Collector):
             yield _labelled("gadget_events_lost", s.lost)
             yield _labelled("gadget_events_dropped", s.dropped)
             yield _labelled("gadget_stream_reconnects", s.reconnects)
+            yield _labelled("gadget_events_foreign", s.foreign)
             yield _labelled("gadget_log_events", s.log_events)
             yield _labelled("gadget_instance_replay_skipped", s.replay_skipped)
             yield _labelled("gadget_instances_created", s.instances_created)
@@ -276,6 +294,9 @@ class StatsCollector(Collector):
             yield _single("pipeline_events_processed", q.processed)
             yield _single("pipeline_queue_batches", q.queue_depth)
             yield _histogram("pipeline_alert_latency_seconds", q.alert_latency_seconds)
+        if (w := self.workers) is not None:
+            yield _labelled("worker_restarts", w.restarts)
+            yield _labelled("worker_up", w.up)
 
 
 def build_registry(collector: StatsCollector) -> CollectorRegistry:

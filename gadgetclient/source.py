@@ -63,6 +63,7 @@ from gadgetclient.sessions import (
     gadget_name,
     pin_image,
 )
+from gadgetclient.sharding import Shard
 from gadgetclient.slot_mapping import SlotMapper
 from gadgetclient.stats import DropReason, StreamStats
 from gadgetclient.streaming import GadgetStream
@@ -125,8 +126,11 @@ class GadgetSource:
         rng: random.Random | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         k8s_api_client: Any = None,
+        shard: Shard | None = None,
     ) -> None:
         self.settings = settings
+        #: With N worker processes: the containers this one keeps (`sharding.py`).
+        self.shard = shard
         self.stats = stats if stats is not None else StreamStats()
         self.gadgets = tuple(gadgets if gadgets is not None else settings.gadgets)
         self._endpoints = list(endpoints) if endpoints is not None else None
@@ -662,6 +666,7 @@ class GadgetSource:
             return
         mapper = self._mapper
         pending = self._pending
+        shard = self.shard
         name = ds.name
         for record in records:
             try:
@@ -684,6 +689,9 @@ class GadgetSource:
                 if not self._latest_ns:
                     self._first_ns = ts
                 self._latest_ns = ts
+            if shard is not None and not shard.owns(event.container.key):
+                self.stats.foreign[gadget] += 1
+                continue
             if self._processes is not None:
                 event = self._processes.complete(event)
             pending.append(event)
@@ -699,6 +707,8 @@ class GadgetSource:
         to_event = self._slot_mapper.for_decoder(ds)
         pending = self._pending
         processes = self._processes
+        shard = self.shard
+        foreign = 0
         for slots in elements:
             try:
                 event = to_event(slots, node)
@@ -713,9 +723,14 @@ class GadgetSource:
                 if not self._latest_ns:
                     self._first_ns = ts
                 self._latest_ns = ts
+            if shard is not None and not shard.owns(event.container.key):
+                foreign += 1
+                continue
             if processes is not None:
                 event = processes.complete(event)
             pending.append(event)
+        if foreign:
+            self.stats.foreign[gadget] += foreign
         if len(pending) >= self.batch_size:
             self._flush()
 

@@ -1,0 +1,64 @@
+"""`Shard`: which containers' events one worker process keeps when N workers share a node.
+
+With `pipeline.workers: N` every worker runs every gadget stream of the node and keeps only
+the events of the containers it owns; the others are counted (`StreamStats.foreign`) and
+skipped before they cost a process-table lookup, a batch slot, the profiler or the detector.
+Ownership is a pure function of the container's routing key (`Container.key`: the runtime
+container id, or node/namespace/pod/container when IG has none), so
+
+* every event of a container, from every gadget (exec, open, tcp, dns, capabilities,
+  advise_seccomp's syscalls), lands on the same worker, which therefore holds the container's
+  whole profile, learning period, detector plan and cooldowns: nothing is split;
+* workers agree without talking to each other, and a restarted worker owns exactly what its
+  predecessor owned.
+
+Why filter after the receive instead of routing at the source: IG's container filters
+(`operator.KubeManager.*`) select by namespace, pod or labels, not by a hash, and a set chosen
+when a stream starts cannot follow pods as they come and go. The cost is that every worker
+receives and maps every event; `benchmarks/bench_pipeline.py --workers` measures what is left
+of the gain (docs/gadgetclient.md).
+
+Why CRC-32 and not `hash()`: Python randomises string hashes per process (PYTHONHASHSEED), and
+workers are separate processes that must agree on the owner of every key.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+#: Owner decisions remembered per worker: containers on a node number in the hundreds; the
+#: bound only matters when container ids churn (short jobs), and a cleared cache costs one
+#: CRC per key to refill.
+_CACHE_MAX = 65_536
+
+
+def owner_of(key: str, count: int) -> int:
+    """The index (0..count-1) of the worker that owns containers with routing key `key`."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % count
+
+
+class Shard:
+    """Worker `index` of `count`: `owns(key)` says whether this worker keeps a container."""
+
+    __slots__ = ("_owned", "count", "index")
+
+    def __init__(self, index: int, count: int) -> None:
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"worker {index} of {count}: expected 0 <= index < count")
+        self.index = index
+        self.count = count
+        self._owned: dict[str, bool] = {}
+
+    def owns(self, key: str) -> bool:
+        found = self._owned.get(key)
+        if found is None:
+            if len(self._owned) >= _CACHE_MAX:
+                self._owned.clear()
+            found = self._owned[key] = owner_of(key, self.count) == self.index
+        return found
+
+    def __repr__(self) -> str:
+        return f"Shard({self.index}/{self.count})"
+
+
+__all__ = ["Shard", "owner_of"]
