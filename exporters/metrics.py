@@ -24,7 +24,7 @@ and answers 200 when all pass, 503 otherwise, with every check's details as JSON
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -319,9 +319,18 @@ ReadinessCheck = Callable[[], tuple[bool, Mapping[str, Any]]]
 class MetricsServer:
     """aiohttp server for `/metrics`, `/healthz` and `/readyz`. `start()`, then `aclose()`."""
 
-    def __init__(self, settings: MetricsSettings, *, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        *,
+        registry: CollectorRegistry,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._settings = settings
         self._registry = registry
+        #: Awaited before `/metrics` and `/readyz` answer: gathers what the collectors and
+        #: checks read when it lives elsewhere (a supervisor's worker processes).
+        self._refresh = refresh
         self._checks: dict[str, ReadinessCheck] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -349,6 +358,8 @@ class MetricsServer:
         return ready, details
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._refresh is not None:
+            await self._refresh()
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -356,6 +367,8 @@ class MetricsServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        if self._refresh is not None:
+            await self._refresh()
         ready, details = self.readiness()
         text = orjson.dumps({"ready": ready, "checks": details}, default=str).decode()
         # The endpoint listens on every interface: whatever a check reports (an error quoting

@@ -50,6 +50,7 @@ from exporters.stats import DeliveryStats
 from gadgetclient.capture import CapturePodMetadata, read_capture
 from gadgetclient.linesource import LineSource
 from gadgetclient.replay import ReplayServer
+from gadgetclient.sharding import Shard
 from gadgetclient.source import GadgetSource
 from gadgetclient.stats import StreamStats
 from gadgetwatch import __version__
@@ -101,8 +102,11 @@ class Agent:
         install_signal_handlers: bool = True,
         events: str | None = None,
         events_gadget: str = "",
+        shard: Shard | None = None,
     ) -> None:
         self.settings = settings
+        #: As worker `shard.index` of a supervisor (`workers.py`): the containers this one keeps.
+        self.shard = shard
         #: `--events -|FILE`: IG's JSON output as the source instead of gRPC (`linesource.py`).
         self.events = events
         self.events_gadget = events_gadget
@@ -114,6 +118,10 @@ class Agent:
         self.stats = AgentStats()
         self.learner: Learner | None = None
         self.cache: ProfileCache | None = None
+        #: The server behind `/metrics` and `/readyz` once built; `metrics` is set when it
+        #: listens (a worker's is read by its supervisor instead, `workers.py`).
+        self.health: MetricsServer | None = None
+        self.registry: CollectorRegistry | None = None
         self.metrics: MetricsServer | None = None
         self.debug: DebugServer | None = None
         self.metrics_pusher: OtlpMetricsPusher | None = None
@@ -177,7 +185,7 @@ class Agent:
         # No destination configured: alerts go to stdout as JSON lines.
         return ex.model_copy(update={"stdout": ex.stdout.model_copy(update={"enabled": True})})
 
-    def _file_rules(self) -> RuleSet | None:
+    def file_rules(self) -> RuleSet | None:
         """The bindings and exceptions files, loaded before anything starts.
 
         A bindings file that yields no binding with at least one valid rule would silently
@@ -229,7 +237,7 @@ class Agent:
     async def run(self) -> int:
         s = self.settings
         stats = self.stats
-        file_rules = self._file_rules()
+        file_rules = self.file_rules()
         replay_server: ReplayServer | None = None
         captured_pods: CapturePodMetadata | None = None
         tmpdir: tempfile.TemporaryDirectory[str] | None = None
@@ -304,6 +312,7 @@ class Agent:
                 gc_settings,
                 stats=stats.stream,
                 k8s_api_client=kube.client.api_client if kube is not None else None,
+                shard=self.shard,
             )
         pipeline = Pipeline(
             profiler=learner,
@@ -324,20 +333,19 @@ class Agent:
             delivery=stats.delivery,
             pipeline=stats.pipeline,
         )
-        registry = build_registry(collector)
+        registry = self.registry = build_registry(collector)
         self.metrics_pusher = self._metrics_pusher(exporters, registry)
+        health = self.health = MetricsServer(s.metrics, registry=registry)
+        health.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
+        health.add_readiness_check(
+            "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
+        )
+        health.add_readiness_check("exporters", lambda: exporters_readiness(delivery.health()))
+        if kube is not None:
+            pods = kube.pods
+            health.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
         if s.metrics.enabled:
-            self.metrics = MetricsServer(s.metrics, registry=registry)
-            self.metrics.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
-            self.metrics.add_readiness_check(
-                "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
-            )
-            self.metrics.add_readiness_check(
-                "exporters", lambda: exporters_readiness(delivery.health())
-            )
-            if kube is not None:
-                pods = kube.pods
-                self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
+            self.metrics = health
             try:
                 await self.metrics.start()
             except (OSError, ExporterError) as listen_error:
