@@ -240,6 +240,17 @@ class GadgetSource:
         `on_batch`. Persist it (`seq_state.save`) once those events are processed."""
         return dict(self._delivered)
 
+    @property
+    def event_clock_ns(self) -> int:
+        """The latest event time seen on any stream (0 before the first event), including
+        events another worker owns: the event clock of a worker's profiler."""
+        return self._latest_ns
+
+    @property
+    def first_event_ns(self) -> int:
+        """The time of the first event seen on any stream (0 before it)."""
+        return self._first_ns
+
     async def stop(self) -> None:
         """Graceful stop: stop requests to every stream; `run()` returns after the flushes."""
         self._stopping.set()

@@ -80,6 +80,20 @@ class AgentStats:
     pipeline: PipelineStats = field(default_factory=PipelineStats)
 
 
+class _SourceClock:
+    """The gadget source's event time, for a learner built before the source."""
+
+    source: GadgetSource | None = None
+
+    @property
+    def event_clock_ns(self) -> int:
+        return self.source.event_clock_ns if self.source is not None else 0
+
+    @property
+    def first_event_ns(self) -> int:
+        return self.source.first_event_ns if self.source is not None else 0
+
+
 @dataclass
 class _Kube:
     """The cluster-facing pieces, present only when Kubernetes is in use."""
@@ -265,12 +279,15 @@ class Agent:
             pod_metadata = captured_pods
         store = self._store(kube)
         cache = ProfileCache(stats.profiler)
+        clock = _SourceClock()
         learner = Learner(
             settings=s.profiler,
             store=store,
             cache=cache,
             pod_metadata=pod_metadata,
             stats=stats.profiler,
+            # A worker sees only its containers' events; the others' still move event time.
+            event_clock=clock if self.shard is not None else None,
         )
         self.learner, self.cache = learner, cache
         detector_settings = s.detector
@@ -314,6 +331,7 @@ class Agent:
                 k8s_api_client=kube.client.api_client if kube is not None else None,
                 shard=self.shard,
             )
+            clock.source = source
         pipeline = Pipeline(
             profiler=learner,
             detector=detector,
