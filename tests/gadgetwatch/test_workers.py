@@ -1,0 +1,108 @@
+"""The supervisor's pieces that need no process: worker settings, the merged exposition,
+readiness. Processes, crashes and signals are tested end to end in tests/e2e/test_workers.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporters.metrics import StatsCollector, build_registry
+from gadgetclient.stats import StreamStats
+from gadgetwatch.config import load_settings
+from gadgetwatch.pipeline import PipelineStats
+from gadgetwatch.workers import Supervisor, WorkersCollector, worker_settings
+
+
+def test_each_worker_gets_a_share_of_every_limit_and_no_listener() -> None:
+    s = load_settings(
+        overrides={
+            "pipeline": {"workers": 3},
+            "detector": {"globalRateLimit": 600, "perRuleRateLimit": 0},
+            "exporters": {"http": {"maxAlertsPerMinute": 100}},
+            "debug": {"enabled": True, "address": "127.0.0.1:6060"},
+        }
+    )
+    w = worker_settings(s, 2, 3)
+    assert w.pipeline.workers == 1
+    assert w.metrics.enabled is False
+    assert w.detector.global_rate_limit == 200
+    assert w.detector.per_rule_rate_limit == 0  # unlimited stays unlimited
+    assert w.exporters.http.max_alerts_per_minute == 34  # rounded up: 3 x 34 >= 100
+    assert w.exporters.syslog.max_alerts_per_minute == s.exporters.syslog.max_alerts_per_minute
+    assert w.debug.address == "127.0.0.1:6062"
+    assert w.gadgetclient == s.gadgetclient
+
+
+@dataclass
+class _Proc:
+    pid: int
+    returncode: int | None = None
+
+
+@dataclass
+class _FakeWorker:
+    index: int
+    proc: _Proc
+    report: dict[str, Any] | None
+
+
+def _exposition(processed: int, foreign: int) -> str:
+    stream = StreamStats()
+    stream.foreign["trace_exec"] = foreign
+    pipeline = PipelineStats(processed=processed)
+    return generate_latest(
+        build_registry(StatsCollector(stream=stream, pipeline=pipeline))
+    ).decode()
+
+
+def test_one_endpoint_carries_every_worker_with_its_label() -> None:
+    sup = Supervisor(load_settings(overrides={"pipeline": {"workers": 2}}))
+    sup._workers = {  # type: ignore[dict-item]
+        0: _FakeWorker(0, _Proc(10), {"ready": True, "metrics": _exposition(70, 30)}),
+        1: _FakeWorker(1, _Proc(11), {"ready": False, "metrics": _exposition(30, 70)}),
+    }
+    sup.stats.restarts[("1", "signal")] = 2
+    sup.stats.up.update({"0": 1, "1": 1})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkersCollector(sup))
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # parses: no dupes
+    processed = {
+        s.labels["worker"]: s.value
+        for s in families["gadgetwatch_pipeline_events_processed"].samples
+    }
+    assert processed == {"0": 70, "1": 30}
+    foreign = {
+        (s.labels["worker"], s.labels["gadget"]): s.value
+        for s in families["gadgetwatch_gadget_events_foreign"].samples
+    }
+    assert foreign == {("0", "trace_exec"): 30, ("1", "trace_exec"): 70}
+    cpu = {s.labels["worker"] for s in families["process_cpu_seconds"].samples}
+    assert cpu == {"supervisor", "0", "1"}
+    restarts = families["gadgetwatch_worker_restarts"].samples
+    assert [(s.labels, s.value) for s in restarts] == [
+        ({"worker": "1", "reason": "signal"}, 2)
+    ]
+    ready, details = sup.readiness()
+    assert not ready  # worker 1 is not ready yet
+    assert details["0"] == {"up": True, "ready": True, "pid": 10, "checks": {}}
+    assert details["1"]["ready"] is False
+
+
+def test_a_broken_worker_exposition_does_not_break_the_scrape() -> None:
+    sup = Supervisor(load_settings(overrides={"pipeline": {"workers": 2}}))
+    sup._workers = {  # type: ignore[dict-item]
+        0: _FakeWorker(0, _Proc(10), {"ready": True, "metrics": "garbage{{{ 1\n"}),
+        1: _FakeWorker(1, _Proc(11), {"ready": True, "metrics": _exposition(5, 0)}),
+        # A worker that exited is not scraped (its successor's counters start again).
+    }
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkersCollector(sup))
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    processed = families["gadgetwatch_pipeline_events_processed"].samples
+    assert [(s.labels["worker"], s.value) for s in processed] == [("1", 5)]
