@@ -89,6 +89,8 @@ EXIT_MARGIN_S = 5.0
 #: a real exposition (tens of KiB) and stops a corrupted length from allocating gigabytes.
 MAX_FRAME = 64 << 20
 _LENGTH = struct.Struct(">I")
+#: The seq of the report a worker sends by itself as it exits (requests count from 1).
+FINAL_SEQ = 0
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,8 @@ class Supervisor:
         self.stats = SupervisorStats()
         self.metrics: MetricsServer | None = None
         self._workers: dict[int, _Worker] = {}
+        #: The last report of each worker's last run, written as it exited (`--summary`).
+        self.final: dict[int, dict[str, Any]] = {}
         self._stop = asyncio.Event()
         self._failure = ""
 
@@ -376,6 +380,18 @@ class Supervisor:
             await proc.stdin.drain()
         return _Worker(index, proc, reader)
 
+    async def _take_final(self, worker: _Worker) -> None:
+        """The report a worker wrote as it exited (none when it was killed)."""
+        async with worker.lock:
+            with contextlib.suppress(
+                TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError
+            ):
+                async with asyncio.timeout(REPORT_TIMEOUT_S):
+                    while True:
+                        report = orjson.loads(await _read_frame(worker.control))
+                        if report.get("seq") == FINAL_SEQ:
+                            self.final[worker.index] = report
+
     async def _keep(self, index: int) -> None:
         """Run worker `index` until a stop, restarting it after crashes with back-off."""
         name = str(index)
@@ -392,6 +408,7 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     worker.proc.send_signal(signal.SIGTERM)
             code = await worker.proc.wait()
+            await self._take_final(worker)
             self.stats.up[name] = 0
             self.stats.exit_codes[name] = code if code >= 0 else 1
             if worker.proc.stdin is not None:
@@ -480,6 +497,9 @@ async def _serve(agent: Any, control_fd: int) -> int:
         controller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await controller
+        if not transport.is_closing():
+            # The final counters, for the supervisor's summary (seq 0: asked by nobody).
+            transport.write(_report(agent, FINAL_SEQ))
         transport.close()
 
 
@@ -507,15 +527,42 @@ def worker_main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _final_totals(text: str) -> Counter[str]:
+    """Sums per family of one worker's final exposition (unreadable text counts nothing)."""
+    totals: Counter[str] = Counter()
+    with contextlib.suppress(ValueError):
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if not s.name.endswith(("_created", "_bucket", "_count", "_sum")):
+                    totals[s.name] += int(s.value)
+    return totals
+
+
 def summary_lines(supervisor: Supervisor) -> list[str]:
-    """`--summary` with workers: each worker's exit code and the restarts."""
+    """`--summary` with workers: the node's event counts (the sum of the workers' last runs),
+    then each worker's exit code, restarts and share."""
     restarts: Mapping[tuple[str, str], int] = supervisor.stats.restarts
-    lines = [f"gadgetwatch summary ({supervisor.count} workers)"]
+    per = {i: _final_totals(str(r.get("metrics", ""))) for i, r in supervisor.final.items()}
+    node: Counter[str] = sum(per.values(), Counter())
+    p = "gadgetwatch_"
+    dropped = node[f"{p}gadget_events_dropped_total"] + node[f"{p}pipeline_events_dropped_total"]
+    lines = [
+        f"gadgetwatch summary ({supervisor.count} workers)",
+        # Every worker receives every event: the node received what one worker received.
+        f"  events: received {max((t[f'{p}gadget_events_decoded_total'] for t in per.values()), default=0)}, "
+        f"processed {node[f'{p}pipeline_events_processed_total']}, "
+        f"lost upstream {node[f'{p}gadget_events_lost_total']}, dropped {dropped}",
+        f"  alerts: {node[f'{p}detector_alerts_total']}",
+    ]
     for index in range(supervisor.count):
         name = str(index)
         n = sum(v for (w, _), v in restarts.items() if w == name)
         code = supervisor.stats.exit_codes.get(name, "-")
-        lines.append(f"  worker {name}: exit code {code}, restarts {n}")
-    lines.append("  per-worker events and alerts: the workers' `agent stopped` logs and /metrics")
+        t = per.get(index, Counter())
+        lines.append(
+            f"  worker {name}: exit code {code}, restarts {n}, "
+            f"processed {t[f'{p}pipeline_events_processed_total']}, "
+            f"foreign {t[f'{p}gadget_events_foreign_total']}"
+        )
     return lines
 
