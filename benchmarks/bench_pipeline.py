@@ -225,10 +225,11 @@ def quantile(q: float, start: dict[str, Series], end: dict[str, Series]) -> floa
     """`histogram_quantile` over the buckets' increase between two scrapes."""
     name = "gadgetwatch_pipeline_alert_latency_seconds_bucket"
     b0, b1 = start.get(name, {}), end.get(name, {})
-    buckets = sorted(
-        ((float(k.split("le=")[1]), b1[k] - b0.get(k, 0.0)) for k in b1),
-        key=lambda x: x[0],
-    )
+    by_le: defaultdict[float, float] = defaultdict(float)  # summed over `worker` labels
+    for k, v in b1.items():
+        labels = dict(part.split("=", 1) for part in k.split(","))
+        by_le[float(labels["le"])] += v - b0.get(k, 0.0)
+    buckets: list[tuple[float, float]] = sorted(by_le.items())
     if not buckets or buckets[-1][1] <= 0:
         return None
     rank = q * buckets[-1][1]
@@ -461,6 +462,10 @@ def run_agent(
             except (OSError, ValueError):
                 continue
             s = Sample(time.monotonic(), cpu, m, mem)
+            if samples and s.processed < samples[-1].processed:
+                # A worker (`--workers`) exited at the end of its streams: its counters and CPU
+                # left the sums; the steady window ended before this sample.
+                break
             if samples and s.processed > samples[-1].processed:
                 last_change = s.t
             samples.append(s)

@@ -64,7 +64,7 @@ from gadgetclient.sessions import (
     pin_image,
 )
 from gadgetclient.sharding import Shard
-from gadgetclient.slot_mapping import SlotMapper
+from gadgetclient.slot_mapping import Route, SlotMapper
 from gadgetclient.stats import DropReason, StreamStats
 from gadgetclient.streaming import GadgetStream
 from gadgetclient.targets import Endpoint, parse_target, static_endpoints
@@ -77,6 +77,14 @@ SECCOMP_GADGET = "advise_seccomp"
 DEFAULT_BATCH_SIZE = 256
 #: Longest time a partial batch waits (seconds); bounds the latency batching adds.
 DEFAULT_FLUSH_INTERVAL = 0.02
+
+
+def _no_route(slots: Sequence[bytes], node: str) -> tuple[bool, int]:  # pragma: no cover
+    raise AssertionError("a placeholder, never called")
+
+
+#: Marks a layout whose router was not asked for yet.
+_NO_ROUTE: Route = _no_route
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +137,10 @@ class GadgetSource:
         shard: Shard | None = None,
     ) -> None:
         self.settings = settings
-        #: With N worker processes: the containers this one keeps (`sharding.py`).
+        #: With N worker processes: the containers this one keeps (`sharding.py`), and the
+        #: router of each data source layout (None: filtered after mapping).
         self.shard = shard
+        self._routes: dict[DataSourceDecoder, Route | None] = {}
         self.stats = stats if stats is not None else StreamStats()
         self.gadgets = tuple(gadgets if gadgets is not None else settings.gadgets)
         self._endpoints = list(endpoints) if endpoints is not None else None
@@ -720,7 +730,28 @@ class GadgetSource:
         processes = self._processes
         shard = self.shard
         foreign = 0
+        route = None
+        if shard is not None:
+            # Another worker's elements are skipped before they are mapped (`sharding.py`).
+            route = self._routes.get(ds, _NO_ROUTE)
+            if route is _NO_ROUTE:
+                route = self._routes[ds] = self._slot_mapper.router(ds, shard.owns)
+            if route is not None:
+                shard = None  # decided by the route, not again after mapping
         for slots in elements:
+            if route is not None:
+                try:
+                    mine, ts = route(slots, node)
+                except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+                    mine = True  # mapping it reports the problem
+                else:
+                    if not mine:
+                        foreign += 1
+                        if ts > self._latest_ns:
+                            if not self._latest_ns:
+                                self._first_ns = ts
+                            self._latest_ns = ts
+                        continue
             try:
                 event = to_event(slots, node)
             except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:

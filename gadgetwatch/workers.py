@@ -303,9 +303,7 @@ class Supervisor:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self._stop.set)
         log.info("supervisor starting workers", workers=self.count)
-        slots = [
-            asyncio.create_task(self._keep(i), name=f"worker-{i}") for i in range(self.count)
-        ]
+        slots = [asyncio.create_task(self._keep(i), name=f"worker-{i}") for i in range(self.count)]
         stop_wait = asyncio.create_task(self._stop.wait(), name="stop-signal")
         try:
             pending: set[asyncio.Task[Any]] = set(slots)
@@ -447,7 +445,7 @@ def _read_spec(fd: int) -> WorkerSpec:
     (size,) = _LENGTH.unpack(exactly(_LENGTH.size))
     if size > MAX_FRAME:
         raise ValueError(f"spec frame of {size} bytes exceeds {MAX_FRAME}")
-    spec = pickle.loads(exactly(size))  # noqa: S301 (our own parent, over a private pipe)
+    spec = pickle.loads(exactly(size))
     if not isinstance(spec, WorkerSpec):
         raise TypeError(f"expected a WorkerSpec, got {type(spec).__name__}")
     return spec
@@ -546,10 +544,11 @@ def summary_lines(supervisor: Supervisor) -> list[str]:
     node: Counter[str] = sum(per.values(), Counter())
     p = "gadgetwatch_"
     dropped = node[f"{p}gadget_events_dropped_total"] + node[f"{p}pipeline_events_dropped_total"]
+    # Every worker receives every event: the node received what one worker received.
+    received = max((t[f"{p}gadget_events_decoded_total"] for t in per.values()), default=0)
     lines = [
         f"gadgetwatch summary ({supervisor.count} workers)",
-        # Every worker receives every event: the node received what one worker received.
-        f"  events: received {max((t[f'{p}gadget_events_decoded_total'] for t in per.values()), default=0)}, "
+        f"  events: received {received}, "
         f"processed {node[f'{p}pipeline_events_processed_total']}, "
         f"lost upstream {node[f'{p}gadget_events_lost_total']}, dropped {dropped}",
         f"  alerts: {node[f'{p}detector_alerts_total']}",
@@ -565,4 +564,3 @@ def summary_lines(supervisor: Supervisor) -> list[str]:
             f"foreign {t[f'{p}gadget_events_foreign_total']}"
         )
     return lines
-

@@ -81,13 +81,17 @@ async def test_two_workers_process_each_container_once_and_stop_on_sigterm(
         _, decoded = capture_counts(CAPTURE)
         total = sum(n for g, n in decoded.items() if g in GADGETS)
         m = await agent.wait_metrics(
-            lambda m: sum(per_worker(m, "gadgetwatch_pipeline_events_processed_total").values())
-            >= total,
+            lambda m: (
+                sum(per_worker(m, "gadgetwatch_pipeline_events_processed_total").values()) >= total
+            ),
             what=f"{total} events processed across the workers",
         )
         await eventually(
-            lambda: len(agent.stdout_alerts()) >= len(EXPECTED), what="alerts",
-            context=lambda: "\n".join(str(expected_of(a)) for a in agent.stdout_alerts()) + agent.proc.tail(),
+            lambda: len(agent.stdout_alerts()) >= len(EXPECTED),
+            what="alerts",
+            context=lambda: (
+                "\n".join(str(expected_of(a)) for a in agent.stdout_alerts()) + agent.proc.tail()
+            ),
         )
         m = await agent.metrics()
 
@@ -144,8 +148,9 @@ async def test_a_killed_worker_is_restarted_and_counted(
         os.kill(first, signal.SIGKILL)
 
         m = await agent.wait_metrics(
-            lambda m: m.value("gadgetwatch_worker_restarts_total", worker="1", reason="signal")
-            == 1,
+            lambda m: (
+                m.value("gadgetwatch_worker_restarts_total", worker="1", reason="signal") == 1
+            ),
             what="the restart counted",
         )
         assert m.value("gadgetwatch_worker_restarts_total", worker="0", reason="signal") == 0
@@ -157,7 +162,8 @@ async def test_a_killed_worker_is_restarted_and_counted(
         assert [(e["worker"], e["code"]) for e in logged] == [(1, -signal.SIGKILL)]
 
         assert await agent.terminate() == 0
-        assert not alive(details["1"]["pid"]) and not alive(details["0"]["pid"])
+        assert not alive(details["1"]["pid"])
+        assert not alive(details["0"]["pid"])
     finally:
         if agent is not None:
             await agent.proc.stop()

@@ -74,9 +74,7 @@ async def test_shards_partition_a_real_stream_by_container(tmp_path: Path) -> No
     """Two sharded sources on the same streams get disjoint events whose union is exactly what
     one unsharded source gets; each container's events all land on one shard; the skipped
     ones are counted per gadget."""
-    server = ReplayServer(
-        read_capture(CAPTURE), listen=f"unix://{tmp_path}/ig.sock", ordered=False
-    )
+    server = ReplayServer(read_capture(CAPTURE), listen=f"unix://{tmp_path}/ig.sock", ordered=False)
     address = await server.start()
     try:
         everything, _ = await _events(address, None)
@@ -87,7 +85,9 @@ async def test_shards_partition_a_real_stream_by_container(tmp_path: Path) -> No
     got = [[_identity(e) for e in events] for events, _ in parts]
     assert Counter(got[0]) + Counter(got[1]) == Counter(_identity(e) for e in everything)
     owners = [{e.container.key for e in events} for events, _ in parts]
-    assert owners[0] and owners[1] and not owners[0] & owners[1]
+    assert owners[0]
+    assert owners[1]
+    assert not owners[0] & owners[1]
     for events, source in parts:
         assert sum(source.stats.foreign.values()) == len(everything) - len(events)
         # Event time moves with every stream, the other worker's containers included.

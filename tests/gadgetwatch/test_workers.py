@@ -4,7 +4,7 @@ readiness. Processes, crashes and signals are tested end to end in tests/e2e/tes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,10 +60,13 @@ def _exposition(processed: int, foreign: int) -> str:
 
 def test_one_endpoint_carries_every_worker_with_its_label() -> None:
     sup = Supervisor(load_settings(overrides={"pipeline": {"workers": 2}}))
-    sup._workers = {  # type: ignore[dict-item]
-        0: _FakeWorker(0, _Proc(10), {"ready": True, "metrics": _exposition(70, 30)}),
-        1: _FakeWorker(1, _Proc(11), {"ready": False, "metrics": _exposition(30, 70)}),
-    }
+    sup._workers = cast(
+        dict[int, Any],
+        {
+            0: _FakeWorker(0, _Proc(10), {"ready": True, "metrics": _exposition(70, 30)}),
+            1: _FakeWorker(1, _Proc(11), {"ready": False, "metrics": _exposition(30, 70)}),
+        },
+    )
     sup.stats.restarts[("1", "signal")] = 2
     sup.stats.up.update({"0": 1, "1": 1})
     registry = CollectorRegistry(auto_describe=False)
@@ -83,9 +86,7 @@ def test_one_endpoint_carries_every_worker_with_its_label() -> None:
     cpu = {s.labels["worker"] for s in families["process_cpu_seconds"].samples}
     assert cpu == {"supervisor", "0", "1"}
     restarts = families["gadgetwatch_worker_restarts"].samples
-    assert [(s.labels, s.value) for s in restarts] == [
-        ({"worker": "1", "reason": "signal"}, 2)
-    ]
+    assert [(s.labels, s.value) for s in restarts] == [({"worker": "1", "reason": "signal"}, 2)]
     ready, details = sup.readiness()
     assert not ready  # worker 1 is not ready yet
     assert details["0"] == {"up": True, "ready": True, "pid": 10, "checks": {}}
@@ -94,11 +95,13 @@ def test_one_endpoint_carries_every_worker_with_its_label() -> None:
 
 def test_a_broken_worker_exposition_does_not_break_the_scrape() -> None:
     sup = Supervisor(load_settings(overrides={"pipeline": {"workers": 2}}))
-    sup._workers = {  # type: ignore[dict-item]
-        0: _FakeWorker(0, _Proc(10), {"ready": True, "metrics": "garbage{{{ 1\n"}),
-        1: _FakeWorker(1, _Proc(11), {"ready": True, "metrics": _exposition(5, 0)}),
-        # A worker that exited is not scraped (its successor's counters start again).
-    }
+    sup._workers = cast(
+        dict[int, Any],
+        {
+            0: _FakeWorker(0, _Proc(10), {"ready": True, "metrics": "garbage{{{ 1\n"}),
+            1: _FakeWorker(1, _Proc(11), {"ready": True, "metrics": _exposition(5, 0)}),
+        },
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkersCollector(sup))
     families = {

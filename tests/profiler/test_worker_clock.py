@@ -53,13 +53,15 @@ async def test_a_worker_attaches_at_the_first_event_of_any_container(
     cache, lrn = make(store, clock)
     lrn.observe(events)  # type: ignore[attr-defined]
     view = cache.get(KEY)
-    assert view is not None and view.status is ProfileStatus.COMPLETED
+    assert view is not None
+    assert view.status is ProfileStatus.COMPLETED
     # Without the node's clock the same learner judges the start-up unseen: learning starts
     # at its first event and ends partial an hour after it.
     cache_alone, alone = make(store, None)
     alone.observe([*events, exec_(c, T0 + 300 * S + HOUR, "/bin/later")])  # type: ignore[attr-defined]
     alone_view = cache_alone.get(KEY)
-    assert alone_view is not None and alone_view.status is ProfileStatus.PARTIAL
+    assert alone_view is not None
+    assert alone_view.status is ProfileStatus.PARTIAL
 
 
 async def test_a_flush_closes_learning_at_the_time_of_every_stream(
@@ -73,10 +75,13 @@ async def test_a_flush_closes_learning_at_the_time_of_every_stream(
     lrn.observe([exec_(c, T0 + 2, "/bin/a")])  # type: ignore[attr-defined]
     await lrn.flush()  # type: ignore[attr-defined]
     view = cache.get(KEY)
-    assert view is not None and view.status is ProfileStatus.LEARNING
+    assert view is not None
+    assert view.status is ProfileStatus.LEARNING
     clock.event_clock_ns = T0 + HOUR + 5
     await lrn.flush()  # type: ignore[attr-defined]
     view = cache.get(KEY)
-    assert view is not None and view.status is ProfileStatus.COMPLETED
+    assert view is not None
+    assert view.status is ProfileStatus.COMPLETED
     stored = await store.get(KEY)
-    assert stored is not None and stored.meta.status is ProfileStatus.COMPLETED
+    assert stored is not None
+    assert stored.meta.status is ProfileStatus.COMPLETED
