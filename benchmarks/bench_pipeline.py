@@ -281,6 +281,9 @@ class Result:
     processed: float = 0.0
     expected: int = 0
     server_cpu_us: float = 0.0
+    #: 1-minute load average at the end of the run: the machine is shared, figures under a
+    #: high load are the machine's, not the agent's
+    load: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -474,14 +477,17 @@ def run_agent(
                 f"{total(m, 'gadgetwatch_profiler_writes_total'):.0f}",
                 file=trace, flush=True,
             )  # fmt: skip
-            if completed_at is None and s.completed >= PROFILES:
+            # With workers, replicas of a workload may sit on different workers (each holds its
+            # own profile): the count is not known in advance, so the window opens at half of
+            # the steady phase instead.
+            if completed_at is None and s.completed >= PROFILES and workers == 1:
                 completed_at = s.t
             if start is None and (
                 (completed_at is not None and s.t >= completed_at + SETTLE_S)
                 or s.processed >= learning_events + (expected - learning_events) * 0.5
             ):
                 start = s
-                if s.completed < PROFILES:
+                if s.completed < PROFILES and workers == 1:
                     res.notes.append(f"only {s.completed:.0f} profiles completed at start")
                 if profile_s > 0 and PYSPY.exists():
                     spy = subprocess.Popen(
@@ -700,6 +706,7 @@ def run_one(
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     res.rate = tag
+    res.load = os.getloadavg()[0]
     if args.feeder == "go":
         # The feeder's own count of IG-style drops (its channel full): drops after a stream's
         # last delivered event leave no seq gap, so no client can count those.
@@ -716,12 +723,12 @@ def run_one(
 
 
 def print_table(results: list[Result]) -> None:
-    print()
+    print("\ncommand: " + " ".join([sys.executable, *sys.argv]))
     head = (
         f"{'mix-rate-transport':>24} {'ev/s':>6} {'cores':>5} {'µs/ev':>6} {'floor':>6} "
         f"{'over':>6} "
         f"{'RSS MiB':>7} {'HWM MiB':>7} {'p50 ms':>6} {'p99 ms':>6} {'alerts':>6} "
-        f"{'lost':>5} {'drop':>5} {'processed':>17}"
+        f"{'lost':>5} {'drop':>5} {'processed':>17} {'load':>5}"
     )
     print(head)
     for r in results:
@@ -729,7 +736,7 @@ def print_table(results: list[Result]) -> None:
             f"{r.rate:>24} {r.achieved:6.0f} {r.cores:5.2f} {r.cpu_us:6.1f} {r.floor_us:6.1f} "
             f"{r.cpu_us - r.floor_us:+6.1f} {r.rss:7.1f} {r.hwm:7.1f} {fmt_ms(r.p50):>6} "
             f"{fmt_ms(r.p99):>6} {r.alerts:6d} {r.lost:5.0f} {r.dropped:5.0f} "
-            f"{r.processed:8.0f}/{r.expected:<8d}"
+            f"{r.processed:8.0f}/{r.expected:<8d} {r.load:5.1f}"
         )
         for note in r.notes:
             print(f"      note: {note}")

@@ -473,10 +473,10 @@ class SlotMapper:
             fn = self._compiled[decoder] = self._compile(decoder)
         return fn
 
-    def router(self, decoder: DataSourceDecoder, owns: Callable[[str], bool]) -> Route | None:
+    def router(self, decoder: DataSourceDecoder, owns: Callable[[Container], bool]) -> Route | None:
         """For one of several workers: `(owned, timestamp_ns)` of an element from its container
         slots and time only, so an element another worker owns costs no mapping. The owner is
-        decided once per container (`owns(Container.key)`, the same key as after mapping).
+        decided once per container (`owns(container)`, as after mapping).
         None for layouts mapped through the dict (the caller filters after mapping)."""
         layout = getattr(self.for_decoder(decoder), "__self__", None)
         if type(layout) is not _Layout:
@@ -496,7 +496,7 @@ class SlotMapper:
             if mine is None:
                 if len(owned) >= _CACHE_MAX:
                     owned.clear()
-                mine = owned[ckey] = owns(container(slots, node, key).key)
+                mine = owned[ckey] = owns(container(slots, node, key))
             return mine, _timestamp(raw, ts)
 
         return routed

@@ -710,7 +710,7 @@ class GadgetSource:
                 if not self._latest_ns:
                     self._first_ns = ts
                 self._latest_ns = ts
-            if shard is not None and not shard.owns(event.container.key):
+            if shard is not None and not shard.owns(event.container):
                 self.stats.foreign[gadget] += 1
                 continue
             if self._processes is not None:
@@ -765,7 +765,7 @@ class GadgetSource:
                 if not self._latest_ns:
                     self._first_ns = ts
                 self._latest_ns = ts
-            if shard is not None and not shard.owns(event.container.key):
+            if shard is not None and not shard.owns(event.container):
                 foreign += 1
                 continue
             if processes is not None:

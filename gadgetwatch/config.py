@@ -86,7 +86,7 @@ class PipelineSettings(BaseModel):
     workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     """Worker processes. 1 runs everything in one process. N > 1 starts a supervisor and N
     workers; each worker runs every gadget stream and keeps the events of the containers it
-    owns (a hash of the container id), with its own profiler, detector and exporters
+    owns (a hash of its workload), with its own profiler, detector and exporters
     (README "Design notes", docs/gadgetclient.md). Rate limits are divided among the workers.
     Not with headless or attached instances, `--replay` or `--events` (one reader each)."""
 

@@ -6,12 +6,14 @@
       SIGTERM ──────────────────────────────────────► graceful stop (as `gadgetwatch run`)
 
 Partitioning. Every worker runs every configured gadget stream and keeps the events of the
-containers it owns: `gadgetclient.sharding` hashes `Container.key` (CRC-32 modulo N), so each
-container's events, from every gadget, go to exactly one worker, which holds that container's
-whole profile, learning period, detector plan and cooldowns. Workers never talk to each other.
-Replicas of one workload may be owned by different workers; their profiles merge in the store
-by set union, with the store's optimistic concurrency, exactly as profiles of different nodes
-do (the directory store locks across processes, the Kubernetes store checks resourceVersion).
+containers it owns: `gadgetclient.sharding` hashes the container's workload (namespace and
+top-level owner; the container id when IG knows no owner) with CRC-32 modulo N, so each
+container's events, from every gadget, go to exactly one worker, and so do all replicas of a
+workload: that worker holds the workload's whole profile and each container's learning
+period, detector plan and cooldowns. Workers never talk to each other. Profiles still meet in
+the store, merged by set union with the store's optimistic concurrency exactly as profiles of
+different nodes are (the directory store locks across processes, the Kubernetes store checks
+resourceVersion): after a rollout under a new owner, or for bare pods of one name.
 Rate limits (the detector's global and per-rule limits, each exporter's alerts per minute) are
 divided among the workers, rounded up, so the node's total stays what was configured.
 
