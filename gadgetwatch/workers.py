@@ -47,12 +47,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
+import io
 import math
 import os
 import pickle
 import signal
 import struct
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -102,6 +105,51 @@ class WorkerSpec:
     index: int
     count: int
     settings: Settings
+    #: A file the workers lock (`flock`) around each write to the stdout and stderr they share.
+    output_lock: str = ""
+
+
+class LockedOutput(io.RawIOBase):
+    """One worker's side of a stdout or stderr shared with the other workers.
+
+    In a pod, stdout is a pipe to the container runtime, and a pipe keeps a write whole only up
+    to PIPE_BUF (4 KiB): two workers writing alert batches (or a long alert line) at once could
+    interleave inside a JSON line. Each write here holds an exclusive `flock` on a file the
+    supervisor created, which every worker opens itself (a lock taken through an inherited
+    descriptor would be shared, not exclusive), and writes everything before releasing it, so
+    every line arrives whole.
+    """
+
+    def __init__(self, fd: int, lock_path: str) -> None:
+        super().__init__()
+        self._fd = fd
+        self._lock = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            done = 0
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        return len(view)
+
+
+def _shared_outputs(lock_path: str) -> None:
+    """Route this worker's stdout (alerts) and stderr (logs) through `LockedOutput`; a buffer in
+    front gathers each batch or log line into one locked write."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        raw = LockedOutput(fd, lock_path)
+        buffered = io.BufferedWriter(raw, buffer_size=1 << 16)
+        setattr(sys, name, io.TextIOWrapper(buffered, encoding="utf-8", line_buffering=True))
 
 
 @dataclass
@@ -260,6 +308,7 @@ class Supervisor:
         self.final: dict[int, dict[str, Any]] = {}
         self._stop = asyncio.Event()
         self._failure = ""
+        self._output_lock = ""
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -304,6 +353,8 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self._stop.set)
+        fd, self._output_lock = tempfile.mkstemp(prefix="gadgetwatch-output-", suffix=".lock")
+        os.close(fd)
         log.info("supervisor starting workers", workers=self.count)
         slots = [asyncio.create_task(self._keep(i), name=f"worker-{i}") for i in range(self.count)]
         stop_wait = asyncio.create_task(self._stop.wait(), name="stop-signal")
@@ -327,6 +378,8 @@ class Supervisor:
             await asyncio.gather(*slots, stop_wait, return_exceptions=True)
             if self.metrics is not None:
                 await self.metrics.aclose()
+            with contextlib.suppress(OSError):
+                os.unlink(self._output_lock)
         codes = self.stats.exit_codes
         log.info("supervisor stopped", exit_codes=codes, restarts=sum(self.stats.restarts.values()))
         if self._failure:
@@ -373,7 +426,12 @@ class Supervisor:
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
-        spec = WorkerSpec(index, self.count, worker_settings(self.settings, index, self.count))
+        spec = WorkerSpec(
+            index,
+            self.count,
+            worker_settings(self.settings, index, self.count),
+            output_lock=self._output_lock,
+        )
         assert proc.stdin is not None
         proc.stdin.write(_frame(pickle.dumps(spec)))
         with contextlib.suppress(ConnectionError):
@@ -518,6 +576,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     except (EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
         print(f"gadgetwatch worker: no usable spec from the supervisor: {exc}", file=sys.stderr)
         return 1
+    if spec.output_lock:
+        _shared_outputs(spec.output_lock)
     structlog.contextvars.bind_contextvars(worker=spec.index)
     agent = Agent(spec.settings, environ=dict(os.environ), shard=Shard(spec.index, spec.count))
     try:

@@ -3,7 +3,12 @@ readiness. Processes, crashes and signals are tested end to end in tests/e2e/tes
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -109,3 +114,35 @@ def test_a_broken_worker_exposition_does_not_break_the_scrape() -> None:
     }
     processed = families["gadgetwatch_pipeline_events_processed"].samples
     assert [(s.labels["worker"], s.value) for s in processed] == [("1", 5)]
+
+
+def test_workers_sharing_a_pipe_never_interleave_inside_a_line(tmp_path: Path) -> None:
+    """Two processes write 16 KiB lines (longer than a pipe keeps whole) into one pipe at once
+    through `LockedOutput`, as two workers' stdout exporters do; every line arrives whole."""
+    lock = tmp_path / "output.lock"
+    lock.touch()
+    code = (
+        "import io, sys\n"
+        "from gadgetwatch.workers import LockedOutput\n"
+        "out = io.BufferedWriter(LockedOutput(1, sys.argv[1]), buffer_size=1 << 16)\n"
+        "for _ in range(100):\n"
+        "    out.write((sys.argv[2] * 16384 + '\\n').encode() * 3)\n"
+        "    out.flush()\n"
+    )
+    read_fd, write_fd = os.pipe()
+    # The smallest pipe and small reads keep both writers blocked mid-write, where an
+    # unlocked write interleaves (it does, in about a third of the lines, without the lock).
+    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(lock), mark], stdout=write_fd)
+        for mark in ("a", "b")
+    ]
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 512):
+        chunks.append(chunk)
+    os.close(read_fd)
+    lines = b"".join(chunks).splitlines()
+    assert [p.wait(30) for p in procs] == [0, 0]
+    assert len(lines) == 600
+    assert set(lines) == {b"a" * 16384, b"b" * 16384}
