@@ -468,6 +468,10 @@ class Supervisor:
             code = await worker.proc.wait()
             await self._take_final(worker)
             self.stats.up[name] = 0
+            if code == -signal.SIGTERM and self._stop.is_set():
+                # Our own SIGTERM, taken before the agent handled signals (still starting) or
+                # after it finished (already flushed): a clean stop either way.
+                code = 0
             self.stats.exit_codes[name] = code if code >= 0 else 1
             if worker.proc.stdin is not None:
                 worker.proc.stdin.close()
@@ -585,6 +589,10 @@ def worker_main(argv: list[str] | None = None) -> int:
     except AgentError as exc:
         print(f"gadgetwatch worker {spec.index}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        # The agent stopped (its loop's handlers are gone): a late SIGTERM from the supervisor
+        # must not turn a finished run into a kill.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _final_totals(text: str) -> Counter[str]:
