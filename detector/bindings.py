@@ -1,6 +1,7 @@
-"""`RuntimeRuleAlertBinding` (kubescape.io/v1): which rules apply to which pods, with what.
+"""`RuntimeRuleAlertBinding` (gadgetwatch.io/v1): which rules apply to which pods, with what.
 
-Schema (a superset of the predecessors', `deploy/crds/runtimerulealertbindings.kubescape.io.yaml`)::
+Schema (a superset of the predecessors', `deploy/crds/runtimerulealertbindings.gadgetwatch.io.yaml`;
+their ``kubescape.io/v1`` bindings are read as they are, `LEGACY_API_VERSION`)::
 
     spec:
       namespaceSelector: {matchLabels, matchExpressions}   # empty: all namespaces
@@ -33,9 +34,16 @@ from detector.alerts import Severity
 from detector.loading import DocContext, Document, Path
 from detector.rules import Catalogue, Rule, UnavailableRule
 from detector.selectors import LabelSelector, parse_selector
+from profiler.documents import KUBESCAPE_GROUP
 
-API_VERSION = "kubescape.io/v1"
+GROUP = "gadgetwatch.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "RuntimeRuleAlertBinding"
+PLURAL = "runtimerulealertbindings"
+#: kubecop's and Kubescape's group: their bindings' schema is a subset of ours, so files in that
+#: group (`--rules`) are read unchanged; the agent watches only its own group in a cluster.
+LEGACY_API_VERSION = f"{KUBESCAPE_GROUP}/{VERSION}"
 _REF_KEYS = ("ruleName", "ruleID", "ruleTags")
 
 

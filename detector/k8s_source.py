@@ -1,7 +1,7 @@
 """Bindings, exceptions and guards from the cluster: list + watch, the detector's only API client.
 
 The only module of the detector that imports `kubernetes`. It lists and watches
-`RuntimeRuleAlertBinding` (kubescape.io/v1, cluster-scoped or namespaced: the cluster-wide list
+`RuntimeRuleAlertBinding` (gadgetwatch.io/v1, cluster-scoped or namespaced: the cluster-wide list
 covers both), `RuntimeAlertException` and `RuntimeGuard` (gadgetwatch.io/v1) with the official
 client. The
 client is synchronous, so every call runs in a worker thread (`asyncio.to_thread`); watch
@@ -53,8 +53,13 @@ class Resource:
     plural: str
     kind: str
 
+    @property
+    def crd_name(self) -> str:
+        """The CustomResourceDefinition's name, ``<plural>.<group>``."""
+        return f"{self.plural}.{self.group}"
 
-BINDINGS = Resource("kubescape.io", "v1", "runtimerulealertbindings", bindings.KIND)
+
+BINDINGS = Resource(bindings.GROUP, bindings.VERSION, bindings.PLURAL, bindings.KIND)
 EXCEPTIONS = Resource("gadgetwatch.io", "v1", "runtimealertexceptions", exceptions.KIND)
 GUARDS = Resource("gadgetwatch.io", "v1", "runtimeguards", guards.KIND)
 #: Every resource watched; the source is synced once each was listed.
@@ -186,7 +191,7 @@ class ClusterRulesSource:
                 raise RuleSourceError(f"watch failed: {exc}", source=res.plural) from exc
             return version
         finally:
-            w.stop()
+            await _stop_worker(w, worker)
             self._watches.remove(w)
 
     async def _rebuild(self) -> None:
@@ -235,6 +240,61 @@ class ClusterRulesSource:
             log.error("cannot emit kubernetes event", object=meta.get("name"), error=str(exc))
 
 
+#: How long a cancelled watch waits for its worker thread to notice. Watch.stop() shuts the
+#: socket down, which unblocks the read at once; the grace only covers a stop that raced the
+#: request being sent (the client resets its stop flag when a stream starts).
+_STOP_GRACE_S = 2.0
+#: How often stop() is repeated within the grace, to catch that race.
+_STOP_RETRY_S = 0.05
+
+
+async def _stop_worker(w: Any, worker: asyncio.Task[None]) -> None:
+    """Stop a watch and wait (bounded) for its thread, so no task outlives the source."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _STOP_GRACE_S
+    w.stop()
+    while not worker.done() and loop.time() < deadline:
+        await asyncio.wait({worker}, timeout=_STOP_RETRY_S)
+        w.stop()
+    if not worker.done():
+        # The thread ends at the server-side watch timeout at the latest.
+        log.warning("watch worker still running after stop", grace_s=_STOP_GRACE_S)
+        return
+    if not worker.cancelled():
+        worker.exception()  # retrieved here: the watch was abandoned, its error is moot
+
+
 def _key(kind: str, obj: dict[str, Any]) -> ObjKey:
     meta = obj.get("metadata", {})
     return (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+async def create_exception(api_client: Any, body: dict[str, Any]) -> bool:
+    """Create a `RuntimeAlertException` in its namespace (the console's "Allow this").
+
+    Returns False when one of that name exists already (the suggestion's name is derived from
+    the finding, so it was allowed before). Any other refusal or an unreachable server raises
+    `RuleSourceError` with the status, so the caller shows one line, never a client exception.
+    """
+    namespace = str(body.get("metadata", {}).get("namespace") or "")
+    custom: Any = k8s_client.CustomObjectsApi(api_client)
+    try:
+        await asyncio.to_thread(
+            custom.create_namespaced_custom_object,
+            EXCEPTIONS.group,
+            EXCEPTIONS.version,
+            namespace,
+            EXCEPTIONS.plural,
+            body,
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise RuleSourceError(
+            f"the API server refused it: {exc.status} {exc.reason}", source=EXCEPTIONS.plural
+        ) from None
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        raise RuleSourceError(
+            f"the API server is unreachable: {exc}", source=EXCEPTIONS.plural
+        ) from None
+    return True

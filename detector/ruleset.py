@@ -89,7 +89,7 @@ def parse_documents(docs: Sequence[Document], *, catalogue: Catalogue) -> RuleSe
         kind = data.get("kind")
         api = data.get("apiVersion")
         if kind == bindings.KIND:
-            if api != bindings.API_VERSION:
+            if api not in (bindings.API_VERSION, bindings.LEGACY_API_VERSION):
                 ctx.warning(("apiVersion",), f"expected {bindings.API_VERSION}, got {api!r}")
             binding = bindings.parse_binding(doc, ctx=ctx, catalogue=catalogue)
             if binding is not None:

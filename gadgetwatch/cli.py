@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rules",
     "probe",
     "instances",
+    "console",
     "config",
     "completion",
 )

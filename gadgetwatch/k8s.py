@@ -46,6 +46,8 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as _k8s_config
 
+from detector.k8s_source import BINDINGS, EXCEPTIONS, GUARDS
+from profiler import documents
 from profiler.identity import owner_heuristic
 
 log = structlog.get_logger(__name__)
@@ -612,10 +614,10 @@ class PermissionResult:
 
 #: The CRDs the agent uses (`gadgetwatch probe` checks them; the chart installs them).
 AGENT_CRDS = (
-    "applicationprofiles.kubescape.io",
-    "runtimerulealertbindings.kubescape.io",
-    "runtimealertexceptions.gadgetwatch.io",
-    "runtimeguards.gadgetwatch.io",
+    documents.CRD_NAME,
+    BINDINGS.crd_name,
+    EXCEPTIONS.crd_name,
+    GUARDS.crd_name,
 )
 
 
@@ -630,16 +632,12 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
         PermissionCheck("get", "replicasets", "apps"),
         PermissionCheck("get", "jobs", "batch"),
         *(
-            PermissionCheck(verb, "applicationprofiles", "kubescape.io")
+            PermissionCheck(verb, documents.PLURAL, documents.GROUP)
             for verb in ("get", "list", "watch", "create", "update")
         ),
         *(
-            PermissionCheck(verb, resource, group)
-            for resource, group in (
-                ("runtimerulealertbindings", "kubescape.io"),
-                ("runtimealertexceptions", "gadgetwatch.io"),
-                ("runtimeguards", "gadgetwatch.io"),
-            )
+            PermissionCheck(verb, res.plural, res.group)
+            for res in (BINDINGS, EXCEPTIONS, GUARDS)
             for verb in ("list", "watch")
         ),
         PermissionCheck("create", "events"),

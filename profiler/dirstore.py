@@ -49,7 +49,6 @@ import structlog
 from profiler.documents import (
     check_seal,
     dump_yaml,
-    from_document,
     load_yaml,
     seal,
     to_document,
@@ -62,6 +61,7 @@ from profiler.errors import (
     StoreError,
 )
 from profiler.identity import WorkloadKey, is_namespace_name
+from profiler.kubescape import read_profile
 from profiler.profiles import Profile, profile_name
 from profiler.store import ProfileSink
 
@@ -138,7 +138,10 @@ class DirectoryStore:
             raise StoreError(f"cannot read: {exc.strerror}", obj=str(path)) from exc
         document = load_yaml(text, source=str(path))
         check_seal(document, source=str(path))
-        return from_document(document, source=str(path))
+        profile, notes = read_profile(document, source=str(path))
+        for note in notes:
+            log.warning("profile file converted with losses", note=note)
+        return profile
 
     def _get(self, key: WorkloadKey) -> Profile | None:
         path = self.path_for(key)

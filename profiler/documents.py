@@ -1,9 +1,9 @@
-"""The on-disk / on-API form of a profile: a `kubescape.io/v1` `ApplicationProfile` document.
+"""The on-disk / on-API form of a profile: a `gadgetwatch.io/v1` `ApplicationProfile` document.
 
 `to_document` writes, `from_document` reads back with strict validation. The shape is a superset
 of the predecessors' (kapprofiler / kubecop) schema, so their users find what they know::
 
-    apiVersion: kubescape.io/v1
+    apiVersion: gadgetwatch.io/v1
     kind: ApplicationProfile
     metadata: {name, namespace, resourceVersion, labels, annotations}
     spec:
@@ -28,6 +28,13 @@ behaviour from a profile). Kubescape's per-rule allowances are read under their 
 ``rulePolicies`` and under the Go field name ``policyByRuleId`` (the same data, both spellings
 are in circulation); they are written back as ``rulePolicies``.
 
+gadgetwatch's own API group (`GROUP`): Kubescape and kubecop own ``kubescape.io`` and install
+a narrower schema for the same kind there, which rejects (or prunes) ``spec.workload``. Documents
+gadgetwatch wrote before it had its own group (``kubescape.io/v1`` *with* ``spec.workload``) are
+still read here unchanged, so existing profile files keep working and are rewritten in the new
+group on their next write; the predecessors' own documents (no ``spec.workload``) are converted
+by `profiler.kubescape`.
+
 Exec and open paths are normalised lexically on reading (`gadgetclient.pathnorm`), so a
 hand-written ``/etc//app.conf`` allows the ``/etc/app.conf`` the rules compare with.
 """
@@ -48,11 +55,17 @@ from profiler.identity import WorkloadKey
 from profiler.profiles import ANY_PROCESS, NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
 from profiler.status import ProfileStatus
 
-API_VERSION = "kubescape.io/v1"
 KIND = "ApplicationProfile"
-GROUP = "kubescape.io"
+GROUP = "gadgetwatch.io"
 VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
 PLURAL = "applicationprofiles"
+#: The CRD's name (``<plural>.<group>``), for `gadgetwatch probe` and the chart.
+CRD_NAME = f"{PLURAL}.{GROUP}"
+#: Kubescape's and kubecop's group, where gadgetwatch wrote profiles before it had its own: read
+#: (`LEGACY_API_VERSION` documents holding ``spec.workload`` are ours), never written.
+KUBESCAPE_GROUP = "kubescape.io"
+LEGACY_API_VERSION = f"{KUBESCAPE_GROUP}/{VERSION}"
 
 LABEL_MANAGED_BY = "gadgetwatch.io/managed-by"
 LABEL_KIND = "gadgetwatch.io/workload-kind"
@@ -396,13 +409,20 @@ def from_document(document: Any, *, source: str) -> Profile:
     r = _Reader(source)
     top = r.mapping(document, "(top level)")
     r.only(top, _TOP, "")
-    if top.get("apiVersion") != API_VERSION:
-        raise r.fail("apiVersion", f"expected {API_VERSION!r}, got {top.get('apiVersion')!r}")
+    api_version = top.get("apiVersion")
+    if api_version not in (API_VERSION, LEGACY_API_VERSION):
+        raise r.fail("apiVersion", f"expected {API_VERSION!r}, got {api_version!r}")
     if top.get("kind") != KIND:
         raise r.fail("kind", f"expected {KIND!r}, got {top.get('kind')!r}")
     metadata = r.mapping(top.get("metadata", {}), "metadata")
     resource_version = r.text(metadata.get("resourceVersion"), "metadata.resourceVersion")
     spec = r.mapping(top.get("spec"), "spec")
+    if api_version == LEGACY_API_VERSION and "workload" not in spec:
+        raise r.fail(
+            "spec.workload",
+            f"a {LEGACY_API_VERSION} profile of kapprofiler/kubecop (no spec.workload): convert it "
+            "with `gadgetwatch profile import` (one gadgetwatch profile per container)",
+        )
     r.only(spec, _SPEC, "spec")
     for extra in ("initContainers", "ephemeralContainers"):
         if r.items(spec.get(extra), f"spec.{extra}"):

@@ -21,9 +21,10 @@ from dataclasses import replace
 from typing import Any
 
 from gadgetclient.events import PeerIdentity
-from profiler.documents import check_seal, from_document, load_yaml, seal, to_document
+from profiler.documents import check_seal, load_yaml, seal, to_document
 from profiler.errors import ConflictError, InvalidProfileError
 from profiler.identity import WorkloadKey
+from profiler.kubescape import Conversion, convert
 from profiler.profiles import Entries, ManagedBy, Profile
 from profiler.status import ProfileStatus
 from profiler.store import ProfileStore
@@ -51,19 +52,31 @@ def export_documents(profiles: Sequence[Profile]) -> dict[str, Any]:
 
 def read_documents(text: str | bytes, *, source: str) -> list[Profile]:
     """Parse a file holding one profile or a ``kind: List`` of them."""
+    return read_converted(text, source=source).profiles
+
+
+def read_converted(text: str | bytes, *, source: str) -> Conversion:
+    """`read_documents`, also accepting kapprofiler/kubecop ``kubescape.io/v1`` profiles (a
+    ``kubectl get applicationprofiles.kubescape.io -A -o yaml`` listing): each is converted
+    (`profiler.kubescape`) and whatever could not be carried over is in the notes."""
     data = load_yaml(text, source=source)
-    if data.get("kind") == "List":
+    kind = data.get("kind")
+    # `kubectl get -o yaml` lists are `List`; the API's own are `<Kind>List`.
+    if isinstance(kind, str) and kind.endswith("List") and "items" in data:
         items = data.get("items")
         if not isinstance(items, list):
             raise InvalidProfileError("expected a list", obj=source, field="items")
-        out = []
-        for i, item in enumerate(items):
-            if isinstance(item, dict):
-                check_seal(item, source=f"{source} items[{i}]")
-            out.append(from_document(item, source=f"{source} items[{i}]"))
-        return out
-    check_seal(data, source=source)
-    return [from_document(data, source=source)]
+        documents = [(item, f"{source} items[{i}]") for i, item in enumerate(items)]
+    else:
+        documents = [(data, source)]
+    out = Conversion()
+    for item, where in documents:
+        if isinstance(item, dict):
+            check_seal(item, source=where)
+        converted = convert(item, source=where)
+        out.profiles.extend(converted.profiles)
+        out.notes.extend(converted.notes)
+    return out
 
 
 def imported(profile: Profile, *, namespace: str | None = None) -> Profile:

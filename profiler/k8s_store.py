@@ -1,4 +1,4 @@
-"""The Kubernetes store: `ApplicationProfile` resources (`kubescape.io/v1`) via the official client.
+"""The Kubernetes store: `ApplicationProfile` resources (`gadgetwatch.io/v1`), official client.
 
 This is the only module of the package that imports `kubernetes`. The client is synchronous, so
 every call runs in a bounded thread pool (`asyncio` ``run_in_executor`` on our own executor,

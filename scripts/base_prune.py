@@ -12,6 +12,10 @@ purge's maintainer scripts run; ``base-files`` and ``base-passwd``). Everything 
 Debian's essential set (coreutils, bash, perl-base, util-linux, login, ...) is only there to
 administer a system, and the agent's image is never administered from inside: it runs one
 program, without a shell.
+
+Not followed (`OPTIONAL`): libraries in python3's closure only because optional standard-library
+extension modules load them (sqlite3, dbm, curses, readline, nis with its Kerberos/RPC stack).
+Nothing in the image imports those modules; build-image.sh deletes them with their libraries.
 """
 
 from __future__ import annotations
@@ -21,6 +25,24 @@ import sys
 from pathlib import Path
 
 KEEP_ROOTS = ("python3", "dpkg", "dash", "base-files", "base-passwd")
+#: Packages whose only users in the image are the standard-library modules named above.
+OPTIONAL = (
+    "libsqlite3-0",
+    "libdb5.3",
+    "libncursesw6",
+    "libtinfo6",
+    "libreadline8",
+    "readline-common",
+    "libnsl2",
+    "libtirpc3",
+    "libtirpc-common",
+    "libgssapi-krb5-2",
+    "libkrb5-3",
+    "libk5crypto3",
+    "libkrb5support0",
+    "libkeyutils1",
+    "libcom-err2",
+)
 
 
 def parse(status: str) -> dict[str, dict[str, str]]:
@@ -44,7 +66,10 @@ def _names(relation: str) -> list[list[str]]:
     return groups
 
 
-def closure(packages: dict[str, dict[str, str]], roots: tuple[str, ...]) -> set[str]:
+def closure(
+    packages: dict[str, dict[str, str]], roots: tuple[str, ...], skip: tuple[str, ...] = ()
+) -> set[str]:
+    """The dependency closure of `roots`, not entering the packages in `skip`."""
     providers: dict[str, set[str]] = {}
     for name, fields in packages.items():
         providers.setdefault(name, set()).add(name)
@@ -55,7 +80,7 @@ def closure(packages: dict[str, dict[str, str]], roots: tuple[str, ...]) -> set[
     todo = [r for r in roots if r in packages]
     while todo:
         name = todo.pop()
-        if name in keep:
+        if name in keep or name in skip:
             continue
         keep.add(name)
         fields = packages[name]
@@ -68,7 +93,7 @@ def closure(packages: dict[str, dict[str, str]], roots: tuple[str, ...]) -> set[
 
 def main() -> None:
     packages = parse(Path("/var/lib/dpkg/status").read_text(encoding="utf-8"))
-    keep = closure(packages, (*KEEP_ROOTS, *sys.argv[1:]))
+    keep = closure(packages, (*KEEP_ROOTS, *sys.argv[1:]), OPTIONAL)
     sys.stdout.write("".join(f"{name}\n" for name in sorted(set(packages) - keep)))
 
 

@@ -37,6 +37,11 @@ if [[ "${1:-}" == "--prune-base" ]]; then
     chroot "$root" dpkg --purge --force-remove-essential --force-depends "${unneeded[@]}" >/dev/null 2>&1
     # iconv's converters: Python's codecs are its own, nothing in the image calls iconv.
     rm -rf "$root"/usr/lib/x86_64-linux-gnu/gconv "$root"/var/cache/* "$root"/var/log/*
+    # Standard-library parts nothing in the image imports: the extension modules whose libraries
+    # base_prune.py left out (OPTIONAL), the test suite, 2to3, distutils, help()'s topics.
+    stdlib=$root/usr/lib/python3.11
+    rm -rf "$stdlib"/{test,lib2to3,distutils,pydoc_data,sqlite3,dbm,curses,idlelib,tkinter,turtledemo,ensurepip}
+    rm -f "$stdlib"/lib-dynload/{_sqlite3,_dbm,_gdbm,_curses,_curses_panel,readline,nis}.cpython-311-*.so
     exit 0
 fi
 tag=${1:-localhost/gadgetwatch:dev}
@@ -48,7 +53,8 @@ mkdir -p "$cache"
 
 # ---- 1. base images ------------------------------------------------------------------------
 suite=bookworm
-build_pkgs=python3-venv
+# binutils: `strip` for the shared objects of the wheels (Containerfile).
+build_pkgs="python3-venv binutils"
 # Not needed in an image and large: documentation, manual pages, translations.
 dpkg_opts=(
     --dpkgopt='path-exclude=/usr/share/man/*'
@@ -61,7 +67,7 @@ dpkg_opts=(
 # mmdebstrap's merged-usr hooks lay out merged /usr themselves; without them the essential set
 # pulls in usrmerge and with it perl (~50 MB) only to convert the layout.
 hooks=/usr/share/mmdebstrap/hooks/merged-usr
-recipe="v3 $(sha256sum scripts/base_prune.py | cut -c1-16) $suite essential $runtime_pkgs | $build_pkgs | ${dpkg_opts[*]} | merged-usr hooks"
+recipe="v4 $(sha256sum scripts/base_prune.py | cut -c1-16) $suite essential $runtime_pkgs | $build_pkgs | ${dpkg_opts[*]} | merged-usr hooks"
 key=$(printf '%s' "$recipe" | sha256sum | cut -c1-16)
 base_tar=$cache/base-$key.tar
 build_tar=$cache/build-base-$key.tar
@@ -72,7 +78,7 @@ if [[ ! -f $base_tar || ! -f $build_tar ]]; then
     # and everything outside python3's dependency closure (scripts/base_prune.py) for the
     # runtime base, which mmdebstrap then writes.
     log=$cache/mmdebstrap.log
-    if ! mmdebstrap --quiet --format=tar --variant=essential --include="${runtime_pkgs// /,},$build_pkgs" \
+    if ! mmdebstrap --quiet --format=tar --variant=essential --include="${runtime_pkgs// /,},${build_pkgs// /,}" \
         --hook-dir="$hooks" "${dpkg_opts[@]}" \
         --customize-hook="tar -C \"\$1\" --one-file-system --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -cf \"$tmp_build\" ." \
         --customize-hook="chroot \"\$1\" dpkg --purge python3-venv python3.11-venv python3-pip-whl python3-setuptools-whl >/dev/null" \

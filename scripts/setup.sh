@@ -2,7 +2,8 @@
 # Idempotent set-up on a fresh machine: a virtualenv in .venv with gadgetwatch (editable) and
 # the locked dependencies (requirements.lock; scripts/lock.sh regenerates it) and, with --dev,
 # the locked test tools and the Debian packages the tests run for real (rsyslog,
-# prometheus-alertmanager, kubectl; mmdebstrap, podman, buildah and runc for the image build).
+# prometheus-alertmanager, kubectl; mmdebstrap, podman, buildah and runc for the image build;
+# chromium and chromium-driver for the console's browser tests).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,8 +65,9 @@ if [[ $dev == 1 ]]; then
     # hybrid cgroup v1/v2 layout (deploy/image/README.md).
     # The chart renderer of tests/deploy (tests/deploy/helmrender: Go's text/template + sprig,
     # what Helm is built on; no helm binary is reachable).
+    # The console's browser tests (tests/console): Debian's chromium and its WebDriver.
     for pkg in mmdebstrap podman buildah runc golang-go golang-github-masterminds-sprig-dev \
-               golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev; do
+               golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev chromium chromium-driver; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if (( ${#missing[@]} )); then

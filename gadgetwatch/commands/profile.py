@@ -383,8 +383,10 @@ async def _export(args: argparse.Namespace, store: ProfileStore) -> int:
 
 async def _import(args: argparse.Namespace, store: ProfileStore) -> int:
     text = _read(args.file)
-    profiles = exporting.read_documents(text, source=args.file)
-    for profile in profiles:
+    conversion = exporting.read_converted(text, source=args.file)
+    for note in conversion.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    for profile in conversion.profiles:
         stored = await exporting.import_into(
             store, exporting.imported(profile, namespace=args.namespace)
         )

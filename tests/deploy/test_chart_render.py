@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
+from detector.k8s_source import BINDINGS
 from gadgetwatch.config import load_settings
+from gadgetwatch.k8s import AGENT_CRDS
+from profiler import documents
 from tests.deploy.manifests import CHART, REPO, builtin_errors, is_custom
 
 RENDERER = Path(__file__).resolve().parent / "helmrender"
@@ -374,3 +377,22 @@ def test_without_headless_there_is_no_state_volume_and_no_hook(render) -> None:
     assert not [o for o in objects if o["kind"] == "Job"]
     pod = find(objects, "DaemonSet")["spec"]["template"]["spec"]
     assert "state" not in {v["name"] for v in pod["volumes"]}
+
+
+def test_chart_owns_only_gadgetwatch_groups_next_to_kubescape(render) -> None:
+    """Coexistence (issue 13): Helm skips CRDs that exist, so the chart's must not share a name
+    with kubecop's/Kubescape's; the agent is granted its own group and nothing in theirs."""
+    objects = render()
+    role = find(objects, "ClusterRole")
+    groups = {g for rule in role["rules"] for g in rule["apiGroups"]}
+    assert documents.KUBESCAPE_GROUP not in groups
+    profile_rules = [r for r in role["rules"] if documents.PLURAL in r["resources"]]
+    assert [r["apiGroups"] for r in profile_rules] == [[documents.GROUP]]
+    binding = find(objects, BINDINGS.kind)
+    assert binding["apiVersion"] == f"{BINDINGS.group}/{BINDINGS.version}"
+    crds = [yaml.safe_load(p.read_text()) for p in sorted((CHART / "crds").glob("*.yaml"))]
+    assert {c["spec"]["group"] for c in crds} == {documents.GROUP}
+    assert {c["metadata"]["name"] for c in crds} == set(AGENT_CRDS)
+    theirs = REPO / "tests" / "data" / "kubescape" / "kubecop-crds.yaml"
+    their_names = {c["metadata"]["name"] for c in yaml.safe_load_all(theirs.read_text())}
+    assert their_names.isdisjoint(AGENT_CRDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from detector.bindings import API_VERSION as BINDING_API
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
 from detector.rules import default_catalogue
@@ -163,7 +164,7 @@ def sys_ev(*names: str, t: int = 0, c: Container = WEB) -> SyscallsEvent:
 def binding_yaml(*rules: str, name: str = "test", extra: str = "") -> str:
     lines = "\n".join(f"  - ruleID: {r}" for r in rules)
     return (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\n"
         f"metadata: {{name: {name}}}\nspec:\n  rules:\n{lines}\n{extra}"
     )
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from detector.alerts import MAX_TEXT
+from detector.k8s_source import BINDINGS
 from detector.rules import default_catalogue
 from detector.ruleset import default_binding_document, load_files
 from gadgetwatch.cli import build_parser
@@ -116,7 +117,7 @@ def seed_bindings() -> list[Any]:
 
 
 def test_binding_crd_accepts_our_default_and_the_seeds_bindings() -> None:
-    schema = crd_schema(ROOT / "deploy/crds/runtimerulealertbindings.kubescape.io.yaml")
+    schema = crd_schema(ROOT / f"deploy/crds/{BINDINGS.crd_name}.yaml")
     examples = [default_binding_document(default_catalogue()), *seed_bindings()]
     examples.append(yaml.safe_load(binding_yaml("R0001") + "    severity: 8\n"))
     for doc in examples:

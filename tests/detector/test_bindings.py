@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from detector.bindings import API_VERSION as BINDING_API
+from detector.bindings import LEGACY_API_VERSION as LEGACY_BINDING_API
+from detector.loading import Level
 from gadgetclient.events import Container, ContainerId
 from tests.detector.builders import (
     DB,
     WEB,
     WEB_KEY,
+    binding_yaml,
     exec_ev,
     make_detector,
     open_ev,
@@ -15,28 +19,28 @@ from tests.detector.builders import (
 )
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
 
-TWO_BINDINGS = """\
-apiVersion: kubescape.io/v1
+TWO_BINDINGS = f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: shop-only}
+metadata: {{name: shop-only}}
 spec:
   namespaceSelector:
-    matchLabels: {kubernetes.io/metadata.name: shop}
+    matchLabels: {{kubernetes.io/metadata.name: shop}}
   podSelector:
     matchExpressions:
-    - {key: app, operator: In, values: [web, api]}
-    - {key: tier, operator: DoesNotExist}
+    - {{key: app, operator: In, values: [web, api]}}
+    - {{key: tier, operator: DoesNotExist}}
   rules:
   - ruleName: exec from MALICIOUS source
     severity: critical
 ---
-apiVersion: kubescape.io/v1
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: not-shop}
+metadata: {{name: not-shop}}
 spec:
   namespaceSelector:
     matchExpressions:
-    - {key: kubernetes.io/metadata.name, operator: NotIn, values: [shop]}
+    - {{key: kubernetes.io/metadata.name, operator: NotIn, values: [shop]}}
   rules:
   - ruleTags: [fileless]
 """
@@ -68,24 +72,24 @@ def test_exists_and_does_not_exist() -> None:
 
 
 def test_more_specific_binding_overrides_parameters_and_severity_rule_runs_once() -> None:
-    text = """\
-apiVersion: kubescape.io/v1
+    text = f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: zz-everyone}
+metadata: {{name: zz-everyone}}
 spec:
   rules:
   - ruleID: R0002
-    parameters: {ignorePrefixes: [/etc]}
+    parameters: {{ignorePrefixes: [/etc]}}
 ---
-apiVersion: kubescape.io/v1
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: aa-shop}
+metadata: {{name: aa-shop}}
 spec:
-  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}
+  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: shop}}}}
   rules:
   - ruleID: R0002
     severity: HIGH
-    parameters: {ignorePrefixes: [/var]}
+    parameters: {{ignorePrefixes: [/var]}}
 """
     profiles = MemoryProfiles([MemoryProfile(WEB_KEY)])
     d = make_detector(text, profiles=profiles)
@@ -94,20 +98,20 @@ spec:
 
 
 def test_invalid_binding_is_reported_precisely_and_others_keep_working() -> None:
-    text = """\
-apiVersion: kubescape.io/v1
+    text = f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: broken}
+metadata: {{name: broken}}
 spec:
   podSelector:
     matchExpressions:
-    - {key: app, operator: Near, values: [web]}
+    - {{key: app, operator: Near, values: [web]}}
   rules:
   - ruleID: R1000
 ---
-apiVersion: kubescape.io/v1
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: partly-broken}
+metadata: {{name: partly-broken}}
 spec:
   rules:
   - ruleName: No such rule
@@ -115,11 +119,11 @@ spec:
     ruleName: Exec from malicious source
   - ruleID: R1005
     severity: extreme
-    parameters: {nonsense: 1}
+    parameters: {{nonsense: 1}}
   - ruleName: XMR Crypto Mining Detection
   - ruleName: Port forward
   - ruleID: R1000
-    parameters: {paths: not-a-list}
+    parameters: {{paths: not-a-list}}
 """
     rs = ruleset(text, source="b.yaml")
     problems = [str(p) for p in rs.problems]
@@ -157,11 +161,11 @@ spec:
 
 
 def test_yaml_syntax_error_keeps_earlier_documents() -> None:
-    text = """\
-apiVersion: kubescape.io/v1
+    text = f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: ok}
-spec: {rules: [{ruleID: R1000}]}
+metadata: {{name: ok}}
+spec: {{rules: [{{ruleID: R1000}}]}}
 ---
 spec: [unclosed
 """
@@ -172,10 +176,10 @@ spec: [unclosed
 
 
 def test_node_agent_and_kubecop_rule_names_resolve() -> None:
-    text = """\
-apiVersion: kubescape.io/v1
+    text = f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: node-agent-style}
+metadata: {{name: node-agent-style}}
 spec:
   rules:
   - ruleName: Process executed from malicious source
@@ -197,21 +201,21 @@ def test_rules_replaced_at_runtime_per_source() -> None:
     d = make_detector(None, builtin_default_binding=False)
     d.update_rules(
         "file",
-        ruleset("""\
-apiVersion: kubescape.io/v1
+        ruleset(f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: a}
-spec: {rules: [{ruleID: R1000}]}
+metadata: {{name: a}}
+spec: {{rules: [{{ruleID: R1000}}]}}
 """),
     )
     assert run(d, [exec_ev("/dev/shm/x", t=1)]) == [("R1000", "high", 1)]
     d.update_rules(
         "file",
-        ruleset("""\
-apiVersion: kubescape.io/v1
+        ruleset(f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: a}
-spec: {rules: [{ruleID: R1005}]}
+metadata: {{name: a}}
+spec: {{rules: [{{ruleID: R1005}}]}}
 """),
     )
     assert run(d, [exec_ev("/dev/shm/y", t=2), exec_ev("/dev/fd/3", t=2)]) == [("R1005", "high", 1)]
@@ -231,3 +235,15 @@ def test_labels_from_pod_metadata_when_ig_sent_none() -> None:
     d = make_detector(TWO_BINDINGS, pod_meta=PodMeta(labels={"p1": {"app": "api"}}))
     assert run(d, [exec_ev("/dev/shm/a", c=bare)]) == [("R1000", "critical", 1)]
     assert WEB.namespace == "shop"
+
+
+def test_kubecop_bindings_in_their_group_are_read_as_they_are() -> None:
+    """Their schema is a subset of ours: a `kubescape.io/v1` binding file applies unchanged;
+    any other apiVersion is a warning located at the field."""
+    text = binding_yaml("R0001", name="theirs")
+    legacy = ruleset(text.replace(BINDING_API, LEGACY_BINDING_API))
+    assert [b.name for b in legacy.bindings] == ["theirs"]
+    assert legacy.problems == ()
+    other = ruleset(text.replace(BINDING_API, "example.com/v1"))
+    assert [b.name for b in other.bindings] == ["theirs"]
+    assert [(p.level, p.field) for p in other.problems] == [(Level.WARNING, "apiVersion")]

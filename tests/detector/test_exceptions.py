@@ -6,6 +6,7 @@ import re
 
 import yaml
 
+from detector.bindings import API_VERSION as BINDING_API
 from detector.evaluating import Detector
 from detector.ruleset import RuleSet
 from gadgetclient.events import Event
@@ -25,13 +26,13 @@ from tests.detector.builders import (
 )
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
 
-BINDING = """\
-apiVersion: kubescape.io/v1
+BINDING = f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: all}
+metadata: {{name: all}}
 spec:
-  rules: [{ruleID: R0001}, {ruleID: R0002}, {ruleID: R0003}, {ruleID: R0005}, {ruleID: R0011},
-          {ruleID: R1000}]
+  rules: [{{ruleID: R0001}}, {{ruleID: R0002}}, {{ruleID: R0003}}, {{ruleID: R0005}},
+          {{ruleID: R0011}}, {{ruleID: R1000}}]
 """
 
 EXCEPTIONS = """\

@@ -17,6 +17,7 @@ import yaml
 from kubernetes import client
 
 from detector.alerts import Alert
+from detector.bindings import API_VERSION as BINDING_API
 from detector.exceptions import WORKLOAD_KINDS
 from detector.rules import default_catalogue
 from tests.detector.builders import WEB_KEY, PodMeta, exec_ev, make_detector, ruleset
@@ -37,7 +38,7 @@ def _binding(case: dict[str, Any]) -> str:
         params = yaml.safe_dump(case["params"], default_flow_style=True).strip()
         rules += "\n    parameters: " + params
     return (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: golden}\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\nmetadata: {{name: golden}}\n"
         f"spec:\n  rules:\n{rules}\n"
     )
 
@@ -111,7 +112,7 @@ def test_two_findings_of_one_rule_accumulate_allowances(shop: Any) -> None:
     profiles = MemoryProfiles()
     profiles.add(profile_from_dict(WEB_KEY, {"execs": ["/usr/bin/app"]}))
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: b}\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\nmetadata: {{name: b}}\n"
         "spec:\n  rules:\n  - ruleID: R0001\n"
     )
     detector = make_detector(binding, profiles=profiles)

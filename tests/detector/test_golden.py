@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from detector.bindings import API_VERSION as BINDING_API
 from detector.rules import default_catalogue
 from gadgetclient.events import Event, PeerIdentity
 from tests.detector.builders import (
@@ -60,7 +61,7 @@ def test_golden(case: dict[str, Any]) -> None:
     if params:
         rules += "\n    parameters: " + yaml.safe_dump(params, default_flow_style=True).strip()
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: golden}\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\nmetadata: {{name: golden}}\n"
         f"spec:\n  rules:\n{rules}\n"
     )
     profiles = MemoryProfiles()

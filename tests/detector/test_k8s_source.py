@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from detector import bindings
 from detector.k8s_source import ClusterRulesSource
 from detector.rules import default_catalogue
 from detector.ruleset import RuleSet
@@ -16,7 +17,7 @@ from tests.standins.fixtures import KubeApi
 
 def binding(name: str, *rules: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": "kubescape.io/v1",
+        "apiVersion": bindings.API_VERSION,
         "kind": "RuntimeRuleAlertBinding",
         "metadata": {"name": name},
         "spec": {"rules": list(rules)},

@@ -1,6 +1,6 @@
 """Kubescape compatibility (issue 21): the cases of `tests/data/detector/kubescape_compat.yaml`.
 
-Each case goes through the real pieces: the profile is a kubescape.io/v1 document read by
+Each case goes through the real pieces: the profile is an `ApplicationProfile` document read by
 `profiler.documents.from_document` and compiled by `profiler.cache.ProfileCache`, the binding is
 a `RuntimeRuleAlertBinding` loaded by the rule loader, and the events pass `Detector.evaluate`
 (profile gate, checks, rule policies, DNS answers, exceptions, dedup).
@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
+from detector.bindings import API_VERSION as BINDING_API
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
 from detector.stats import DetectorStats
 from gadgetclient.events import DnsEvent, Event, OpenEvent
 from profiler.cache import ProfileCache
+from profiler.documents import API_VERSION as PROFILE_API
 from profiler.documents import from_document
 from tests.detector.builders import (
     DB,
@@ -39,7 +41,7 @@ CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "kubescape_compat.yaml").re
 
 def profile_document(container: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": "kubescape.io/v1",
+        "apiVersion": PROFILE_API,
         "kind": "ApplicationProfile",
         "metadata": {"name": "deployment-web-app", "namespace": WEB_KEY.namespace},
         "spec": {
@@ -91,7 +93,7 @@ def detector_for(case: dict[str, Any]) -> Detector:
         dumped = yaml.safe_dump(case["params"], default_flow_style=True).strip()
         rules += f"\n    parameters: {dumped}"
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\n"
         f"metadata: {{name: compat}}\nspec:\n  rules:\n{rules}\n"
     )
     cache = ProfileCache()

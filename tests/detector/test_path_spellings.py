@@ -16,6 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector.bindings import API_VERSION as BINDING_API
 from detector.catalogue_anomaly import SENSITIVE_FILES, TOKEN_DIRS
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
@@ -137,7 +138,7 @@ def test_exceptions_and_profiles_match_other_spellings() -> None:
         "metadata: {name: cache}\nspec:\n  allow:\n    paths: [/var//cache/app/]\n"
     )
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: b}\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\nmetadata: {{name: b}}\n"
         "spec:\n  rules:\n  - ruleID: R0002\n---\n" + exception
     )
     profile = Profile(key=WEB_KEY, meta=ProfileMeta(status=ProfileStatus.COMPLETED))
@@ -166,7 +167,7 @@ def test_exceptions_and_profiles_match_other_spellings() -> None:
 def test_a_relative_name_in_another_directory_is_not_answered_from_the_memo() -> None:
     """`shadow` opened in /app is clean; the same name opened in /etc is /etc/shadow."""
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: b}\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\nmetadata: {{name: b}}\n"
         "spec:\n  rules:\n  - ruleID: R0010\n"
     )
     detector = Detector(

@@ -13,17 +13,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from detector.bindings import API_VERSION as BINDING_API
 from tests.e2e.harness import GADGETWATCH, Proc
 from tests.e2e.scenario import APP, MIN, NGINX, SEC, T0, WEB_POD, ex
 
-BINDINGS = """\
-apiVersion: kubescape.io/v1
+BINDINGS = f"""\
+apiVersion: {BINDING_API}
 kind: RuntimeRuleAlertBinding
-metadata: {name: mounts}
+metadata: {{name: mounts}}
 spec:
   rules:
   - ruleID: R0002
-    parameters: {ignoreMounts: true}
+    parameters: {{ignoreMounts: true}}
   - ruleID: R1004
 """
 

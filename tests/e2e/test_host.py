@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
+from profiler import documents
 from tests.e2e.harness import GADGETWATCH, Agent, Proc, eventually, start_replay_server
 from tests.e2e.scenario import (
     CAPTURE,
@@ -39,7 +40,7 @@ from tests.standins.kube_schema import validate_custom_object
 pytestmark = [pytest.mark.rsyslog, pytest.mark.alertmanager]
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "deploy" / "crds" / "applicationprofiles.kubescape.io.yaml"
+CRD = REPO / "deploy" / "crds" / f"{documents.CRD_NAME}.yaml"
 SD_ID = "32473"  # the documentation enterprise number, the syslog exporter's default
 CLUSTER = "shop-eu-1"
 
@@ -78,7 +79,7 @@ def check_profiles_dir(directory: Path) -> dict[str, dict[str, Any]]:
         assert (result.causes, result.unknown) == ([], []), f.name
         jsonschema.validate(doc, schema)
         assert doc["kind"] == "ApplicationProfile"
-        assert doc["apiVersion"] == "kubescape.io/v1"
+        assert doc["apiVersion"] == documents.API_VERSION
         assert doc["metadata"]["name"] == f.stem
         assert doc["metadata"]["namespace"] == NAMESPACE
         assert doc["status"]["phase"] == "completed", (f.name, doc["status"])

@@ -8,25 +8,27 @@ resources (the stand-in enforces the CRD schema) and delivers alerts to a webhoo
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client as k8s_client
 
-from tests.e2e.cluster import EXCEPTION, binding, seed
+from profiler import documents
+from tests.e2e.cluster import seed
 from tests.e2e.harness import Agent, eventually, start_replay_server
+from tests.e2e.kube_agent import (
+    completed_profiles,
+    create_rules,
+    dns_events,
+    profile_states,
+    start_agent,
+)
 from tests.e2e.scenario import (
     CAPTURE,
     EXPECTED,
     LEARNED_EXECS,
-    LEARNING_PERIOD,
     NAMESPACE,
-    NODE,
     PROFILE_NAMES,
     SILENCED_BY_EXCEPTION,
     expected_of,
@@ -36,83 +38,11 @@ from tests.standins.fixtures import KubeApi
 from tests.standins.kube_schema import validate_custom_object
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "deploy" / "crds" / "applicationprofiles.kubescape.io.yaml"
-#: Flush profiles every second so the test sees them land while the agent runs (the default
-#: minute would outlast the test).
-UPDATE_PERIOD = "1s"
+CRD = REPO / "deploy" / "crds" / f"{documents.CRD_NAME}.yaml"
 #: Replay pace of the outage test: the 95 payloads take about 2.5 s, several flush periods.
 OUTAGE_RATE = 40
 #: Payloads decoded while the server is down before it comes back: most of the capture.
 PROCESSED_IN_OUTAGE = 80
-
-
-def kube_env(env: dict[str, str], api: KubeApi) -> dict[str, str]:
-    """Kubernetes settings through the environment layer (`GADGETWATCH_<SECTION>__<KEY>`)."""
-    return {
-        **env,
-        "GADGETWATCH_KUBERNETES__MODE": "on",
-        "GADGETWATCH_KUBERNETES__API_SERVER": api.url,
-        "GADGETWATCH_PROFILER__STORE": "kubernetes",
-        "GADGETWATCH_PROFILER__UPDATE_PERIOD": UPDATE_PERIOD,
-        "GADGETWATCH_GADGETCLIENT__SECCOMP_WINDOW": "10m",
-    }
-
-
-async def create_rules(api: KubeApi) -> None:
-    """The binding and the exception, created through the API like `kubectl apply` would."""
-    custom: Any = k8s_client.CustomObjectsApi(api.api_client())
-    await asyncio.to_thread(
-        custom.create_cluster_custom_object,
-        "kubescape.io",
-        "v1",
-        "runtimerulealertbindings",
-        binding(),
-    )
-    await asyncio.to_thread(
-        custom.create_namespaced_custom_object,
-        "gadgetwatch.io",
-        "v1",
-        NAMESPACE,
-        "runtimealertexceptions",
-        EXCEPTION,
-    )
-
-
-def dns_events(name: str) -> int:
-    return sum(
-        1
-        for raw in CAPTURE.read_text().splitlines()[1:]
-        if (line := json.loads(raw))["gadget"] == "trace_dns" and line["data"]["name"] == name
-    )
-
-
-def profile_states(api: KubeApi) -> dict[str, str]:
-    return {
-        o["metadata"]["name"]: o.get("status", {}).get("phase", "?")
-        for o in api.objects("applicationprofiles", NAMESPACE)
-    }
-
-
-def completed_profiles(api: KubeApi) -> dict[str, dict[str, Any]]:
-    return {
-        o["metadata"]["name"]: o
-        for o in api.objects("applicationprofiles", NAMESPACE)
-        if o.get("status", {}).get("phase") == "completed"
-    }
-
-
-async def start_agent(
-    env: dict[str, str], api: KubeApi, socket: Path, webhook: HttpReceiver
-) -> Agent:
-    return await Agent.start(
-        [
-            "--target", f"unix://{socket}",
-            "--node-name", NODE,
-            "--learning-period", LEARNING_PERIOD,
-            "--webhook", webhook.url,
-        ],
-        env=kube_env(env, api),
-    )  # fmt: skip
 
 
 async def test_profiles_land_as_resources_and_the_exception_silences_one_alert(
@@ -152,7 +82,7 @@ async def test_profiles_land_as_resources_and_the_exception_silences_one_alert(
             lambda: set(completed_profiles(kube_api)) == PROFILE_NAMES,
             what="completed ApplicationProfiles",
             context=lambda: str(
-                [o["metadata"]["name"] for o in kube_api.objects("applicationprofiles")]
+                [o["metadata"]["name"] for o in kube_api.objects(documents.CRD_NAME)]
             ),
         )
         schema = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

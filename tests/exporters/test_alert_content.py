@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 
 from detector.alerts import Alert
+from detector.bindings import API_VERSION as BINDING_API
 from exporters.config import HttpSettings
 from exporters.delivery import Delivery
 from exporters.http import HttpExporter
@@ -53,7 +54,7 @@ def _golden_alerts() -> list[Alert]:
 
 def _detector_limit_alert() -> Alert:
     binding = (
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\nmetadata: {name: b}\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\nmetadata: {{name: b}}\n"
         "spec:\n  rules:\n  - ruleID: R1000\n"
     )
     detector = make_detector(binding, per_rule_rate_limit=1, cluster_name=CLUSTER)

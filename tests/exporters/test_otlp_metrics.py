@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.config import OtlpSettings
@@ -32,11 +33,25 @@ def _stats() -> tuple[StatsCollector, DeliveryStats, PipelineStats]:
     return StatsCollector(delivery=delivery, pipeline=pipeline), delivery, pipeline
 
 
+class _Frozen:
+    """One collection replayed, so the OTLP and text sides see the same process_* values."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
 def test_conversion_matches_the_prometheus_exposition() -> None:
     collector, _, _ = _stats()
-    registry = build_registry(collector)  # what /metrics serves, process metrics included
+    # What /metrics serves, process metrics included, collected once: CPU seconds and RSS move
+    # between two collections.
+    families = list(build_registry(collector).collect())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Frozen(families))
     request = metrics_request(
-        registry.collect(), resource={"service.name": "gadgetwatch"}, start_ns=1, now_ns=2
+        families, resource={"service.name": "gadgetwatch"}, start_ns=1, now_ns=2
     )
     [rm] = request.resource_metrics
     assert {kv.key: kv.value.string_value for kv in rm.resource.attributes} == {

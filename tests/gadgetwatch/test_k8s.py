@@ -22,6 +22,7 @@ from gadgetwatch.k8s import (
     check_permissions,
     load_configuration,
 )
+from profiler.documents import CRD_NAME, GROUP, PLURAL
 from profiler.identity import PodMetadata
 from tests.standins.fixtures import KubeApi, kube_api, kube_api_factory
 
@@ -265,7 +266,7 @@ async def test_check_permissions(kube_api: KubeApi, kube: KubeClient) -> None:
     checks = [
         PermissionCheck("watch", "pods"),
         PermissionCheck("create", "pods", namespace="gadget", subresource="portforward"),
-        PermissionCheck("patch", "applicationprofiles", "kubescape.io", "shop"),
+        PermissionCheck("patch", PLURAL, GROUP, "shop"),
     ]
     results = await check_permissions(kube, checks)
     assert [(r.check, r.allowed) for r in results] == [
@@ -273,7 +274,7 @@ async def test_check_permissions(kube_api: KubeApi, kube: KubeClient) -> None:
         (checks[1], True),
         (checks[2], False),
     ]
-    assert checks[2].display() == "patch applicationprofiles.kubescape.io in shop"
+    assert checks[2].display() == f"patch {CRD_NAME} in shop"
 
 
 async def test_agent_permissions_all_granted_by_allow_all(kube: KubeClient) -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from detector.k8s_source import BINDINGS
 from gadgetclient.capture import read_capture
 from gadgetclient.replay import ReplayServer
 from gadgetwatch.config import load_settings
 from gadgetwatch.probing import Check, Verdict, probe, render_table
+from profiler import documents
 from tests.standins.fixtures import KubeApi
 
 CAPTURE = Path(__file__).resolve().parents[2] / "examples" / "webshop-intrusion.capture.jsonl"
@@ -78,8 +80,8 @@ async def test_kubernetes_probe_lists_each_missing_permission(ig: str, kube_api:
         kube_api.allow(verb, "", "pods")
     kube_api.allow("get", "apps", "replicasets")
     kube_api.allow("get", "batch", "jobs")
-    kube_api.allow("*", "kubescape.io", "applicationprofiles")
-    kube_api.allow("*", "kubescape.io", "runtimerulealertbindings")
+    kube_api.allow("*", documents.GROUP, documents.PLURAL)
+    kube_api.allow("*", BINDINGS.group, BINDINGS.plural)
     kube_api.allow("*", "gadgetwatch.io", "runtimealertexceptions")
     kube_api.allow("*", "gadgetwatch.io", "runtimeguards")
     kube_api.allow("create", "", "events")

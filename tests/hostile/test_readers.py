@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from detector.bindings import API_VERSION as BINDING_API
 from detector.errors import RuleSourceError
 from detector.rules import default_catalogue
 from detector.ruleset import load_files
@@ -99,7 +100,7 @@ _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202
 def _bindings_with_escapes(tmp_path: Path) -> Path:
     path = tmp_path / "evil.yaml"
     path.write_text(
-        "apiVersion: kubescape.io/v1\nkind: RuntimeRuleAlertBinding\n"
+        f"apiVersion: {BINDING_API}\nkind: RuntimeRuleAlertBinding\n"
         'metadata: {name: "x\\e]0;pwned\\a\\u202e"}\n'
         'spec:\n  rules:\n  - ruleName: "evil\\e[31mred\\u202egnp.exe"\n'
     )

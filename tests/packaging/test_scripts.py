@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +122,64 @@ def test_base_closure_keeps_python_and_its_dependencies_only() -> None:
         "python3-minimal",  # Pre-Depends count
     }
     assert set(packages) - keep == {"bash"}
+
+
+def test_base_closure_skips_the_optional_libraries() -> None:
+    packages = base_prune.parse(STATUS)
+    keep = base_prune.closure(packages, ("python3",), skip=("libpython3.11-stdlib",))
+    assert "libpython3.11-stdlib" not in keep
+    assert "python3.11" in keep
+    assert set(base_prune.OPTIONAL).isdisjoint(base_prune.KEEP_ROOTS)
+
+
+prune_kubernetes = load("prune_kubernetes")
+
+
+def test_image_keeps_every_kubernetes_api_the_code_uses() -> None:
+    """scripts/prune_kubernetes.py deletes the client's API modules not in KEEP_APIS; a new
+    `XxxApi(...)` in the code must be listed there, or the image would fail at run time."""
+    used: set[str] = set()
+    for package in ("gadgetclient", "profiler", "detector", "exporters", "gadgetwatch"):
+        for path in (REPO / package).rglob("*.py"):
+            used.update(re.findall(r"\.([A-Z][A-Za-z0-9]*Api)\(", path.read_text()))
+    assert used
+    assert used <= set(prune_kubernetes.KEEP_APIS)
+
+
+def test_kubernetes_prune_keeps_what_the_apis_reach(tmp_path: Path) -> None:
+    import kubernetes
+
+    site = tmp_path / "site"
+    shutil.copytree(
+        Path(kubernetes.__file__).parent,
+        site / "kubernetes",
+        ignore=shutil.ignore_patterns("__pycache__", "aio", "test", "*_test.py"),
+    )
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "prune_kubernetes.py"), str(site)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    api = {p.stem for p in (site / "kubernetes/client/api").glob("*.py")}
+    assert api == {
+        "__init__",
+        "apiextensions_v1_api",
+        "apps_v1_api",
+        "authorization_v1_api",
+        "batch_v1_api",
+        "core_v1_api",
+        "custom_objects_api",
+    }
+    models = {p.stem for p in (site / "kubernetes/client/models").glob("*.py")}
+    # What the agent deserializes (pods, owners, access reviews) stays; other groups' go.
+    assert {"v1_pod", "v1_replica_set", "v1_job", "v1_self_subject_access_review"} <= models
+    assert "v1_storage_class" not in models
+    code = "from kubernetes import client; client.CoreV1Api; print(client.models.V1PodList)"
+    check = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site)},
+    )
+    assert check.returncode == 0, check.stderr

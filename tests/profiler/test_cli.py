@@ -13,6 +13,7 @@ import yaml
 from gadgetclient.events import PeerIdentity
 from gadgetwatch.cli import main
 from profiler.dirstore import DirectoryStore
+from profiler.documents import API_VERSION as PROFILE_API
 from profiler.identity import WorkloadKey
 from profiler.profiles import NO_PEER, ManagedBy, Profile, ProfileMeta
 from profiler.readmodel import ProfileStatus
@@ -258,7 +259,7 @@ def test_clear_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, _, err = run(capsys, *base, "show", "staging/missing")
     assert (code, err) == (1, "gadgetwatch profile: staging/missing: no such profile\n")
     corrupt = tmp_path / "bad.yaml"
-    corrupt.write_text("apiVersion: kubescape.io/v1\nkind: ApplicationProfile\nspec: [1, 2\n")
+    corrupt.write_text(f"apiVersion: {PROFILE_API}\nkind: ApplicationProfile\nspec: [1, 2\n")
     code, _, err = run(capsys, *base, "import", str(corrupt))
     assert code == 1
     assert err.startswith(f"gadgetwatch profile: {corrupt}: line ")

@@ -12,7 +12,8 @@ import yaml
 
 from profiler.cache import ProfileCache
 from profiler.dirstore import DirectoryStore
-from profiler.documents import from_document, to_document
+from profiler.documents import API_VERSION as PROFILE_API
+from profiler.documents import CRD_NAME, from_document, to_document
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.merging import merged
@@ -20,7 +21,7 @@ from profiler.profiles import profile_name
 from profiler.readmodel import ProfileStatus
 from tests.profiler.test_cli import completed
 
-CRD = Path(__file__).resolve().parents[2] / "deploy/crds/applicationprofiles.kubescape.io.yaml"
+CRD = Path(__file__).resolve().parents[2] / f"deploy/crds/{CRD_NAME}.yaml"
 
 
 def schema() -> dict[str, Any]:
@@ -43,7 +44,7 @@ def test_crd_has_printer_columns_and_short_name() -> None:
 
 def test_seed_fields_are_accepted_by_the_schema() -> None:
     seed = {
-        "apiVersion": "kubescape.io/v1",
+        "apiVersion": PROFILE_API,
         "kind": "ApplicationProfile",
         "metadata": {"name": "pod-x", "namespace": "default"},
         "spec": {
@@ -83,7 +84,7 @@ def _c(doc: dict[str, Any]) -> dict[str, Any]:
         (lambda d: d["status"].update(phase="done"), "status.phase", "unknown phase 'done'"),
         (lambda d: _c(d).update(syscalls="read"), f"{C}.syscalls", "expected a list, got str"),
         (lambda d: d["spec"].pop("workload"), "spec.workload", "expected a mapping, got null"),
-        (lambda d: d.update(apiVersion="v2"), "apiVersion", "expected 'kubescape.io/v1', got 'v2'"),
+        (lambda d: d.update(apiVersion="v2"), "apiVersion", f"expected {PROFILE_API!r}, got 'v2'"),
     ],
 )
 def test_bad_input_names_object_and_field(mutate: Any, field: str, message: str) -> None:
@@ -100,7 +101,7 @@ async def test_corrupt_file_is_counted_and_the_others_load(tmp_path: Path) -> No
     store = DirectoryStore(tmp_path)
     store.create_sync(completed())
     bad = tmp_path / "staging" / "broken.yaml"
-    bad.write_text("apiVersion: kubescape.io/v1\nkind: ApplicationProfile\nspec: {workload: 3}\n")
+    bad.write_text(f"apiVersion: {PROFILE_API}\nkind: ApplicationProfile\nspec: {{workload: 3}}\n")
     cache = ProfileCache()
     await store.resync(cache, {})
     assert len(cache) == 1

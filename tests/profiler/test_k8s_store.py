@@ -10,6 +10,7 @@ import pytest
 from gadgetclient.events import ExecEvent, OpenEvent
 from gadgetwatch.k8s import agent_permissions
 from profiler.cache import ProfileCache
+from profiler.documents import API_VERSION, CRD_NAME, GROUP, PLURAL
 from profiler.errors import (
     ConflictError,
     InvalidProfileError,
@@ -47,7 +48,7 @@ async def test_crud_and_optimistic_concurrency(k8s: KubernetesStore, kube_api: K
     assert await k8s.get(KEY) is None
     created = await k8s.create(sample())
     assert created.resource_version
-    raw = kube_api.get("applicationprofiles.kubescape.io", "deployment-web-nginx", "shop")
+    raw = kube_api.get(CRD_NAME, "deployment-web-nginx", "shop")
     assert raw is not None
     assert raw["spec"]["workload"]["name"] == "web"
     with pytest.raises(ConflictError):
@@ -96,7 +97,7 @@ async def test_concurrent_learners_with_injected_conflicts(
     ]
     expected: set[str] = set()
     for round_ in range(3):
-        kube_api.inject_conflicts("applicationprofiles.kubescape.io", 3)
+        kube_api.inject_conflicts(CRD_NAME, 3)
         for i, lrn in enumerate(learners):
             c = container(cid=f"c{i}", pod=f"web-5d4f-{i}")
             events: list[ExecEvent | OpenEvent] = [
@@ -161,7 +162,7 @@ async def test_watch_feeds_the_cache(k8s: KubernetesStore, kube_api: KubeApi) ->
         # A foreign object our parser rejects is counted, and the watch goes on.
         kube_api.add(
             {
-                "apiVersion": "kubescape.io/v1",
+                "apiVersion": API_VERSION,
                 "kind": "ApplicationProfile",
                 "metadata": {"name": "pod-legacy", "namespace": "shop"},
                 "spec": {"containers": [{"name": "x", "syscalls": ["read"]}]},
@@ -195,7 +196,7 @@ async def test_rbac_grants_exactly_the_verbs_the_agent_calls(
     one the code calls."""
     granted = {c.verb for c in agent_permissions() if c.resource == "applicationprofiles"}
     for verb in granted:
-        kube_api.allow(verb, "kubescape.io", "applicationprofiles")
+        kube_api.allow(verb, GROUP, PLURAL)
     kube_api.set_enforce_rbac(True)
     cache = SignallingCache()
     task = asyncio.create_task(k8s.watch(cache))

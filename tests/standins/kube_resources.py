@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.standins.kube_schema import structural_problems
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -43,7 +45,7 @@ class ResourceType:
 
     @property
     def qualified(self) -> str:
-        """`pods`, `deployments.apps`, `applicationprofiles.kubescape.io` (used in messages)."""
+        """`pods`, `deployments.apps`, `applicationprofiles.gadgetwatch.io` (used in messages)."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
     def discovery(self) -> list[dict[str, Any]]:
@@ -161,6 +163,12 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
         if not ver.get("served", True):
             continue
         schema = (ver.get("schema") or {}).get("openAPIV3Schema")
+        where = f"spec.versions[{ver.get('name')}].schema.openAPIV3Schema"
+        if schema is None:
+            raise ValueError(f"{where}: Required value: schemas are required")
+        problems = structural_problems(schema, where)
+        if problems:
+            raise ValueError("; ".join(problems))
         out.append(
             ResourceType(
                 group=group,

@@ -32,6 +32,42 @@ from typing import Any
 import jsonschema
 
 
+def structural_problems(schema: Any, path: str) -> list[str]:
+    """Why `schema` is not structural, as the API server words it (empty: it is).
+
+    apiextensions.k8s.io/v1 refuses a CRD whose schema is not structural: every node must name
+    its `type` (unless `x-kubernetes-int-or-string` or `x-kubernetes-preserve-unknown-fields`
+    says otherwise), `properties` and `additionalProperties` exclude each other, and arrays
+    need `items`. Only these rules are checked (the ones a hand-written CRD breaks).
+    """
+    if not isinstance(schema, dict):
+        return [f"{path}: Invalid value: must be a schema object"]
+    problems: list[str] = []
+    exempt = schema.get("x-kubernetes-int-or-string") or schema.get(
+        "x-kubernetes-preserve-unknown-fields"
+    )
+    kind = schema.get("type")
+    if not kind and not exempt:
+        problems.append(f"{path}.type: Required value: must not be empty for specified fields")
+    if "properties" in schema and "additionalProperties" in schema:
+        problems.append(
+            f"{path}.additionalProperties: Forbidden: additionalProperties and properties are "
+            "mutual exclusive"
+        )
+    for name, sub in (schema.get("properties") or {}).items():
+        problems.extend(structural_problems(sub, f"{path}.properties[{name}]"))
+    if isinstance(schema.get("additionalProperties"), dict):
+        problems.extend(
+            structural_problems(schema["additionalProperties"], f"{path}.additionalProperties")
+        )
+    if kind == "array":
+        if "items" not in schema:
+            problems.append(f"{path}.items: Required value: must be specified")
+        else:
+            problems.extend(structural_problems(schema["items"], f"{path}.items"))
+    return problems
+
+
 @dataclass(frozen=True, slots=True)
 class Cause:
     """One `Status.details.causes` entry."""

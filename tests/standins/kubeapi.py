@@ -274,6 +274,9 @@ class KubeApiServer:
         types = self.registry.by_plural(resource)
         if not types:
             raise KeyError(f"unknown resource {resource!r}")
+        if len({t.group for t in types}) > 1:
+            groups = ", ".join(sorted(f"{t.plural}.{t.group}" for t in types))
+            raise KeyError(f"ambiguous resource {resource!r}: name one of {groups}")
         return types[0]
 
     def add_now(self, obj: dict[str, Any]) -> dict[str, Any]:

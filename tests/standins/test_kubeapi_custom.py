@@ -233,3 +233,43 @@ def test_discovery(kube_api: KubeApi) -> None:
     assert pods[0].kind == "Pod"
     version: Any = client.VersionApi(api).get_code()
     assert version.major == "1"
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (
+            lambda s: s["properties"]["spec"].pop("type"),
+            "openAPIV3Schema.properties[spec].type: Required value",
+        ),
+        (
+            lambda s: s["properties"]["spec"]["properties"].update(tags={"type": "array"}),
+            "properties[spec].properties[tags].items: Required value",
+        ),
+        (
+            lambda s: s["properties"]["spec"].update(additionalProperties={"type": "string"}),
+            "additionalProperties and properties are mutual exclusive",
+        ),
+    ],
+)
+def test_crds_without_a_structural_schema_are_refused(
+    kube_api: KubeApi, break_it: Callable[[dict[str, Any]], Any], message: str
+) -> None:
+    crd = yaml.safe_load((DATA / "widgets.example.com.yaml").read_text())
+    break_it(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    ext: Any = client.ApiextensionsV1Api(kube_api.api_client())
+    with pytest.raises(client.ApiException) as err:
+        ext.create_custom_resource_definition(crd)
+    assert err.value.status == 422
+    assert message in json.loads(err.value.body or "{}")["message"]
+
+
+def test_a_plural_served_by_two_groups_must_be_qualified(kube_api: KubeApi) -> None:
+    crd = yaml.safe_load((DATA / "widgets.example.com.yaml").read_text())
+    crd["metadata"]["name"] = "widgets.other.example.com"
+    crd["spec"]["group"] = "other.example.com"
+    kube_api.add(yaml.safe_load((DATA / "widgets.example.com.yaml").read_text()))
+    kube_api.add(crd)
+    with pytest.raises(KeyError, match="ambiguous"):
+        kube_api.objects("widgets")
+    assert kube_api.objects("widgets.other.example.com") == []

@@ -12,6 +12,7 @@ import pytest
 import urllib3
 from kubernetes import client
 
+from profiler.documents import GROUP, PLURAL
 from tests.standins.fixtures import REPO_ROOT, KubeApi
 
 
@@ -39,12 +40,12 @@ def test_access_reviews_follow_the_allow_list(kube_api: KubeApi) -> None:
     assert _review(api, "list", "pods")  # no list configured: everything allowed
     kube_api.allow("list", "", "pods")
     kube_api.allow("create", "", "pods/portforward", "gadget")
-    kube_api.allow("*", "kubescape.io", "applicationprofiles")
+    kube_api.allow("*", GROUP, PLURAL)
     assert _review(api, "list", "pods", "any")
     assert not _review(api, "watch", "pods")
     assert _review(api, "create", "pods", "gadget", subresource="portforward")
     assert not _review(api, "create", "pods", "default", subresource="portforward")
-    assert _review(api, "patch", "applicationprofiles", "shop", group="kubescape.io")
+    assert _review(api, "patch", PLURAL, "shop", group=GROUP)
     kube_api.deny_all()
     assert not _review(api, "list", "pods")
 

@@ -26,6 +26,20 @@ app.kubernetes.io/name: {{ include "gadgetwatch.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The console's own name label: the agents' selectors (DaemonSet, NetworkPolicy,
+ServiceMonitor) must not match its pods. */}}
+{{- define "gadgetwatch.consoleSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "gadgetwatch.name" . }}-console
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: console
+{{- end -}}
+
+{{/* Where agents post alerts when the console is enabled (the console Service). */}}
+{{- define "gadgetwatch.consoleUrl" -}}
+{{- $scheme := ternary "https" "http" (ne .Values.console.tlsSecret "") -}}
+{{- printf "%s://%s-console.%s.svc:%v/api/v1/alerts" $scheme (include "gadgetwatch.fullname" .) .Release.Namespace .Values.console.service.port -}}
+{{- end -}}
+
 {{- define "gadgetwatch.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "gadgetwatch.selectorLabels" . }}
@@ -68,6 +82,15 @@ The agent configuration: .Values.config with the paths of the mounted Secrets fi
 {{- $_ := set $http "headerFiles" $files -}}
 {{- $_ := set $files .header (printf "%s/webhook/%s" $dir .key) -}}
 {{- end -}}
+{{- end -}}
+{{- if .Values.console.enabled -}}
+{{- $http := get $exporters "http" | default dict -}}
+{{- $_ := set $exporters "http" $http -}}
+{{- $_ := set $http "enabled" true -}}
+{{- $_ := set $http "url" (include "gadgetwatch.consoleUrl" .) -}}
+{{- $files := get $http "headerFiles" | default dict -}}
+{{- $_ := set $http "headerFiles" $files -}}
+{{- $_ := set $files "Authorization" (printf "%s/console-ingest/%s" $dir .Values.console.ingestKey) -}}
 {{- end -}}
 {{- with $s.alertmanager -}}
 {{- if .existingSecret -}}
