@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,6 +19,7 @@ from exporters.metrics import StatsCollector, build_registry
 from gadgetclient.stats import StreamStats
 from gadgetwatch.config import load_settings
 from gadgetwatch.pipeline import PipelineStats
+from gadgetwatch.settings_loading import ConfigError
 from gadgetwatch.workers import Supervisor, WorkersCollector, worker_settings
 
 
@@ -146,3 +148,26 @@ def test_workers_sharing_a_pipe_never_interleave_inside_a_line(tmp_path: Path) -
     assert [p.wait(30) for p in procs] == [0, 0]
     assert len(lines) == 600
     assert set(lines) == {b"a" * 16384, b"b" * 16384}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"pipeline": {"workers": 9}}, "pipeline.workers: Input should be less than or equal to 8"),
+        ({"pipeline": {"workers": 0}}, "pipeline.workers: Input should be greater than or equal"),
+        (
+            {"pipeline": {"workers": 2}, "gadgetclient": {"headless": {"enabled": True}}},
+            "pipeline.workers > 1 cannot share headless or attached instances",
+        ),
+        (
+            {"pipeline": {"workers": 2}, "gadgetclient": {"attach": ["trace-exec-1"]}},
+            "pipeline.workers > 1 cannot share headless or attached instances",
+        ),
+    ],
+)
+def test_worker_counts_are_bounded_and_instances_need_one(
+    overrides: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides=overrides)
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
