@@ -216,36 +216,65 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
 
 
 class _Worker:
-    """One running worker process and its control channel."""
+    """One running worker process and its control channel.
+
+    One task reads every frame the worker writes, so a request that times out never leaves
+    half a frame behind for the next one: answers are matched to requests by seq.
+    """
 
     def __init__(self, index: int, proc: asyncio.subprocess.Process, control: Any) -> None:
         self.index = index
         self.proc = proc
         self.control: asyncio.StreamReader = control
-        self.lock = asyncio.Lock()
         self.seq = 0
         #: The last report (readiness and exposition), None until one arrived.
         self.report: dict[str, Any] | None = None
+        #: The report the worker wrote as it exited (None when it was killed).
+        self.final: dict[str, Any] | None = None
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self.reader = asyncio.create_task(self._read(), name=f"worker-{index}-control")
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                report = orjson.loads(await _read_frame(self.control))
+                seq = report.get("seq")
+                if seq == FINAL_SEQ:
+                    self.final = report
+                    continue
+                self.report = report
+                waiter = self._waiting.pop(seq, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return  # the worker exited
+        except ValueError as exc:  # a broken frame: the channel cannot be trusted any more
+            log.error("worker control channel broken", worker=self.index, reason=str(exc))
 
     async def ask(self) -> None:
         """Ask for a report; keep the previous one when the worker does not answer in time."""
         stdin = self.proc.stdin
-        if stdin is None or self.proc.returncode is not None:
+        if stdin is None or self.proc.returncode is not None or self.reader.done():
             return
-        async with self.lock:
-            self.seq += 1
-            seq = self.seq
-            try:
-                stdin.write(f"?{seq}\n".encode())
-                await stdin.drain()
-                async with asyncio.timeout(REPORT_TIMEOUT_S):
-                    while True:
-                        report = orjson.loads(await _read_frame(self.control))
-                        if report.get("seq") == seq:  # earlier, late answers are skipped
-                            self.report = report
-                            return
-            except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
-                log.warning("worker report missing", worker=self.index, reason=repr(exc))
+        self.seq += 1
+        seq = self.seq
+        waiter = self._waiting[seq] = asyncio.get_running_loop().create_future()
+        try:
+            stdin.write(f"?{seq}\n".encode())
+            await stdin.drain()
+            await asyncio.wait_for(waiter, REPORT_TIMEOUT_S)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("worker report missing", worker=self.index, reason=repr(exc))
+        finally:
+            self._waiting.pop(seq, None)
+
+    async def finish(self) -> None:
+        """After the process exited: read what it wrote last (bounded), then stop reading."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.reader), REPORT_TIMEOUT_S)
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
 
 
 class WorkersCollector(Collector):
@@ -440,15 +469,9 @@ class Supervisor:
 
     async def _take_final(self, worker: _Worker) -> None:
         """The report a worker wrote as it exited (none when it was killed)."""
-        async with worker.lock:
-            with contextlib.suppress(
-                TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError
-            ):
-                async with asyncio.timeout(REPORT_TIMEOUT_S):
-                    while True:
-                        report = orjson.loads(await _read_frame(worker.control))
-                        if report.get("seq") == FINAL_SEQ:
-                            self.final[worker.index] = report
+        await worker.finish()
+        if worker.final is not None:
+            self.final[worker.index] = worker.final
 
     async def _keep(self, index: int) -> None:
         """Run worker `index` until a stop, restarting it after crashes with back-off."""

@@ -69,6 +69,7 @@ async def test_two_workers_process_each_container_once_and_stop_on_sigterm(
                 "--learning-period", LEARNING_PERIOD,
                 "--profiles-dir", str(tmp_path / "profiles"),
                 "--stdout",
+                "--summary",
             ],
             env=env,
         )  # fmt: skip
@@ -122,6 +123,14 @@ async def test_two_workers_process_each_container_once_and_stop_on_sigterm(
         assert stopped == {0, 1}
         assert not any(alive(pid) for pid in pids)
         assert sorted(expected_of(a) for a in agent.stdout_alerts()) == sorted(EXPECTED)
+        # The summary adds up the workers' final counts (sent as each worker exited).
+        summary = agent.proc.stderr[agent.proc.stderr.index("gadgetwatch summary (2 workers)") :]
+        assert summary[2] == f"  alerts: {len(EXPECTED)}"
+        shares = [int(line.split("processed ")[1].split(",")[0]) for line in summary[3:5]]
+        assert all(line.startswith(f"  worker {i}: exit code 0, restarts 0") for i, line in
+                   enumerate(summary[3:5]))  # fmt: skip
+        assert f"processed {sum(shares)}, lost upstream 0, dropped 0" in summary[1]
+        assert sum(shares) >= total  # and advise_seccomp's last window, flushed at the stop
         files = {f.stem for f in (tmp_path / "profiles").rglob("*.yaml")}
         assert files == PROFILE_NAMES
     finally:
