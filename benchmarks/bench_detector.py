@@ -10,16 +10,24 @@ pure CPU) and the p50/p99/max evaluation time per event.
 
 `--guards` puts the example guards of deploy/guards (R3000) in force for every container: the
 cost of guard checks and of the acting-process look-ups they do on a match.
+
+`--process-aware` runs the stream twice in one run against the real read model
+(`profiler.cache.ProfileCache`): profiles without process sets (today's meaning) and the same
+profiles recording, per open, DNS name and egress entry, the executables that reached it; the
+stream's pids are started by exec events, so the detector knows who acts. Prints both
+throughputs, their ratio (goal >= 80 %) and the load average (the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,11 +46,15 @@ from gadgetclient.events import (
     Event,
     ExecEvent,
     OpenEvent,
+    PeerIdentity,
     Process,
     TcpEvent,
     TcpEventType,
 )
+from profiler.cache import ProfileCache
 from profiler.identity import WorkloadKey
+from profiler.profiles import Profile, ProfileMeta
+from profiler.readmodel import ProfileReadModel, ProfileStatus
 from tests.detector.builders import PodMeta
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
 
@@ -94,26 +106,54 @@ def build(n_events: int, seed: int = 7) -> tuple[list[Event], MemoryProfiles]:
             events.append(DnsEvent(t, c, p, name, False, "A"))
         else:
             path = "/dev/shm/x" if anomaly else f"/usr/bin/tool{rnd.randrange(8)}"
+            if anomaly:  # a process of its own: the stream's pids keep their executables
+                p = replace(p, pid=5000 + i)
             events.append(ExecEvent(t, c, p, path, (path, "--run")))
     return events, profiles
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=400_000)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--memo", type=int, default=4096, help="clean-event memo size, 0: off")
-    parser.add_argument("--guards", action="store_true", help="deploy/guards in force")
-    args = parser.parse_args()
-    events, profiles = build(args.events)
-    rules: RuleSet | None = None
-    if args.guards:
-        guards = load_files([Path(__file__).resolve().parents[1] / "deploy" / "guards"],
-                            catalogue=default_catalogue())  # fmt: skip
-        # Opt-in label of the token guard: every pod takes part.
-        rules = RuleSet(
-            guards=tuple(replace(g, pod_selector=LabelSelector()) for g in guards.guards)
-        )
+#: Executables of the process-aware profiles: the main program and its tools.
+EXES = ("/usr/bin/main", *(f"/usr/bin/tool{i}" for i in range(8)))
+ALL = frozenset(EXES)
+
+
+def real_profiles(memory: MemoryProfiles, *, aware: bool) -> ProfileCache:
+    """The same profiles in the real read model, with process sets when `aware`: every entry
+    names the main program and the tools, so the stream stays as clean as without (the cost
+    measured is the look-ups: the acting process for the memo key, the sets on a memo miss)."""
+    cache = ProfileCache()
+    for key, mp in memory.profiles.items():
+        p = Profile(key=key, meta=ProfileMeta(status=ProfileStatus.COMPLETED))
+        e = p.entries
+        for path in mp.execs:
+            e.add_exec(path, ())
+        for path, flags in mp.opens.items():
+            e.add_open(path, frozenset(flags))
+            if aware:
+                e.open_procs[path] = ALL
+        for name in mp.domains:
+            e.add_dns(name, ())
+            if aware:
+                e.dns_procs[name] = ALL
+        for addr, port, proto in mp.egress:
+            egress = (addr, port, proto, PeerIdentity())
+            e.egress.add(egress)
+            if aware:
+                e.egress_procs[egress] = ALL
+        cache.publish(p)
+    return cache
+
+
+def measure(
+    args: argparse.Namespace,
+    events: list[Event],
+    profiles: ProfileReadModel,
+    rules: RuleSet | None,
+    rounds: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[float, int, int, Callable[[], tuple[Detector, DetectorStats]]]:
+    """Best-of-`rounds` throughput, alerts per run, memo hits, and the detector factory.
+    `clock`: wall time, or the process's CPU time (less disturbed by neighbours' load)."""
 
     def detector() -> tuple[Detector, DetectorStats]:
         stats = DetectorStats()
@@ -137,15 +177,75 @@ def main() -> None:
     gc.collect()
     best = 0.0
     alerts = 0
-    for _ in range(3):
+    for _ in range(rounds):
         d, stats = detector()
-        start = time.perf_counter()
+        start = clock()
         for i in range(0, len(events), args.batch):
             alerts += len(d.evaluate(events[i : i + args.batch]))
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         best = max(best, len(events) / elapsed)
+    return best, alerts // rounds, sum(stats.memo_hits.values()), detector
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--memo", type=int, default=4096, help="clean-event memo size, 0: off")
+    parser.add_argument("--guards", action="store_true", help="deploy/guards in force")
+    parser.add_argument("--rounds", type=int, default=5, help="--process-aware rounds")
+    parser.add_argument(
+        "--process-aware",
+        action="store_true",
+        help="real read model, profiles without and with process sets side by side",
+    )
+    args = parser.parse_args()
+    events, memory = build(args.events)
+    if args.process_aware:
+        # Every pid of the stream is started by an exec of the main program or a tool first.
+        starts: list[Event] = []
+        for c in {e.container for e in events}:
+            for pid in range(1000, 1050):
+                exe = EXES[pid % len(EXES)]
+                proc = Process(pid=pid, comm=exe.rsplit("/", 1)[-1], ppid=1, pcomm="init")
+                starts.append(ExecEvent(T0 - 1, c, proc, exe, (exe,)))
+        events = starts + events
+        runs = [("off", real_profiles(memory, aware=False)),
+                ("on", real_profiles(memory, aware=True))]  # fmt: skip
+        # Rounds alternate between the two, so a neighbour's load burst hits both alike; the
+        # rate is per CPU second of this process (wall time on a shared machine measures the
+        # neighbours), best of `--rounds`.
+        results: dict[str, tuple[float, int, int]] = {}
+        for _ in range(args.rounds):
+            for name, read_model in runs:
+                best, alerts, hits, _ = measure(
+                    args, events, read_model, None, rounds=1, clock=time.process_time
+                )
+                if best > results.get(name, (0.0, 0, 0))[0]:
+                    results[name] = (best, alerts, hits)
+        print(f"events: {len(events)}  batch: {args.batch}  python: {sys.version.split()[0]}")
+        for name, (best, alerts, hits) in results.items():
+            print(
+                f"process-aware {name:3}: {best:,.0f} events per CPU second (best of "
+                f"{args.rounds})  alerts per run: {alerts}  memo hits: {hits}"
+            )
+        ratio = results["on"][0] / results["off"][0]
+        print(f"throughput with process sets: {ratio:.0%} of without (goal >= 80%)")
+        print("load average (1/5/15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        return
+    profiles: ProfileReadModel = memory
+    rules: RuleSet | None = None
+    if args.guards:
+        guards = load_files([Path(__file__).resolve().parents[1] / "deploy" / "guards"],
+                            catalogue=default_catalogue())  # fmt: skip
+        # Opt-in label of the token guard: every pod takes part.
+        rules = RuleSet(
+            guards=tuple(replace(g, pod_selector=LabelSelector()) for g in guards.guards)
+        )
+
+    best, alerts, hits, detector = measure(args, events, profiles, rules)
     # Latency: each event timed on its own (includes the call; an upper bound).
-    d, stats = detector()
+    d, _stats = detector()
     d.evaluate(events[:10_000])
     samples = []
     clock = time.perf_counter_ns
@@ -159,7 +259,7 @@ def main() -> None:
     p99 = samples[int(len(samples) * 0.99)] / 1000
     print(f"events: {len(events)}  batch: {args.batch}  python: {sys.version.split()[0]}")
     print(f"throughput (1 core, best of 3): {best:,.0f} events/s")
-    print(f"alerts per run: {alerts // 3}  memo hits: {sum(stats.memo_hits.values())}")
+    print(f"alerts per run: {alerts}  memo hits: {hits}")
     print(
         f"per-event latency: p50 {p50:.2f} us  p99 {p99:.2f} us  "
         f"max {samples[-1] / 1000:.1f} us  mean {statistics.fmean(samples) / 1000:.2f} us"

@@ -1,7 +1,13 @@
 """Profiler benchmark: events merged per second per core, and memory per profile.
 
 Run: ``.venv/bin/python -m benchmarks.bench_profiler [--containers 1000] [--events 600000]
-[--no-generalize]`` (``--no-generalize``: learning without `profiler.generalize`, to compare).
+[--no-generalize] [--process-aware]`` (``--no-generalize``: learning without
+`profiler.generalize`, to compare; ``--process-aware``: both measurements twice in one run,
+with `profiler.processAware` off and on, side by side with the ratios and the load average).
+
+Each container runs its 30 tools as 30 processes (one exec each); four of them do the opens
+(every tenth path is opened by a second one too), two the DNS queries, three the connections,
+so a process-aware profile records one or two executables per entry, as a service does.
 
 1. Throughput: a steady-state mix (most events already known, as after the first minutes of a
    container's life, plus a trickle of new entries) for 200 containers is fed to
@@ -22,10 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import random
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -75,38 +83,46 @@ def make_container(i: int) -> Container:
 
 def profile_events(c: Container, rng: random.Random) -> list[Event]:
     """The distinct behaviour of one typical container (every string a fresh object)."""
-    proc = Process(pid=rng.randint(2, 60000), uid=1000, comm="app")
+    base = rng.randint(2, 60000)
+    procs = [Process(pid=base + j, uid=1000, comm=f"tool{j}") for j in range(30)]
     ts = T0 + 1
     out: list[Event] = []
     for j in range(30):
         path = f"/usr/bin/tool{j}"
-        out.append(ExecEvent(ts, c, proc, path, (path, f"--opt{j % 4}", "x")))
+        out.append(ExecEvent(ts, c, procs[j], path, (path, f"--opt{j % 4}", "x")))
     for j in range(150):
-        out.append(OpenEvent(ts, c, proc, f"/usr/lib/app/module{j % 10}/file{j}.so", FLAGS[j % 4]))
-    out.append(SyscallsEvent(ts, c, proc, frozenset(rng.sample(SYSCALLS, 60))))
+        path = f"/usr/lib/app/module{j % 10}/file{j}.so"
+        out.append(OpenEvent(ts, c, procs[j % 4], path, FLAGS[j % 4]))
+        if j % 10 == 0:
+            out.append(OpenEvent(ts, c, procs[(j + 1) % 4], path, FLAGS[j % 4]))
+    out.append(SyscallsEvent(ts, c, procs[0], frozenset(rng.sample(SYSCALLS, 60))))
     for j in range(10):
-        out.append(DnsEvent(ts, c, proc, f"svc{j}.ns.svc.cluster.local", True,
+        out.append(DnsEvent(ts, c, procs[j % 2], f"svc{j}.ns.svc.cluster.local", True,
                             addresses=(f"10.96.{j}.{rng.randint(1, 250)}",)))  # fmt: skip
     for j in range(10):
         peer = PeerIdentity("svc", f"svc{j}", "ns")
-        out.append(TcpEvent(ts, c, proc, TcpEventType.CONNECT, "10.0.0.1", 40000,
+        out.append(TcpEvent(ts, c, procs[j % 3], TcpEventType.CONNECT, "10.0.0.1", 40000,
                             f"10.96.{j}.7", 5432 + j, dst_peer=peer))  # fmt: skip
     for j in range(3):
-        out.append(TcpEvent(ts, c, proc, TcpEventType.ACCEPT, "10.0.0.1", 8080 + j,
+        out.append(TcpEvent(ts, c, procs[0], TcpEventType.ACCEPT, "10.0.0.1", 8080 + j,
                             f"10.1.{j}.9", 50000))  # fmt: skip
     for cap in ("CAP_NET_BIND_SERVICE", "CAP_CHOWN", "CAP_SETUID", "CAP_DAC_OVERRIDE"):
-        out.append(CapabilityEvent(ts, c, proc, cap, "SYS_BIND"))
+        out.append(CapabilityEvent(ts, c, procs[0], cap, "SYS_BIND"))
     return out
 
 
 #: Set from `--no-generalize`: learn with every generalisation off.
 GENERALIZE = True
+#: Set per measurement by `--process-aware`.
+PROCESS_AWARE = False
 
 
 def settings() -> ProfilerSettings:
     if GENERALIZE:
-        return ProfilerSettings(learning_period=timedelta(days=365))
-    return ProfilerSettings(learning_period=timedelta(days=365), generalize=())
+        return ProfilerSettings(learning_period=timedelta(days=365), process_aware=PROCESS_AWARE)
+    return ProfilerSettings(
+        learning_period=timedelta(days=365), generalize=(), process_aware=PROCESS_AWARE
+    )
 
 
 def new_learner(store: DirectoryStore, cache: ProfileCache) -> Learner:
@@ -120,7 +136,7 @@ def new_learner(store: DirectoryStore, cache: ProfileCache) -> Learner:
     )
 
 
-def throughput(n_events: int) -> float:
+def throughput(n_events: int, clock: Callable[[], float] = time.perf_counter) -> float:
     rng = random.Random(1)
     containers = [make_container(i) for i in range(200)]
     known = {c.key: profile_events(c, rng) for c in containers}
@@ -138,10 +154,10 @@ def throughput(n_events: int) -> float:
             stream.append(e)
         batches = [stream[i : i + BATCH] for i in range(0, len(stream), BATCH)]
         gc.collect()
-        start = time.perf_counter()
+        start = clock()
         for batch in batches:
             lrn.observe(batch)
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
     return n_events / elapsed
 
 
@@ -181,14 +197,50 @@ def _stored_bytes(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*.yaml"))
 
 
+def compare(args: argparse.Namespace) -> None:
+    """`--process-aware`: off and on side by side, throughput per CPU second (best of 3,
+    alternating, so neighbours' load hits both alike)."""
+    global PROCESS_AWARE
+    rates = {False: 0.0, True: 0.0}
+    for _ in range(3):
+        for aware in (False, True):
+            PROCESS_AWARE = aware
+            rates[aware] = max(rates[aware], throughput(args.events, time.process_time))
+    sizes = {}
+    for aware in (False, True):
+        PROCESS_AWARE = aware
+        sizes[aware] = asyncio.run(memory(args.containers))
+    for aware in (False, True):
+        learned_kib, total_kib, entries, stored_kib = sizes[aware]
+        print(
+            f"process-aware {'on ' if aware else 'off'}: merge {rates[aware]:,.0f} events per "
+            f"CPU second; {learned_kib:.1f} KiB per profile learning, {total_kib:.1f} KiB after "
+            f"flush, {stored_kib:.1f} KiB stored, {entries:.0f} entries "
+            f"({args.containers} profiles)"
+        )
+    off, on = sizes[False], sizes[True]
+    print(
+        f"on/off: merge throughput {rates[True] / rates[False]:.0%} (goal >= 80%); memory "
+        f"x{on[0] / off[0]:.2f} learning, x{on[1] / off[1]:.2f} after flush (goal <= 1.5); "
+        f"stored x{on[3] / off[3]:.2f}"
+    )
+    print("load average (1/5/15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=600_000)
     parser.add_argument("--containers", type=int, default=1000)
     parser.add_argument("--no-generalize", action="store_true", help="generalisations off")
+    parser.add_argument(
+        "--process-aware", action="store_true", help="profiler.processAware off and on"
+    )
     args = parser.parse_args()
     global GENERALIZE
     GENERALIZE = not args.no_generalize
+    if args.process_aware:
+        compare(args)
+        return
     rate = throughput(args.events)
     print(f"merge throughput: {rate:,.0f} events/s on one core ({args.events:,} events)")
     learned_kib, total_kib, entries, stored_kib = asyncio.run(memory(args.containers))

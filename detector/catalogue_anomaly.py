@@ -10,6 +10,10 @@ joined to the process's cwd): the event mapping normalises already, and `open_pa
 again for events built elsewhere, so no spelling of a path (``/etc//shadow``,
 ``/tmp/../etc/shadow``, ``./shadow`` in ``/etc``) reaches a comparison un-normalised.
 
+Process-aware profiles (`detector.intruders`): R0002, R0005, R0006 and R0011 also alert when
+the resource is known but the profile recorded which executables reached it, and the acting
+process is not one of them.
+
 Messages carry attacker-controlled strings through `safe_text` with a short bound (the full,
 longer-bounded values are in the alert's event fields).
 """
@@ -22,6 +26,7 @@ from typing import Any
 
 from detector.addresses import is_private
 from detector.alerts import RuleId, Severity, safe_text
+from detector.intruders import intruder, join, known_field, learned, who, who_key
 from detector.paths import PathSet, basename
 from detector.rules import (
     AllowKind,
@@ -45,8 +50,8 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
-from gadgetclient.gadget_params import UNRESOLVED_PREFIX
-from gadgetclient.pathnorm import is_normal, normalise_exec_path, normalise_path
+from gadgetclient.pathnorm import is_normal, normalise_path
+from gadgetclient.processes import exec_path
 from profiler.readmodel import ProfileView
 
 #: Bound of attacker strings inside a one-line message; the event fields carry more.
@@ -165,15 +170,6 @@ def open_path(event: OpenEvent) -> str:
     return path if is_normal(path) else normalise_path(path, event.process.cwd)
 
 
-def exec_path(event: ExecEvent) -> str:
-    """The executed file (IG's ``exepath``; see `ExecEvent.path`), in normal form when it is a
-    path; a bare name (a PATH lookup) and an ``unresolved:`` marker stay as they are."""
-    path = event.path or (event.args[0] if event.args else "") or event.process.comm
-    if is_normal(path) or path.startswith(UNRESOLVED_PREFIX):
-        return path
-    return normalise_exec_path(path, event.cwd)
-
-
 def _s(text: str) -> str:
     return safe_text(text, limit=MSG)
 
@@ -220,7 +216,20 @@ def _unexpected_open(params: Mapping[str, Any], env: RuleEnv) -> Check:
         if ignore.matches(path) or mounts.matches(path):
             return None
         if profile is not None and profile.allows_open(path, event.flags):
-            return None
+            if not profile.process_aware:
+                return None
+            known = profile.open_sources(path)
+            actor = intruder(known, event, env)
+            if actor is None or known is None:
+                return None
+            return Finding(
+                message=f"Unexpected file access: {_s(path)} by {who(actor)} (pid "
+                f"{event.process.pid}), which did not open it while learning (learned: "
+                f"{learned(known)})",
+                key=("process", who_key(actor), path),
+                subjects=(Subject(AllowKind.PATH, path),),
+                fields={"knownProcesses": known_field(known)},
+            )
         comm = event.process.comm
         return Finding(
             message=f"Unexpected file access: {_s(path)} by {_s(comm)} (pid {event.process.pid})",
@@ -286,7 +295,19 @@ def _unexpected_domain(params: Mapping[str, Any], env: RuleEnv) -> Check:
         if not name or (dotted and (name.endswith(dotted) or name in suffixes)):
             return None
         if profile is not None and profile.allows_domain(name):
-            return None
+            if not profile.process_aware:
+                return None
+            known = profile.domain_sources(name)
+            actor = intruder(known, event, env)
+            if actor is None or known is None:
+                return None
+            return Finding(
+                message=f"Unexpected domain request: {_s(name)} by {who(actor)}, which did not "
+                f"query it while learning (learned: {learned(known)})",
+                key=(name, "process", who_key(actor)),
+                subjects=(Subject(AllowKind.DOMAIN, name),),
+                fields={"knownProcesses": known_field(known)},
+            )
         return Finding(
             message=f"Unexpected domain request: {_s(name)} by {_s(event.process.comm)}",
             key=(name,),
@@ -345,12 +366,29 @@ def _token_access(params: Mapping[str, Any], env: RuleEnv) -> Check:
         ):
             return None
         if profile is not None:
-            if any(profile.allows_open(p, event.flags) for p in token_path_variants(path)):
-                return None
-            if not exact_files and any(
-                profile.opened_under(d) for d in _same_directory(token_directory(path))
-            ):
-                return None
+            opened = [p for p in token_path_variants(path) if profile.allows_open(p, event.flags)]
+            if not opened and not exact_files:
+                opened = [
+                    d for d in _same_directory(token_directory(path)) if profile.opened_under(d)
+                ]
+                sources = [profile.sources_under(d) for d in opened]
+            else:
+                sources = [profile.open_sources(p) for p in opened]
+            if opened:
+                if not profile.process_aware:
+                    return None
+                known = join(sources)
+                actor = intruder(known, event, env)
+                if actor is None or known is None:
+                    return None
+                return Finding(
+                    message=f"Unexpected service account token access: {_s(path)} by "
+                    f"{who(actor)} (pid {event.process.pid}), which did not read it while "
+                    f"learning (learned: {learned(known)})",
+                    key=("process", who_key(actor)),
+                    subjects=(Subject(AllowKind.PATH, _ATOMIC_DIR.sub("/", path)),),
+                    fields={"knownProcesses": known_field(known)},
+                )
         comm = event.process.comm
         return Finding(
             message=f"Unexpected service account token access: {_s(path)} by {_s(comm)} "
@@ -479,7 +517,21 @@ def _egress(params: Mapping[str, Any], env: RuleEnv) -> Check:
         if addr.startswith("127.") or addr == "::1" or (ignore_private and is_private(addr)):
             return None
         if profile is not None and profile.allows_egress(addr, event.dst_port, event.proto):
-            return None
+            if not profile.process_aware:
+                return None
+            known = profile.egress_sources(addr, event.dst_port, event.proto)
+            actor = intruder(known, event, env)
+            if actor is None or known is None:
+                return None
+            # The destination is known: no DNS answer excuses the process (no resolved_address).
+            return Finding(
+                message=f"Unexpected egress connection to {_s(addr)}:{event.dst_port} by "
+                f"{who(actor)} (pid {event.process.pid}), which did not connect there while "
+                f"learning (learned: {learned(known)})",
+                key=(addr, event.dst_port, event.proto, "process", who_key(actor)),
+                subjects=(Subject(AllowKind.ADDRESS, addr, event.dst_port),),
+                fields={"knownProcesses": known_field(known)},
+            )
         return Finding(
             message=f"Unexpected egress connection to {_s(addr)}:{event.dst_port} by "
             f"{_s(event.process.comm)} (pid {event.process.pid})",

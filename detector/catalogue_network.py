@@ -12,6 +12,9 @@ without an alert. These rules close that gap without comparing addresses that ch
 - R2102 (signature) flags a connection to the kubelet's API port on an address that is not a
   pod or Service, i.e. a node.
 
+With a process-aware profile, R2100 also alerts when the peer and port are known but the
+acting executable never connected there while learning (`detector.intruders`).
+
 Legitimate users of R2101 and R2102 (a cloud controller, metrics-server) are allowed by the
 rules' parameters `allowedWorkloads` (``namespace/Kind/name`` patterns) and `allowedPodLabels`
 (``key=value``), decided once per container when its plan is compiled, not per event.
@@ -32,6 +35,7 @@ from detector.addresses import (
     is_private,
 )
 from detector.alerts import RuleId, Severity, safe_text
+from detector.intruders import intruder, known_field, learned, who, who_key
 from detector.rules import (
     AllowKind,
     Check,
@@ -98,21 +102,35 @@ def _in_cluster_peer(params: Mapping[str, Any], env: RuleEnv) -> Check:
             return None
         key = peer_key(peer, addr)
         port = event.dst_port
+        target = key.display() if key.kind == ADDRESS_KIND else f"{key.display()} ({addr})"
+        identity = {
+            "peerIdentity": {
+                "kind": safe_text(key.kind, limit=32),
+                "namespace": safe_text(key.namespace, limit=64),
+                "name": _s(key.name),
+            }
+        }
         if profile is not None and profile.allows_peer(key, port):
-            return None
-        who = key.display() if key.kind == ADDRESS_KIND else f"{key.display()} ({addr})"
+            if not profile.process_aware:
+                return None
+            known = profile.peer_sources(key, port)
+            actor = intruder(known, event, env)
+            if actor is None or known is None:
+                return None
+            return Finding(
+                message=f"Unexpected in-cluster connection to {_s(target)} port {port} by "
+                f"{who(actor)} (pid {event.process.pid}), which did not connect there while "
+                f"learning (learned: {learned(known)})",
+                key=(key.kind, key.namespace, key.name, port, "process", who_key(actor)),
+                subjects=(Subject(AllowKind.ADDRESS, canonical(addr), port),),
+                fields={**identity, "knownProcesses": known_field(known)},
+            )
         return Finding(
-            message=f"Unexpected in-cluster connection to {_s(who)} port {port} by "
+            message=f"Unexpected in-cluster connection to {_s(target)} port {port} by "
             f"{_s(event.process.comm)} (pid {event.process.pid})",
             key=(key.kind, key.namespace, key.name, port),
             subjects=(Subject(AllowKind.ADDRESS, canonical(addr), port),),
-            fields={
-                "peerIdentity": {
-                    "kind": safe_text(key.kind, limit=32),
-                    "namespace": safe_text(key.namespace, limit=64),
-                    "name": _s(key.name),
-                }
-            },
+            fields=identity,
         )
 
     return check

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.alerts import RuleId, Severity, safe_text
-from detector.catalogue_anomaly import exec_path, open_path, syscall_used
+from detector.catalogue_anomaly import open_path, syscall_used
 from detector.mining import MINING_PORTS, DomainSet
 from detector.paths import PathSet, basename
 from detector.rules import (
@@ -41,6 +41,7 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.processes import exec_path
 from profiler.readmodel import ProfileView
 
 MSG = 256

@@ -21,6 +21,14 @@ process, which the memo key leaves out. Exec events feed the process table
 DNS responses also feed the per-workload resolved-address table (`detector.resolved`) before
 any rule runs, whenever the container has a rule bound to TCP events.
 
+With a process-aware profile (`ProfileView.process_aware`), whether an open, DNS or TCP event
+is clean also depends on who acted. The memo then remembers, with the event's key, the
+executables for which it is clean: the intersection of every process set a check consulted
+(`RuleEnv.judge`, `detector.intruders`); an event no check judged by its process is clean for
+any process. A repeat is a hit only when its executable is known and in that set; any other
+process (an intruder, an unknown executable compared by comm) is evaluated in full. So the
+memo fills per resource as before, not per resource and executable.
+
 Why the memo is sound: profiles only grow (merge is a set union), exceptions and bindings
 are fixed for a plan's lifetime (a rule update drops every plan), and the memo is reset when
 the container's profile object or usability changes. Only events with *no* finding are
@@ -50,11 +58,11 @@ from detector.alerting import (
     runtime_info,
 )
 from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
-from detector.catalogue_anomaly import exec_path
 from detector.config import DetectorSettings
 from detector.dedup import Deduplicator
 from detector.exceptions import Allowance
 from detector.guards import GUARD_RULE, GuardCheck, GuardFilter, compile_guard
+from detector.intruders import judge
 from detector.loading import Level
 from detector.matching import NamespaceLabels, Scope, ScopeResolver
 from detector.processes import ProcessTable
@@ -72,6 +80,7 @@ from detector.rules import (
 from detector.ruleset import RuleSet
 from detector.stats import DetectorStats
 from gadgetclient.events import Container, DnsEvent, Event, EventKind, ExecEvent
+from gadgetclient.processes import exec_path
 from profiler import identity as _identity
 from profiler.generalizing import arg_normalizer
 from profiler.identity import PodMetadata, WorkloadKey
@@ -109,6 +118,10 @@ def _fallback_workload_key(container: Container, pod_metadata: PodMetadata) -> W
 def resolve_workload_key_fn() -> WorkloadKeyFn:
     fn: WorkloadKeyFn | None = getattr(_identity, "workload_key", None)
     return fn if fn is not None else _fallback_workload_key
+
+
+#: A memo miss (distinct from None, "clean for any process").
+_MISSING: Any = object()
 
 
 def _memo_key(event: Any) -> Any:
@@ -222,7 +235,8 @@ class _Plan:
         }
         #: DNS answers feed the resolved-address table only where a TCP rule can use them.
         self.wants_answers = EventKind.TCP in by_kind
-        self.memo: dict[EventKind, set[Any]] = {k: set() for k in by_kind}
+        #: Clean events: key -> None (clean for any process) or the executables it is clean for.
+        self.memo: dict[EventKind, dict[Any, frozenset[str] | None]] = {k: {} for k in by_kind}
         self.memo_owner: object = None
 
 
@@ -274,7 +288,10 @@ class Detector:
         )
         self._resolved.evictions = stats.resolved_evictions
         self._processes = ProcessTable()
+        #: Process sets consulted while the current event is evaluated (None: none).
+        self._consulted: frozenset[str] | None = None
         self._processes.evictions = stats.processes_forgotten
+        self._exe_of = self._processes.exe_of
         self._env = RuleEnv(
             cluster_dns_suffixes=tuple(s.strip(".").lower() for s in settings.cluster_dns_suffixes),
             api_server_addresses=frozenset(settings.api_server_addresses),
@@ -391,6 +408,14 @@ class Detector:
     def _actor(self, event: Event) -> Actor:
         return self._processes.actor(event)
 
+    def _judge(self, known: frozenset[str], event: Event) -> Actor | None:
+        """`RuleEnv.judge`: the acting process when `known` excludes it. Also narrows what the
+        memo will remember the event as clean for (`_consulted`)."""
+        exe = self._exe_of(event)
+        consulted = self._consulted
+        self._consulted = known if consulted is None else consulted & known
+        return judge(known, exe, event.process.comm)
+
     def _one(self, event: Event, plan: _Plan, alerts: list[Alert]) -> None:
         kind = event.kind
         if kind is EventKind.EXEC:
@@ -420,7 +445,7 @@ class Detector:
             else:
                 gate = _GATE_REASON.get(profile.status, "profile_" + str(profile.status))
         gated = bool(gate) and plan.has_required[kind]
-        memo: set[Any] | None = None
+        memo: dict[Any, frozenset[str] | None] | None = None
         memo_key: Any = None
         if not gated and self._memo_size:
             owner = profile if usable else None
@@ -430,8 +455,12 @@ class Detector:
                 plan.memo_owner = owner
             memo = plan.memo[kind]
             memo_key = _memo_key(event)
-            if memo_key in memo:
-                # Never holds an event that touched a guarded resource (see below).
+            clean_for = memo.get(memo_key, _MISSING)
+            # Never holds an event that touched a guarded resource (see below).
+            if clean_for is None:
+                self.stats.memo_hits[kind] += 1
+                return
+            if clean_for is not _MISSING and self._exe_of(event) in clean_for:
                 self.stats.memo_hits[kind] += 1
                 return
         # Guards run whatever the profile gate says; an event that touched a guarded resource
@@ -441,6 +470,7 @@ class Detector:
             found = self._guard(event, plan, guards, alerts)
         rule_profile = profile if usable else None
         evaluations = self.stats.evaluations
+        self._consulted = None
         for b in bound:
             if b.required and not usable:
                 self.stats.suppressed[(b.rule_id, gate)] += 1
@@ -459,7 +489,7 @@ class Detector:
         if memo is not None and not found:
             if len(memo) >= self._memo_size:
                 memo.clear()
-            memo.add(memo_key)
+            memo[memo_key] = self._consulted
 
     def _guard(
         self, event: Event, plan: _Plan, guards: tuple[_Guard, ...], alerts: list[Alert]
@@ -603,6 +633,7 @@ class Detector:
             args=args if args else None,
             workload=workload,
             pod_labels=labels_of(container, fallback),
+            judge=self._judge,
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:

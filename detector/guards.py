@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detector.alerts import RuleId, Severity, safe_text
-from detector.catalogue_anomaly import exec_path, open_path
+from detector.catalogue_anomaly import open_path
 from detector.exceptions import (
     AddressRule,
     WorkloadRef,
@@ -70,6 +70,7 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.processes import exec_path
 from profiler.identity import WorkloadKey
 from profiler.readmodel import ProfileView
 

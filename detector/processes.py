@@ -6,7 +6,8 @@ needs the executable of the process behind an open, a connection or a DNS query,
 trace_open, trace_tcp and trace_dns do not report: they carry `comm` (15 characters, set by
 the process itself) and the parent's `pcomm`. trace_exec does report `exepath` and
 `parent_exepath`, so the detector remembers, per container and pid, the executable each exec
-started (`ProcessTable`) and looks the pid (and the parent pid) up for the other events.
+started (`ProcessTable`, over the shared `gadgetclient.processes.ExecTable`) and looks the
+pid (and the parent pid) up for the other events.
 
 Matching (`SourceSet`): an entry's `path` with a ``/`` is an executable path, exact or glob
 (`detector.paths.PathSet`, no directory prefixes: ``/usr/bin`` is not ``/usr/bin/curl``), and
@@ -19,7 +20,7 @@ docs say so. `parent` narrows an entry to processes whose parent matches the sam
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,37 +30,34 @@ from detector.paths import PathSet, basename
 from detector.rules import Actor
 from gadgetclient.events import Event, ExecEvent
 from gadgetclient.gadget_params import UNRESOLVED_PREFIX
+from gadgetclient.processes import MAX_PROCESSES, ExecTable
 
-#: Processes remembered per detector: a node runs a few thousand live processes; past the
-#: bound the oldest exec is forgotten (its later events fall back to `comm`), counted.
-MAX_PROCESSES = 65_536
 #: `comm` is the executable's basename cut to TASK_COMM_LEN - 1 bytes by the kernel.
 COMM_LEN = 15
 
 
 class ProcessTable:
-    """(container, pid) → (executable, parent executable), from the exec events seen."""
+    """The acting process of an event, from the exec events seen (`ExecTable`)."""
 
-    __slots__ = ("_max", "_table", "evictions")
+    __slots__ = ("_execs", "exe_of")
 
     def __init__(self, max_entries: int = MAX_PROCESSES) -> None:
-        self._table: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
-        self._max = max_entries
-        #: Entries dropped, by reason ("capacity").
-        self.evictions: Counter[str] = Counter()
+        self._execs = ExecTable(max_entries)
+        #: The executable of the process behind a non-exec event, "" when unknown (one dict
+        #: look-up: what process-aware checks and the memo need, without an `Actor`).
+        self.exe_of = self._execs.exe_of
+
+    @property
+    def evictions(self) -> Counter[str]:
+        """Entries dropped, by reason ("capacity")."""
+        return self._execs.evictions
+
+    @evictions.setter
+    def evictions(self, counter: Counter[str]) -> None:
+        self._execs.evictions = counter
 
     def record(self, event: ExecEvent, exe: str) -> None:
-        if event.error or not event.process.pid:
-            return  # a failed execve leaves the process running its old executable
-        if exe.startswith(UNRESOLVED_PREFIX):
-            exe = ""  # IG sent no exepath: unknown, never a name the caller chose
-        key = (event.container.key, event.process.pid)
-        table = self._table
-        table[key] = (exe, event.parent_exe)
-        table.move_to_end(key)
-        if len(table) > self._max:
-            table.popitem(last=False)
-            self.evictions["capacity"] += 1
+        self._execs.record(event, exe)
 
     def actor(self, event: Event) -> Actor:
         process = event.process
@@ -68,7 +66,7 @@ class ProcessTable:
             exe, parent_exe = event.parent_exe, ""
             if exe.startswith(UNRESOLVED_PREFIX):
                 exe = ""
-            known = self._table.get((event.container.key, process.ppid))
+            known = self._execs.get(event.container.key, process.ppid)
             if known is not None and not exe:
                 exe = known[0]
             if known is not None:
@@ -76,18 +74,18 @@ class ProcessTable:
             return Actor(comm=process.pcomm, exe=exe, parent_exe=parent_exe)
         exe = process.exe
         parent_exe = ""
-        known = self._table.get((event.container.key, process.pid))
+        known = self._execs.get(event.container.key, process.pid)
         if known is not None:
             exe = exe or known[0]
             parent_exe = known[1]
         if not parent_exe and process.ppid:
-            parent = self._table.get((event.container.key, process.ppid))
+            parent = self._execs.get(event.container.key, process.ppid)
             if parent is not None:
                 parent_exe = parent[0]
         return Actor(comm=process.comm, exe=exe, parent_comm=process.pcomm, parent_exe=parent_exe)
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self._execs)
 
 
 def _name_matches(names: frozenset[str], exe: str, comm: str) -> bool:

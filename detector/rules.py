@@ -115,6 +115,10 @@ class RuleEnv:
     #: rules whose parameters allow legitimate users by workload (R2101, R2102).
     workload: WorkloadKey | None = None
     pod_labels: tuple[tuple[str, str], ...] = ()
+    #: The acting process when it is not among the given executables (else None), from the
+    #: detector's process table; asked by process-aware anomaly checks only when the profile
+    #: records processes for the resource reached (`detector.intruders`).
+    judge: Callable[[frozenset[str], Event], Actor | None] | None = None
 
 
 Check = Callable[[Event, ProfileView | None], Finding | None]

@@ -144,6 +144,18 @@ METRICS: tuple[MetricSpec, ...] = (
         ("kind", "reason"),
         "Generalisations that met their threshold but were refused.",
     ),
+    MetricSpec(
+        "profiler_process_scope_dropped",
+        "counter",
+        ("reason",),
+        "Process-aware profile entries that became any-process.",
+    ),
+    MetricSpec(
+        "profiler_processes_forgotten",
+        "counter",
+        ("reason",),
+        "Execs dropped from the learner's process table.",
+    ),
     MetricSpec("detector_rule_evaluations", "counter", ("rule_id",), "Rule evaluations."),
     MetricSpec("detector_alerts", "counter", ("rule_id",), "Alerts emitted by the detector."),
     MetricSpec(
@@ -273,6 +285,8 @@ class StatsCollector(Collector):
             yield _single("profiler_pending_deltas", p.pending_deltas)
             yield _labelled("profiler_generalized", p.generalized)
             yield _labelled("profiler_generalizations_refused", p.generalization_refused)
+            yield _labelled("profiler_process_scope_dropped", p.process_scope_dropped)
+            yield _labelled("profiler_processes_forgotten", p.processes_forgotten)
         if (d := self.detector) is not None:
             yield _labelled("detector_rule_evaluations", d.evaluations)
             yield _labelled("detector_alerts", d.alerts)

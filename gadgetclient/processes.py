@@ -1,4 +1,14 @@
-"""`ProcessTable`: exe, args and cwd for events whose gadget does not report them.
+"""`ProcessTable` and `ExecTable`: what a pid runs, for events whose gadget does not say.
+
+`ExecTable` is the one "who did it" memory that the detector (guards, process-scoped
+exceptions, process-aware anomaly rules) and the learner (process-aware profiles) both use:
+(container, pid) -> (executable, parent executable), fed by exec events, bounded, evictions
+counted by reason. Each of them feeds its own instance *in its own event loop*: the pipeline
+lets the learner take a slice of a batch before the detector judges that slice, so one shared
+instance would answer the detector with the state after the slice (a pid that ran ``sh`` and
+then ``exec cat`` would be judged as ``cat`` for what ``sh`` did).
+
+`ProcessTable` (below) is the source's optional completion of events (`processTableSize`).
 
 trace_open, trace_tcp, trace_dns and trace_capabilities report only `comm` and pids; rules and
 profiles are better keyed by executable. The table remembers, per (container, pid), what the last
@@ -10,9 +20,77 @@ It is bounded (least recently used entries go first), so a fork storm costs memo
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 from gadgetclient.events import ContainerId, Event, ExecEvent
+from gadgetclient.gadget_params import UNRESOLVED_PREFIX
+from gadgetclient.pathnorm import is_normal, normalise_exec_path
+
+#: Processes remembered per table: a node runs a few thousand live processes; past the bound
+#: the least recently started exec is forgotten (its later events have no known executable).
+MAX_PROCESSES = 65_536
+
+
+def exec_path(event: ExecEvent) -> str:
+    """The executed file (IG's ``exepath``; see `ExecEvent.path`), in normal form when it is a
+    path; a bare name (a PATH lookup) and an ``unresolved:`` marker stay as they are."""
+    path = event.path or (event.args[0] if event.args else "") or event.process.comm
+    if is_normal(path) or path.startswith(UNRESOLVED_PREFIX):
+        return path
+    return normalise_exec_path(path, event.cwd)
+
+
+class ExecTable:
+    """(container, pid) -> (executable, parent executable), from the exec events seen."""
+
+    __slots__ = ("_max", "_table", "evictions")
+
+    def __init__(self, max_entries: int = MAX_PROCESSES) -> None:
+        # A plain dict (insertion-ordered; 80 bytes an entry less than an OrderedDict): an exec
+        # re-inserts its key, so the first key is the least recently started.
+        self._table: dict[tuple[ContainerId, int], tuple[str, str]] = {}
+        self._max = max_entries
+        #: Entries dropped, by reason ("capacity").
+        self.evictions: Counter[str] = Counter()
+
+    def record(self, event: ExecEvent, exe: str | None = None) -> None:
+        """Remember what the exec started (`exe`: its `exec_path`, computed when not given)."""
+        if event.error or not event.process.pid:
+            return  # a failed execve leaves the process running its old executable
+        if exe is None:
+            exe = exec_path(event)
+        if exe.startswith(UNRESOLVED_PREFIX):
+            exe = ""  # IG sent no exepath: unknown, never a name the caller chose
+        container = event.container
+        key = (container.container_id or container.key, event.process.pid)
+        value = (exe, event.parent_exe)
+        table = self._table
+        if table.get(key) == value:
+            return  # the same image again (a replayed or repeated exec): nothing changes
+        table.pop(key, None)
+        table[key] = value
+        if len(table) > self._max:
+            del table[next(iter(table))]
+            self.evictions["capacity"] += 1
+
+    def get(self, container: ContainerId, pid: int) -> tuple[str, str] | None:
+        # `Container.key` is the container id when there is one (the look-ups above skip the
+        # property for speed; they agree with it).
+        """(executable, parent executable) of the pid's last exec; None when none was seen."""
+        return self._table.get((container, pid))
+
+    def exe_of(self, event: Event) -> str:
+        """The executable of the process behind a non-exec event, "" when unknown."""
+        process = event.process
+        exe = process.exe
+        if exe and not exe.startswith(UNRESOLVED_PREFIX):
+            return exe
+        container = event.container
+        known = self._table.get((container.container_id or container.key, process.pid))
+        return known[0] if known is not None else ""
+
+    def __len__(self) -> int:
+        return len(self._table)
 
 
 class ProcessTable:

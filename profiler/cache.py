@@ -35,6 +35,13 @@ Semantics of the questions (kept exact; the detector's anomaly rules rely on the
 - `allows_peer(peer, port)`: an outgoing connection went to a peer of this identity
   (`identity.peer_key`: workload, Service, or unnamed address) on this port, at any address.
 
+Process-aware profiles add one question per resource, asked only once the resource is known:
+`open_sources(path)`, `sources_under(directory)`, `domain_sources(name)`,
+`egress_sources(addr, port, proto)` and `peer_sources(peer, port)` return the executables that
+reached it while learning (the union over every entry that matches: exact, ``⋯`` or ``*.``
+patterns), or None when any process may (an entry without a set, a set holding ``*``, or a
+profile that records no processes at all: `process_aware` is False and every answer is None).
+
 Protocols are compared upper-case. Only `status == completed` profiles should drive anomaly
 rules; the view answers for any status and the detector decides.
 """
@@ -42,7 +49,8 @@ rules; the view answers for any status and the detector decides.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 import structlog
 
@@ -51,7 +59,7 @@ from profiler.collapsing import PathMatcher, collapse_proc
 from profiler.errors import ProfilerError
 from profiler.identity import PeerKey, WorkloadKey, peer_key
 from profiler.merging import merge_meta, merged
-from profiler.profiles import ANY_ADDRESS, Profile
+from profiler.profiles import ANY_ADDRESS, ANY_PROCESS, Egress, Profile
 from profiler.readmodel import ProfileStatus
 from profiler.stats import ProfilerStats
 
@@ -71,12 +79,15 @@ class CompiledProfile:
         "_domain_suffixes",
         "_domains",
         "_egress",
+        "_egress_procs",
         "_execs",
         "_ingress",
         "_opens",
+        "_peer_procs",
         "_peers",
         "_syscalls",
         "_under",
+        "process_aware",
         "profile",
     )
 
@@ -95,6 +106,16 @@ class CompiledProfile:
         self._peers = frozenset(
             (peer_key(peer, addr), port) for addr, port, _, peer in entries.egress
         )
+        #: Some entry records its processes (process-aware profile).
+        self.process_aware = entries.process_aware()
+        self._egress_procs: dict[tuple[str, int, str], frozenset[str] | None] = {}
+        self._peer_procs: dict[tuple[PeerKey, int], frozenset[str] | None] = {}
+        if entries.egress_procs:
+            procs = entries.egress_procs
+            for e in entries.egress:
+                addr, port, proto, peer = e
+                _fold(self._egress_procs, (addr, port, proto), procs, e)
+                _fold(self._peer_procs, (peer_key(peer, addr), port), procs, e)
 
     @property
     def name(self) -> str:
@@ -165,6 +186,76 @@ class CompiledProfile:
 
     def allows_peer(self, peer: PeerKey, port: int) -> bool:
         return (peer, port) in self._peers
+
+    # -- process-aware questions: None means any process --------------------------------------
+
+    def open_sources(self, path: str) -> frozenset[str] | None:
+        procs = self.profile.entries.open_procs
+        if not procs:
+            return None
+        if not is_normal(path):
+            path = normalise_path(path)
+        keys = self._opens.matching_keys(collapse_proc(path))
+        return _join(procs.get(k) for k in keys) if keys else None
+
+    def sources_under(self, directory: str) -> frozenset[str] | None:
+        procs = self.profile.entries.open_procs
+        if not procs:
+            return None
+        prefix = directory.rstrip("/") + "/"
+        keys = [p for p in self.profile.entries.opens if p == directory or p.startswith(prefix)]
+        return _join(procs.get(k) for k in keys) if keys else None
+
+    def domain_sources(self, name: str) -> frozenset[str] | None:
+        procs = self.profile.entries.dns_procs
+        if not procs:
+            return None
+        normal = name.lower().rstrip(".")
+        keys = {n for n in (name, normal) if n in self._domains}
+        keys.update("*" + s for s in self._domain_suffixes if normal.endswith(s))
+        return _join(procs.get(k) for k in keys) if keys else None
+
+    def egress_sources(self, addr: str, port: int, proto: str) -> frozenset[str] | None:
+        if not self._egress_procs:
+            return None
+        proto = proto.upper()
+        keys = [k for k in ((addr, port, proto), (ANY_ADDRESS, port, proto)) if k in self._egress]
+        return _join(self._egress_procs.get(k) for k in keys) if keys else None
+
+    def peer_sources(self, peer: PeerKey, port: int) -> frozenset[str] | None:
+        if not self._peer_procs or (peer, port) not in self._peers:
+            return None
+        return self._peer_procs.get((peer, port))
+
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+def _fold(
+    into: dict[_K, frozenset[str] | None],
+    key: _K,
+    procs: Mapping[Egress, frozenset[str]],
+    entry: Egress,
+) -> None:
+    """Union the process set of `entry` into `into[key]`; None (any process) absorbs."""
+    if key in into and into[key] is None:
+        return
+    known = procs.get(entry)
+    if known is None or ANY_PROCESS in known:
+        into[key] = None
+        return
+    mine = into.get(key)
+    into[key] = known if mine is None else mine | known
+
+
+def _join(sets: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
+    """The union of entries' process sets; None (any process) when one of them allows any."""
+    out: frozenset[str] = frozenset()
+    for known in sets:
+        if known is None or ANY_PROCESS in known:
+            return None
+        out = out | known
+    return out
 
 
 class ProfileCache:

@@ -216,11 +216,11 @@ class PathMatcher(Generic[V]):
 
     def __init__(self, mapping: Mapping[str, frozenset[V]]) -> None:
         self._exact = dict(mapping)
-        self._patterns: dict[int, list[tuple[tuple[str, ...], frozenset[V]]]] = {}
+        self._patterns: dict[int, list[tuple[tuple[str, ...], frozenset[V], str]]] = {}
         for key, value in mapping.items():
             if is_pattern(key):
                 parts = tuple(key.split("/"))
-                self._patterns.setdefault(len(parts), []).append((parts, value))
+                self._patterns.setdefault(len(parts), []).append((parts, value, key))
 
     def exact(self, path: str) -> frozenset[V] | None:
         return self._exact.get(path)
@@ -235,9 +235,19 @@ class PathMatcher(Generic[V]):
             found.append(value)
         if self._patterns:
             parts = path.split("/")
-            for pattern, pattern_value in self._patterns.get(len(parts), ()):
+            for pattern, pattern_value, _ in self._patterns.get(len(parts), ()):
                 if pattern != tuple(parts) and segments_match(pattern, parts):
                     found.append(pattern_value)
+        return found
+
+    def matching_keys(self, path: str) -> list[str]:
+        """The keys `matching` takes its values from (the exact key first)."""
+        found = [path] if path in self._exact else []
+        if self._patterns:
+            parts = path.split("/")
+            for pattern, _, key in self._patterns.get(len(parts), ()):
+                if pattern != tuple(parts) and segments_match(pattern, parts):
+                    found.append(key)
         return found
 
     def covers(self, path: str, wanted: Collection[V]) -> bool:

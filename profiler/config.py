@@ -133,6 +133,21 @@ class ProfilerSettings(BaseModel):
     """Distinct file names of one numbered/dated shape in one directory that make it a pattern
     (`access.log.⟨n⟩`). Rotation shows at most one or two new names in a learning day, so 2;
     one name alone is no pattern."""
+    process_aware: bool = False
+    """Process-aware profiles (docs/profiles.md "Process-aware profiles"): record, per open
+    path, DNS name and egress entry, which executables reached it while learning, so R0002,
+    R0005, R0006, R0011 and R2100 alert when another process reaches a known resource. Off by
+    default: it needs trace_exec (the executable is known only from exec events) and costs
+    memory; the pod annotation `processAwareAnnotation` turns it on or off per workload."""
+    process_aware_annotation: str = "gadgetwatch.io/process-aware"
+    """Pod annotation choosing process-aware learning for a workload: `true` or `false`
+    (overrides `processAware`). A bad value is counted as an error and the setting applies."""
+    max_processes_per_entry: int = Field(default=8, ge=1, le=1024)
+    """Executables recorded per entry at most; past it the entry allows any process (counted
+    in `profiler_process_scope_dropped_total{reason="overflow"}`). A resource reached by more
+    than a handful of programs (shared libraries, /etc/hosts, the resolver) is shared by
+    design, and scoping it adds nothing but size; 8 covers an application, its shell helpers
+    and a sidecar-style tool while keeping an entry's cost to a few shared strings."""
     store: StoreKind = StoreKind.DIRECTORY
     """`directory` (the embedded default, for hosts and laptops) or `kubernetes`
     (`ApplicationProfile` resources in the workload's namespace)."""

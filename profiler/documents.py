@@ -9,10 +9,10 @@ of the predecessors' (kapprofiler / kubecop) schema, so their users find what th
     spec:
       workload: {namespace, kind, name, container}          # the identity (ours)
       containers:                                           # exactly one: the workload container
-      - name, execs[{path,args}], opens[{path,flags}], syscalls[],
-        capabilities[{caps[],syscall}], dns[{dnsName,addresses[]}],
+      - name, execs[{path,args}], opens[{path,flags,processes}], syscalls[],
+        capabilities[{caps[],syscall}], dns[{dnsName,addresses[],processes}],
         networkActivity: {incoming[{port,protocol,dstEndpoint,peer}],
-                          outgoing[{port,protocol,dstEndpoint,peer}]},
+                          outgoing[{port,protocol,dstEndpoint,peer,processes}]},
         rulePolicies: {<rule id>: {processAllowed[], containerAllowed}}   # only when set
     status: {phase, reason, series, partial, managedBy, learningStartNs, learningPeriodNs,
              imageDigests[], templateRevisions[], images[], uids[], volumeMounts[], podLabels{},
@@ -35,6 +35,13 @@ still read here unchanged, so existing profile files keep working and are rewrit
 group on their next write; the predecessors' own documents (no ``spec.workload``) are converted
 by `profiler.kubescape`.
 
+``processes`` (process-aware profiles, issue 18) lists the executables that reached an open,
+a DNS name or an outgoing entry while learning; ``["*"]`` means any process (more than the
+bound, or an executable that was unknown). An item without ``processes`` allows any process,
+which is what every profile written before the option existed says. The field is written only
+where a set is recorded, so a profile learned with the option off serialises byte for byte as
+before.
+
 Exec and open paths are normalised lexically on reading (`gadgetclient.pathnorm`), so a
 hand-written ``/etc//app.conf`` allows the ``/etc/app.conf`` the rules compare with.
 """
@@ -52,7 +59,17 @@ from gadgetclient.pathnorm import normalise_exec_path, normalise_path
 from gadgetclient.safeyaml import check_limits
 from profiler.errors import InvalidProfileError
 from profiler.identity import WorkloadKey
-from profiler.profiles import ANY_PROCESS, NO_PEER, Entries, ManagedBy, Profile, ProfileMeta
+from profiler.profiles import (
+    ANY_PROCESS,
+    ANY_PROCESS_SET,
+    NO_PEER,
+    Entries,
+    ManagedBy,
+    Profile,
+    ProfileMeta,
+    intern_set,
+    union_processes,
+)
 from profiler.status import ProfileStatus
 
 KIND = "ApplicationProfile"
@@ -120,18 +137,26 @@ def to_document(profile: Profile) -> dict[str, Any]:
             for path in sorted(entries.execs)
             for args in sorted(entries.execs[path])
         ],
-        "opens": [{"path": p, "flags": sorted(entries.opens[p])} for p in sorted(entries.opens)],
+        "opens": [
+            _with_processes({"path": p, "flags": sorted(entries.opens[p])}, entries.open_procs, p)
+            for p in sorted(entries.opens)
+        ],
         "syscalls": sorted(entries.syscalls),
         "capabilities": _capabilities_out(entries.capabilities),
-        "dns": [{"dnsName": n, "addresses": sorted(entries.dns[n])} for n in sorted(entries.dns)],
+        "dns": [
+            _with_processes(
+                {"dnsName": n, "addresses": sorted(entries.dns[n])}, entries.dns_procs, n
+            )
+            for n in sorted(entries.dns)
+        ],
         "networkActivity": {
             "incoming": [
                 _net_out(port, proto, address, peer)
                 for port, proto, address, peer in sorted(entries.ingress, key=_ingress_order)
             ],
             "outgoing": [
-                _net_out(port, proto, address, peer)
-                for address, port, proto, peer in sorted(entries.egress, key=_egress_order)
+                _with_processes(_net_out(e[1], e[2], e[0], e[3]), entries.egress_procs, e)
+                for e in sorted(entries.egress, key=_egress_order)
             ],
         },
     }
@@ -174,6 +199,17 @@ def to_document(profile: Profile) -> dict[str, Any]:
             "updatedNs": meta.updated_ns,
         },
     }
+
+
+def _with_processes(
+    item: dict[str, Any], processes: Mapping[Any, frozenset[str]], key: Any
+) -> dict[str, Any]:
+    """`item` with its ``processes`` list when the entry records one (sorted; ``*`` alone when
+    any process may reach it)."""
+    known = processes.get(key)
+    if known is not None:
+        item["processes"] = [ANY_PROCESS] if ANY_PROCESS in known else sorted(known)
+    return item
 
 
 def _peer_order(peer: PeerIdentity) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
@@ -373,11 +409,11 @@ _CONTAINER = frozenset(
 )
 _POLICY = frozenset({"processAllowed", "containerAllowed"})
 _EXEC = frozenset({"path", "args", "envs", "upperLayer"})
-_OPEN = frozenset({"path", "flags", "taskName", "taskId"})
+_OPEN = frozenset({"path", "flags", "taskName", "taskId", "processes"})
 _CAP = frozenset({"caps", "syscall"})
-_DNS = frozenset({"dnsName", "addresses"})
+_DNS = frozenset({"dnsName", "addresses", "processes"})
 _NET = frozenset({"incoming", "outgoing"})
-_NET_ITEM = frozenset({"port", "protocol", "dstEndpoint", "peer"})
+_NET_ITEM = frozenset({"port", "protocol", "dstEndpoint", "peer", "processes"})
 _PEER = frozenset({"kind", "name", "namespace", "labels"})
 _STATUS = frozenset(
     {
@@ -457,6 +493,10 @@ def _read_container(r: _Reader, value: Any, expected: str) -> Entries:
     if name != expected:
         raise r.fail(f"{base}.name", f"{name!r} differs from spec.workload.container {expected!r}")
     entries = Entries()
+    # Entries written without `processes` (any process), per section.
+    any_open: set[str] = set()
+    any_dns: set[str] = set()
+    any_egress: set[Any] = set()
     for i, item in enumerate(r.items(c.get("execs"), f"{base}.execs")):
         p = f"{base}.execs[{i}]"
         e = r.mapping(item, p)
@@ -469,6 +509,7 @@ def _read_container(r: _Reader, value: Any, expected: str) -> Entries:
         r.only(o, _OPEN, p)
         path = normalise_path(r.text(o.get("path"), f"{p}.path", required=True))
         entries.add_open(path, frozenset(r.strings(o.get("flags"), f"{p}.flags")))
+        _read_processes(r, o.get("processes"), f"{p}.processes", entries.open_procs, path, any_open)
     entries.syscalls.update(
         r.text(s, f"{base}.syscalls[{i}]", required=True)
         for i, s in enumerate(r.items(c.get("syscalls"), f"{base}.syscalls"))
@@ -486,6 +527,9 @@ def _read_container(r: _Reader, value: Any, expected: str) -> Entries:
         r.only(d, _DNS, p)
         dns_name = r.text(d.get("dnsName"), f"{p}.dnsName", required=True)
         entries.add_dns(dns_name, frozenset(r.strings(d.get("addresses"), f"{p}.addresses")))
+        _read_processes(
+            r, d.get("processes"), f"{p}.processes", entries.dns_procs, dns_name, any_dns
+        )
     net = r.mapping(c.get("networkActivity") or {}, f"{base}.networkActivity")
     r.only(net, _NET, f"{base}.networkActivity")
     for direction in ("incoming", "outgoing"):
@@ -493,12 +537,46 @@ def _read_container(r: _Reader, value: Any, expected: str) -> Entries:
         for i, item in enumerate(r.items(net.get(direction), np)):
             port, proto, address, peer = _read_net(r, item, f"{np}[{i}]")
             if direction == "incoming":
+                if item.get("processes") is not None:
+                    raise r.fail(f"{np}[{i}].processes", "only outgoing entries record processes")
                 entries.ingress.add((port, proto, address, peer))
             else:
-                entries.egress.add((address, port, proto, peer))
+                egress = (address, port, proto, peer)
+                entries.egress.add(egress)
+                _read_processes(
+                    r,
+                    item.get("processes"),
+                    f"{np}[{i}].processes",
+                    entries.egress_procs,
+                    egress,
+                    any_egress,
+                )
     for field_name in ("rulePolicies", "policyByRuleId"):
         _read_policies(r, c.get(field_name), f"{base}.{field_name}", entries)
+    for path in any_open:
+        entries.open_procs.pop(path, None)
+    for name in any_dns:
+        entries.dns_procs.pop(name, None)
+    for egress in any_egress:
+        entries.egress_procs.pop(egress, None)
     return entries
+
+
+def _read_processes(
+    r: _Reader, value: Any, p: str, into: dict[Any, frozenset[str]], key: Any, unscoped: set[Any]
+) -> None:
+    """An entry's ``processes``: absent (any process), or non-empty executables, ``*`` for any.
+
+    Two items for one entry (the same path written twice) union their sets; one of them
+    without ``processes`` leaves the entry any-process, as the merge would."""
+    if value is None:
+        unscoped.add(key)  # dropped from `into` once the whole section is read
+        return
+    names = [r.text(v, f"{p}[{i}]", required=True) for i, v in enumerate(r.items(value, p))]
+    if not names:
+        raise r.fail(p, "must not be empty (omit it to allow any process)")
+    found = ANY_PROCESS_SET if ANY_PROCESS in names else intern_set(frozenset(names))
+    into[key] = union_processes(into.get(key), found)
 
 
 def _read_policies(r: _Reader, value: Any, p: str, entries: Entries) -> None:

@@ -25,7 +25,8 @@ from profiler.documents import check_seal, load_yaml, seal, to_document
 from profiler.errors import ConflictError, InvalidProfileError
 from profiler.identity import WorkloadKey
 from profiler.kubescape import Conversion, convert
-from profiler.profiles import Entries, ManagedBy, Profile
+from profiler.profiles import Egress, Entries, ManagedBy, Profile
+from profiler.sources import regroup
 from profiler.status import ProfileStatus
 from profiler.store import ProfileStore
 
@@ -106,15 +107,27 @@ def remap_namespace(entries: Entries, *, source: str, target: str) -> None:
     def peer(p: PeerIdentity) -> PeerIdentity:
         return replace(p, namespace=target) if p.namespace == source else p
 
-    entries.ingress = {(port, proto, addr, peer(p)) for port, proto, addr, p in entries.ingress}
-    entries.egress = {(addr, port, proto, peer(p)) for addr, port, proto, p in entries.egress}
-    dns: dict[str, frozenset[str]] = {}
-    for name, addresses in entries.dns.items():
+    def egress_of(e: Egress) -> Egress:
+        return (e[0], e[1], e[2], peer(e[3]))
+
+    def name_of(name: str) -> str:
         labels = name.split(".")
         # <service>.<namespace>.svc[...] and <pod-ip>.<namespace>.pod[...]
         if len(labels) >= 3 and labels[1] == source and labels[2] in ("svc", "pod"):
-            name = ".".join([labels[0], target, *labels[2:]])
+            return ".".join([labels[0], target, *labels[2:]])
+        return name
+
+    entries.ingress = {(port, proto, addr, peer(p)) for port, proto, addr, p in entries.ingress}
+    egress = {egress_of(e) for e in entries.egress}
+    if entries.egress_procs:  # process-aware: the sets follow their entries
+        entries.egress_procs = regroup(entries.egress, entries.egress_procs, (), egress_of)
+    entries.egress = egress
+    dns: dict[str, frozenset[str]] = {}
+    for name, addresses in entries.dns.items():
+        name = name_of(name)
         dns[name] = dns[name] | addresses if name in dns else addresses
+    if entries.dns_procs:
+        entries.dns_procs = regroup(entries.dns, entries.dns_procs, (), name_of)
     entries.dns = dns
 
 

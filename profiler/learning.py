@@ -41,6 +41,15 @@ Lifecycle (all on event time, `timestamp_ns`; the clock is the largest timestamp
   counted ("too_large"); it is never truncated;
 - user-owned profiles (imported) are never written by learning ("user_owned").
 
+Process-aware learning (`processAware`, or the pod annotation `processAwareAnnotation`): opens,
+DNS names and egress entries also record the executable that reached them (`profiler.sources`),
+looked up in the learner's own `ExecTable`, fed by exec events in event order (see
+`gadgetclient.processes` for why the learner and the detector each feed one). An executable
+that is unknown (its exec was never seen: trace_exec off, the process predates the agent, or
+the table forgot it) makes the entry any-process, counted: learning cannot tell who it was,
+and narrowing the entry to the processes that happened to be known would alert on the
+unknown one later. More than `maxProcessesPerEntry` executables make it any-process too.
+
 Flush: every `updatePeriod` (`run`) or on demand (`flush`). The delta is detached before the
 write and merged back if the write fails, so a delta is cleared only once its write succeeded;
 a conflict is retried `flushAttempts` times by re-reading and re-merging (see `store.py`).
@@ -70,6 +79,7 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.processes import ExecTable
 from profiler.cache import ProfileCache
 from profiler.collapsing import (
     PathMatcher,
@@ -99,13 +109,17 @@ from profiler.generalizing import (
 from profiler.identity import PodMetadata, WorkloadKey, workload_key
 from profiler.merging import merge_entries, merge_meta
 from profiler.profiles import (
+    ANY_PROCESS,
+    ANY_PROCESS_SET,
     NO_PEER,
     REVISION_LABELS,
     Entries,
     ManagedBy,
     Profile,
     ProfileMeta,
+    intern_set,
 )
+from profiler.sources import OVERFLOW, UNKNOWN, bound, regroup_dns, regroup_opens
 from profiler.stats import ProfilerStats
 from profiler.status import ProfileStatus
 from profiler.store import ProfileStore, write_merged
@@ -154,6 +168,8 @@ class _Track:
     open_patterns: PathMatcher[str] | None = None
     #: Generalisations learning applies to this profile (settings, narrowed by the annotation).
     generalize: frozenset[Generalization] = frozenset()
+    #: Record which executables reach opens, DNS names and egress entries (process-aware).
+    processes: bool = False
 
 
 def _error_reason(exc: ProfilerError) -> str:
@@ -213,6 +229,11 @@ class Learner:
         #: Per container: its identity in arguments (absent when `args` generalisation is off).
         self._normalizers: dict[ContainerId, ArgNormalizer] = {}
         self._flush_lock = asyncio.Lock()
+        #: Executable per (container, pid), for process-aware learning.
+        self._execs = ExecTable()
+        self._execs.evictions = stats.processes_forgotten
+        self._exe_of = self._execs.exe_of
+        self._process_limit = settings.max_processes_per_entry
         #: Decisions made while learning an event, published before the next one is judged.
         self._deferred: list[Profile] = []
         #: Flush rounds in a row in which a write failed (reset by a round without failure).
@@ -294,6 +315,8 @@ class Learner:
                         self._attached_at_ns = self._first_event_ns(ts)
                 if track is None:
                     track = self._attach(event.container, ts)
+                if track.processes and type(event) is ExecEvent:
+                    self._execs.record(event)
                 if track.closed:
                     if ts < track.end_ns:  # only finished tracks have end_ns set when closed
                         self._learn_late(track, event)
@@ -396,6 +419,40 @@ class Learner:
             if args is not event.args:
                 self.stats.generalized[Generalization.ARGS.value] += 1
 
+    def _scope(
+        self,
+        procs: dict[Any, frozenset[str]],
+        delta: dict[Any, frozenset[str]],
+        key: Any,
+        exe: str,
+        *,
+        new: bool,
+    ) -> bool:
+        """Record that `exe` ("" unknown) reached the entry `key`; True when its set changed.
+
+        `new`: the entry was just learned. An older entry without a set allows any process
+        (learned with the option off) and stays so. The delta gets the entry's whole set, so
+        merging it into the stored object never reads as "held without a set"."""
+        known = procs.get(key)
+        if known is None:
+            if not new:
+                return False
+            updated = intern_set(frozenset((exe,))) if exe else ANY_PROCESS_SET
+        elif ANY_PROCESS in known or exe in known:
+            return False
+        elif not exe:
+            updated = ANY_PROCESS_SET
+        else:
+            updated = intern_set(known | {exe})
+            if len(updated) > self._process_limit:
+                updated = ANY_PROCESS_SET
+                self.stats.process_scope_dropped[OVERFLOW] += 1
+        if not exe:
+            self.stats.process_scope_dropped[UNKNOWN] += 1
+        procs[key] = updated
+        delta[key] = updated
+        return True
+
     def _learn_open(self, track: _Track, event: OpenEvent) -> None:
         path = event.path
         if path.startswith("/proc/"):
@@ -403,15 +460,36 @@ class Learner:
         entries = track.profile.entries
         known = entries.opens.get(path)
         if known is not None and known.issuperset(event.flags):
+            if track.processes:
+                procs = entries.open_procs.get(path)
+                if procs is not None and procs is not ANY_PROCESS_SET:
+                    exe = self._exe_of(event)
+                    if exe not in procs:
+                        self._scope_open(track, path, exe, new=False)
             return
         patterns = track.open_patterns
         if known is None and patterns is not None and patterns.covers(path, event.flags):
+            if track.processes:
+                exe = self._exe_of(event)
+                for key in patterns.matching_keys(path):
+                    self._scope_open(track, key, exe, new=False)
             return
         if known is not None or self._room(track):
             if known is None:
                 track.count += 1
             entries.add_open(path, event.flags)
             track.delta.add_open(path, event.flags)
+            if track.processes:
+                self._scope_open(track, path, self._exe_of(event), new=known is None)
+
+    def _scope_open(self, track: _Track, path: str, exe: str, *, new: bool) -> None:
+        entries, delta = track.profile.entries, track.delta
+        if self._scope(entries.open_procs, delta.open_procs, path, exe, new=new):
+            delta.add_open(path, entries.opens[path])
+        elif path in delta.open_procs or path not in delta.opens:
+            return
+        elif path in entries.open_procs:
+            delta.open_procs[path] = entries.open_procs[path]
 
     def _learn_tcp(self, track: _Track, event: TcpEvent) -> None:
         # IG reports src as the local end and dst as the remote end for every event type.
@@ -419,10 +497,21 @@ class Learner:
         if event.type is TcpEventType.CONNECT:
             peer = event.dst_peer if event.dst_peer.kind in ("pod", "svc") else NO_PEER
             egress = (event.dst_addr, event.dst_port, event.proto, peer)
-            if egress not in entries.egress and self._room(track):
-                entries.egress.add(egress)
-                track.delta.egress.add(egress)
-                track.count += 1
+            if egress not in entries.egress:
+                if self._room(track):
+                    entries.egress.add(egress)
+                    track.delta.egress.add(egress)
+                    track.count += 1
+                    if track.processes:
+                        self._scope_egress(track, egress, event, new=True)
+            elif track.processes:
+                procs = entries.egress_procs.get(egress)
+                if (
+                    procs is not None
+                    and procs is not ANY_PROCESS_SET
+                    and self._exe_of(event) not in procs
+                ):
+                    self._scope_egress(track, egress, event, new=False)
         elif event.type is TcpEventType.ACCEPT:
             peer = event.dst_peer if event.dst_peer.kind in ("pod", "svc") else NO_PEER
             ingress = (event.src_port, event.proto, event.dst_addr, peer)
@@ -432,10 +521,24 @@ class Learner:
                 track.count += 1
         # CLOSE carries no behaviour the connect/accept did not already record.
 
+    def _scope_egress(self, track: _Track, egress: Any, event: TcpEvent, *, new: bool) -> None:
+        entries, delta = track.profile.entries, track.delta
+        exe = self._exe_of(event)
+        if self._scope(entries.egress_procs, delta.egress_procs, egress, exe, new=new):
+            delta.egress.add(egress)
+
     def _learn_dns(self, track: _Track, event: DnsEvent) -> None:
         entries = track.profile.entries
         known = entries.dns.get(event.name)
         if known is not None and known.issuperset(event.addresses):
+            if track.processes:
+                procs = entries.dns_procs.get(event.name)
+                if (
+                    procs is not None
+                    and procs is not ANY_PROCESS_SET
+                    and self._exe_of(event) not in procs
+                ):
+                    self._scope_dns(track, event.name, event, new=False)
             return
         if known is None and entries.dns and Generalization.DNS in track.generalize:
             # A learned `*.<parent>` takes later names under that parent (addresses unioned).
@@ -445,12 +548,24 @@ class Learner:
                 if not covered.issuperset(event.addresses):
                     entries.add_dns(wildcard, event.addresses)
                     track.delta.add_dns(wildcard, event.addresses)
+                if track.processes:
+                    self._scope_dns(track, wildcard, event, new=False)
                 return
         if known is not None or self._room(track):
             if known is None:
                 track.count += 1
             entries.add_dns(event.name, event.addresses)
             track.delta.add_dns(event.name, event.addresses)
+            if track.processes:
+                self._scope_dns(track, event.name, event, new=known is None)
+
+    def _scope_dns(self, track: _Track, name: str, event: DnsEvent, *, new: bool) -> None:
+        entries, delta = track.profile.entries, track.delta
+        exe = self._exe_of(event)
+        if self._scope(entries.dns_procs, delta.dns_procs, name, exe, new=new):
+            delta.add_dns(name, entries.dns[name])
+        elif name in delta.dns and name not in delta.dns_procs and name in entries.dns_procs:
+            delta.dns_procs[name] = entries.dns_procs[name]
 
     def _learn_capability(self, track: _Track, event: CapabilityEvent) -> None:
         pair = (event.capability, event.syscall)
@@ -487,6 +602,7 @@ class Learner:
         self._join(track, container, start=start, attached=attached, revision=revision)
         self._record_provenance(track, container, revision=revision, labels=labels)
         track.generalize = self._generalizations(container)
+        track.processes = self._process_aware(container)
         if len(self._instances) >= MAX_TRACKED_CONTAINERS:
             self._instances.clear()
             self._normalizers.clear()
@@ -520,6 +636,27 @@ class Learner:
             )
             return enabled
         return enabled & chosen
+
+    def _process_aware(self, container: Container) -> bool:
+        """The setting, or the pod's annotation when it says `true` or `false`."""
+        enabled = self.settings.process_aware
+        if not (container.namespace and container.pod):
+            return enabled
+        annotations = self._pods.annotations(container.namespace, container.pod)
+        raw = annotations.get(self.settings.process_aware_annotation)
+        if raw is None:
+            return enabled
+        value = raw.strip().lower()
+        if value in ("true", "false"):
+            return value == "true"
+        self.stats.errors[("annotation", "invalid")] += 1
+        log.error(
+            "invalid process-aware annotation",
+            pod=f"{container.namespace}/{container.pod}",
+            annotation=self.settings.process_aware_annotation,
+            value=raw,
+        )
+        return enabled
 
     def _new_track(
         self, key: WorkloadKey, container: Container, *, start: int, attached: bool
@@ -732,21 +869,29 @@ class Learner:
         each literal is folded once, not again when a learning period ends)."""
         generalized = self.stats.generalized
         rotation = self.settings.rotation_threshold if Generalization.FILES in kinds else 0
+        opens = entries.opens
         entries.opens = collapse_opens(
-            entries.opens,
+            opens,
             self._thresholds,
             rotation=rotation,
             counts=generalized if count else None,
         )
+        if entries.open_procs:
+            entries.open_procs = regroup_opens(opens, entries.open_procs, entries.opens)
         entries.ingress = collapse_ingress(entries.ingress, self.settings.collapse_threshold)
         if Generalization.DNS in kinds and entries.dns:
             dns = collapse_dns(entries.dns, self.settings.dns_wildcard_threshold)
+            if entries.dns_procs:
+                entries.dns_procs = regroup_dns(entries.dns, entries.dns_procs, dns.dns)
             entries.dns = dns.dns
             if count:
                 generalized[Generalization.DNS.value] += dns.folded
                 if dns.refused:
                     refused = self.stats.generalization_refused
                     refused[(Generalization.DNS.value, "public_suffix")] += dns.refused
+        if entries.process_aware():
+            dropped = self.stats.process_scope_dropped
+            bound(entries, self._process_limit, dropped if count else None)
 
     def _refuse(self, current: Profile | None, candidate: Profile, reason: str) -> Profile:
         """Keep the stored entries, mark too-large; count the entries that were not taken."""

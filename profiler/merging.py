@@ -13,13 +13,31 @@ Lifecycle metadata merges the same way, as a join on a small lattice:
   and status ranked too-large > finished (completed/partial) > learning;
 - user ownership is sticky; provenance sets (digests, revisions, uids, mounts) are unions.
 
+Process sets (process-aware profiles) merge as a union per entry, with "any process" absorbing:
+an entry that one side holds without a set (learned with the option off, or an old profile)
+stays any-process, whichever side is merged into which. Merging never applies the bound on
+executables per entry: the learner applies it where its setting is (`Learner._finalize`), so
+merge stays a plain join.
+
 `subtract` computes what one profile has that another lacks: the delta for diffs and tests.
 """
 
 from __future__ import annotations
 
-from profiler.profiles import Entries, ManagedBy, Profile, ProfileMeta, intern_set
+from collections.abc import Collection, Hashable, Mapping
+from typing import TypeVar
+
+from profiler.profiles import (
+    Entries,
+    ManagedBy,
+    Profile,
+    ProfileMeta,
+    intern_set,
+    union_processes,
+)
 from profiler.status import ProfileStatus
+
+K = TypeVar("K", bound=Hashable)
 
 _RANK = {
     ProfileStatus.LEARNING: 0,
@@ -31,6 +49,14 @@ _RANK = {
 
 def merge_entries(into: Entries, other: Entries) -> None:
     """Union `other` into `into`, in place."""
+    # Process sets first: "held without a set" is judged on both sides before the entry
+    # sections are unioned.
+    if other.open_procs or into.open_procs:
+        merge_processes(into.opens, into.open_procs, other.opens, other.open_procs)
+    if other.dns_procs or into.dns_procs:
+        merge_processes(into.dns, into.dns_procs, other.dns, other.dns_procs)
+    if other.egress_procs or into.egress_procs:
+        merge_processes(into.egress, into.egress_procs, other.egress, other.egress_procs)
     for path, arg_sets in other.execs.items():
         known = into.execs.get(path)
         into.execs[path] = arg_sets if known is None else intern_set(known | arg_sets)
@@ -48,6 +74,23 @@ def merge_entries(into: Entries, other: Entries) -> None:
     into.syscalls |= other.syscalls
     for rule_id, processes in other.rule_policies.items():
         into.add_rule_policy(rule_id, processes)
+
+
+def merge_processes(
+    into_keys: Collection[K],
+    into: dict[K, frozenset[str]],
+    other_keys: Collection[K],
+    other: Mapping[K, frozenset[str]],
+) -> None:
+    """Union `other`'s process sets into `into`; an entry one side holds without a set is
+    any-process in the result (commutative and idempotent, like the rest of the merge)."""
+    for key, processes in other.items():
+        if key in into_keys and key not in into:
+            continue  # `into` says any process
+        into[key] = union_processes(into.get(key), processes)
+    for key in other_keys:
+        if key not in other and key in into:
+            del into[key]  # `other` says any process
 
 
 def merge_meta(a: ProfileMeta, b: ProfileMeta) -> ProfileMeta:
@@ -136,4 +179,22 @@ def subtract(a: Entries, b: Entries) -> Entries:
         allowed = processes - b.rule_policies.get(rule_id, frozenset())
         if allowed:
             out.rule_policies[rule_id] = allowed
+    out.open_procs = _subtract_processes(a.open_procs, b.opens, b.open_procs)
+    out.dns_procs = _subtract_processes(a.dns_procs, b.dns, b.dns_procs)
+    out.egress_procs = _subtract_processes(a.egress_procs, b.egress, b.egress_procs)
+    return out
+
+
+def _subtract_processes(
+    a: Mapping[K, frozenset[str]], b_keys: Collection[K], b: Mapping[K, frozenset[str]]
+) -> dict[K, frozenset[str]]:
+    """Executables `a` records per entry that `b` does not (an entry `b` holds without a set
+    already allows every process, so nothing of `a`'s is extra there)."""
+    out: dict[K, frozenset[str]] = {}
+    for key, processes in a.items():
+        if key in b_keys and key not in b:
+            continue
+        extra = processes - b.get(key, frozenset())
+        if extra:
+            out[key] = extra
     return out

@@ -12,7 +12,13 @@ sets of observed behaviour (`Entries`):
 - syscalls: names;
 - rule_policies: rule id -> process names the user allows for that rule (Kubescape's per-rule
   ``rulePolicies``; ``*`` = the whole container). Learning never adds any: they come from
-  imported or user-written profiles and are kept by every merge.
+  imported or user-written profiles and are kept by every merge;
+- open_procs, dns_procs, egress_procs (process-aware profiles, issue 18): per open path, DNS
+  name and egress entry, the executables that reached it while learning. A key without a set
+  means *any process* (the option was off, or the profile predates it: old profiles keep their
+  meaning); a set holding `ANY_PROCESS` means any process too (more executables than the bound,
+  or one whose exec was never seen). They are a separate dimension, not part of the entry's
+  identity: seccomp and NetworkPolicy derivation, the entry cap and the counts ignore them.
 
 The same `Entries` type holds a full profile and a *delta* (what was learned since the last
 successful flush), so merging (`merging.py`) is one set union for both.
@@ -81,6 +87,22 @@ def intern_set(values: frozenset[T]) -> frozenset[T]:
 
 
 EMPTY: frozenset[str] = intern_set(frozenset())
+#: The process set of an entry any process may reach (bound exceeded, unknown executable).
+ANY_PROCESS_SET: frozenset[str] = intern_set(frozenset({ANY_PROCESS}))
+
+
+def union_processes(known: frozenset[str] | None, more: frozenset[str]) -> frozenset[str]:
+    """`known` ∪ `more`, where a set holding `ANY_PROCESS` absorbs everything (interned)."""
+    if known is None or known is more:
+        return more if ANY_PROCESS not in more else ANY_PROCESS_SET
+    if ANY_PROCESS in known or ANY_PROCESS in more:
+        return ANY_PROCESS_SET
+    return intern_set(known | more)
+
+
+def bounded_processes(processes: frozenset[str], limit: int) -> frozenset[str]:
+    """The set, or `ANY_PROCESS_SET` when it holds more than `limit` executables."""
+    return ANY_PROCESS_SET if len(processes) > limit else processes
 
 
 @dataclass(slots=True)
@@ -95,6 +117,9 @@ class Entries:
     capabilities: set[tuple[str, str]] = field(default_factory=set)
     syscalls: set[str] = field(default_factory=set)
     rule_policies: dict[str, frozenset[str]] = field(default_factory=dict)
+    open_procs: dict[str, frozenset[str]] = field(default_factory=dict)
+    dns_procs: dict[str, frozenset[str]] = field(default_factory=dict)
+    egress_procs: dict[Egress, frozenset[str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Entries per section; an exec or DNS name with several values counts each value."""
@@ -121,7 +146,14 @@ class Entries:
             or self.capabilities
             or self.syscalls
             or self.rule_policies
+            or self.open_procs
+            or self.dns_procs
+            or self.egress_procs
         )
+
+    def process_aware(self) -> bool:
+        """Some entry carries a process set."""
+        return bool(self.open_procs or self.dns_procs or self.egress_procs)
 
     def copy(self) -> Entries:
         return Entries(
@@ -133,6 +165,9 @@ class Entries:
             capabilities=set(self.capabilities),
             syscalls=set(self.syscalls),
             rule_policies=dict(self.rule_policies),
+            open_procs=dict(self.open_procs),
+            dns_procs=dict(self.dns_procs),
+            egress_procs=dict(self.egress_procs),
         )
 
     # -- adding (the learner's hot path calls these only after a membership miss) -------------

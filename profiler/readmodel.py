@@ -70,6 +70,26 @@ class ProfileView(Protocol):
         """An outgoing connection to this peer identity and port was seen (any address)."""
         ...
 
+    # Process-aware profiles: asked once the resource is known. The executables that reached
+    # it while learning, or None when any process may (or the profile records no processes).
+
+    @property
+    def process_aware(self) -> bool:
+        """Some entry records its processes: the answers below may be other than None."""
+        ...
+
+    def open_sources(self, path: str) -> frozenset[str] | None: ...
+
+    def sources_under(self, directory: str) -> frozenset[str] | None:
+        """Over every recorded open in `directory` (R0006 without `exactFiles`)."""
+        ...
+
+    def domain_sources(self, name: str) -> frozenset[str] | None: ...
+
+    def egress_sources(self, addr: str, port: int, proto: str) -> frozenset[str] | None: ...
+
+    def peer_sources(self, peer: PeerKey, port: int) -> frozenset[str] | None: ...
+
 
 class ProfileReadModel(Protocol):
     def get(self, key: WorkloadKey) -> ProfileView | None:

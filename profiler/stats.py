@@ -26,3 +26,9 @@ class ProfilerStats:
     #: generalisations that met their threshold but were refused, by (kind, reason), e.g.
     #: ("dns", "public_suffix")
     generalization_refused: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: process-aware entries that became any-process, by reason: overflow (more executables
+    #: than `maxProcessesPerEntry`), unknown_executable (reached by a process whose exec was
+    #: never seen)
+    process_scope_dropped: Counter[str] = field(default_factory=Counter)
+    #: execs dropped from the learner's process table, by reason ("capacity")
+    processes_forgotten: Counter[str] = field(default_factory=Counter)

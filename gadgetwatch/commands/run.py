@@ -88,6 +88,12 @@ def register(sub: Any) -> None:
         "--learning-period", type=duration_arg, metavar="DURATION", help="e.g. 24h, 10m, 90s"
     )
     prof.add_argument(
+        "--process-aware",
+        action="store_true",
+        help="profiles record which executables reached each file, DNS name and peer "
+        "(profiler.processAware)",
+    )
+    prof.add_argument(
         "--profiles-dir",
         type=Path,
         metavar="DIR",
@@ -144,6 +150,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         put("gadgetclient.attach", refs)
     if args.learning_period is not None:
         put("profiler.learningPeriod", args.learning_period)
+    if args.process_aware:
+        put("profiler.processAware", True)
     if args.profiles_dir:
         put("profiler.store", "directory")
         put("profiler.directory", str(args.profiles_dir))

@@ -43,6 +43,39 @@ class MemoryProfile:
     policies: dict[str, frozenset[str]] = field(default_factory=dict)
     #: (peer identity, port) of outgoing connections
     peers: set[tuple[PeerKey, int]] = field(default_factory=set)
+    #: Process-aware: (section, key) -> executables, section in open (path, exact key),
+    #: dns (name), egress ((addr, port, proto)), peer ((PeerKey, port)); absent: any process
+    sources: dict[tuple[str, Any], frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def process_aware(self) -> bool:
+        return bool(self.sources)
+
+    def _sources(self, section: str, key: Any) -> frozenset[str] | None:
+        known = self.sources.get((section, key))
+        return None if known is None or "*" in known else known
+
+    def open_sources(self, path: str) -> frozenset[str] | None:
+        return self._sources("open", path)
+
+    def sources_under(self, directory: str) -> frozenset[str] | None:
+        found: frozenset[str] = frozenset()
+        for p in self.opens:
+            if p == directory or p.startswith(directory + "/"):
+                known = self._sources("open", p)
+                if known is None:
+                    return None
+                found |= known
+        return found or None
+
+    def domain_sources(self, name: str) -> frozenset[str] | None:
+        return self._sources("dns", name)
+
+    def egress_sources(self, addr: str, port: int, proto: str) -> frozenset[str] | None:
+        return self._sources("egress", (addr, port, proto))
+
+    def peer_sources(self, peer: PeerKey, port: int) -> frozenset[str] | None:
+        return self._sources("peer", (peer, port))
 
     def allows_exec(self, path: str, args: Sequence[str]) -> bool:
         if path not in self.execs:

@@ -10,8 +10,11 @@ what tells the agent which executable acted on the later opens and connections):
   (allowed) and by `/usr/bin/curl` (intruder).
 
 Each mechanism must raise exactly one alert per resource, for the intruder: a `RuntimeGuard`
-(R3000, while the workload is still learning, with no profile to consult), and a
-process-scoped `RuntimeAlertException` over the anomaly rules (R0006, R0011) after learning.
+(R3000, while the workload is still learning, with no profile to consult), a process-scoped
+`RuntimeAlertException` over the anomaly rules (R0006, R0011) after learning, and a
+process-aware profile (`--process-aware`: cat read the token and pg_dump reached the database
+while learning, so the same anomaly rules alert only for sh and curl), whatever the profile
+flush timer is set to.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.e2e.harness import GADGETWATCH, Proc
 from tests.e2e.scenario import APP, MIN, NODE, SEC, T0, ex
@@ -100,14 +105,32 @@ def _startup(g: Any, t: int) -> None:
             parent_exe="/usr/bin/containerd-shim-runc-v2")  # fmt: skip
 
 
-def write_capture(path: Path, *, during_learning: bool) -> Path:
+def _rightful_only(g: Any, t: int) -> None:
+    """While learning: cat reads the token, pg_dump reaches the database; sh and curl run
+    but touch neither."""
+    g.exec_(APP, t, exe="/bin/cat", args=["cat", TOKEN], pid=500, **SHELL)
+    g.open_(APP, t + SEC, comm="cat", pid=500, path=TOKEN, pcomm="gunicorn")
+    g.exec_(APP, t + 2 * SEC, exe="/bin/sh", args=["sh", "--version"], pid=501, **SHELL)
+    g.exec_(APP, t + 3 * SEC, exe="/usr/bin/pg_dump", args=["pg_dump", "-h", DATABASE],
+            pid=502, **SHELL)  # fmt: skip
+    g.tcp(APP, t + 4 * SEC, comm="pg_dump", pid=502, kind="connect",
+          src=g.endpoint(WEB_IP, 39000), dst=g.endpoint(DATABASE, PG_PORT),
+          pcomm="gunicorn")  # fmt: skip
+    g.exec_(APP, t + 5 * SEC, exe="/usr/bin/curl", args=["curl", "--version"], pid=503, **SHELL)
+
+
+def write_capture(path: Path, *, during_learning: bool, rightful_learned: bool = False) -> Path:
     """A capture of the web container. `during_learning`: the four processes act in the
     learning minute (guards); else the same executables run while learning, without touching
-    either resource, and reach the resources only at 2 min (anomaly rules + exceptions)."""
+    either resource (or, with `rightful_learned`, with cat and pg_dump reaching them), and all
+    four reach the resources at 2 min (anomaly rules + exceptions or process-aware profiles)."""
     g = ex.Gen()
     _startup(g, T0 + SEC)
     if during_learning:
         _both_reach_both(g, T0 + 10 * SEC, 600)
+    elif rightful_learned:
+        _rightful_only(g, T0 + 10 * SEC)
+        _both_reach_both(g, T0 + 2 * MIN, 600)
     else:
         for k, exe in enumerate(("/bin/cat", "/bin/sh", "/usr/bin/pg_dump", "/usr/bin/curl")):
             name = exe.rsplit("/", 1)[-1]
@@ -199,3 +222,35 @@ async def test_process_scoped_exceptions_leave_one_alert_per_intruder(
         assert "fromSource:\n    - path: /bin/sh" in alert["fixSuggestion"] or (
             "fromSource:\n    - path: /usr/bin/curl" in alert["fixSuggestion"]
         ), alert["fixSuggestion"]
+
+
+@pytest.mark.parametrize("update_period", ["100ms", "24h"])
+async def test_process_aware_profiles_alert_once_for_each_intruder(
+    tmp_path: Path, env: dict[str, str], update_period: str
+) -> None:
+    capture = write_capture(
+        tmp_path / "aware.capture.jsonl", during_learning=False, rightful_learned=True
+    )
+    timed = {**env, "GADGETWATCH_PROFILER__UPDATE_PERIOD": update_period}
+    # Without the option the resources are known to the workload: nobody is an anomaly.
+    assert await _replay(tmp_path / "a", timed, capture) == []
+    alerts = await _replay(tmp_path / "b", timed, capture, "--process-aware")
+    assert sorted(_who(a) for a in alerts) == [("R0006", "sh"), ("R0011", "curl")]
+    by_rule = {a["rule"]["id"]: a for a in alerts}
+    assert "/bin/sh" in by_rule["R0006"]["message"]
+    assert "learned: /bin/cat" in by_rule["R0006"]["message"]
+    assert by_rule["R0011"]["event"]["knownProcesses"] == ["/usr/bin/pg_dump"]
+    # The narrowest fix offered first allows exactly the intruder, as in part 2.
+    assert "fromSource:\n    - path: /bin/sh" in by_rule["R0006"]["fixSuggestion"]
+    assert "fromSource:\n    - path: /usr/bin/curl" in by_rule["R0011"]["fixSuggestion"]
+    # The stored profile says who reached what (what `profile show` lists).
+    show = await Proc.start(
+        "show",
+        [GADGETWATCH, "profile", "--profiles-dir", str(tmp_path / "b" / "profiles"), "show",
+         "shop/deployment-web-app"],
+        env=env,
+    )  # fmt: skip
+    assert await show.wait_exit() == 0, show.tail()
+    text = "\n".join(show.stdout)
+    assert f"open {TOKEN} O_CLOEXEC,O_RDONLY by /bin/cat" in text, text
+    assert f"egress {DATABASE} {PG_PORT}/TCP by /usr/bin/pg_dump" in text, text
