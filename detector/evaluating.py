@@ -255,6 +255,10 @@ class _Plan:
         "needs_profile",
         "runtime",
         "scope",
+        "seen",
+        "seen_gate",
+        "seen_profile",
+        "seen_usable",
         "wants_answers",
         "workload",
     )
@@ -300,6 +304,13 @@ class _Plan:
         #: Per kind, the memo-key extension for CEL rules (see `_memo_extras`).
         self.memo_extra = _memo_extras(by_kind)
         self.memo_owner: object = None
+        #: The profile look-up of the current `Detector.evaluate` call (`seen` is that call's
+        #: token): the read model cannot change during a call, so it is done once per call and
+        #: plan instead of once per event (it hashed the workload key and read the status).
+        self.seen: object = None
+        self.seen_profile: ProfileView | None = None
+        self.seen_usable = False
+        self.seen_gate = ""
 
 
 class Detector:
@@ -340,6 +351,8 @@ class Detector:
         self._workload_key = workload_key or resolve_workload_key_fn()
         self._clock = clock
         self._ok_statuses = frozenset(settings.alert_on_profile_statuses)
+        #: A fresh token per `evaluate` call (`_Plan.seen`).
+        self._call: object = object()
         self._memo_size = settings.clean_event_memo_size
         self._sample_every = settings.latency_sample_every
         self._sample_countdown = settings.latency_sample_every
@@ -481,6 +494,7 @@ class Detector:
         alerts: list[Alert] = []
         plans = self._plans
         one = self._one
+        self._call = object()  # see `_Plan.seen`
         events_count = self.stats.events
         for event in events:
             events_count[event.kind] += 1
@@ -536,13 +550,22 @@ class Detector:
         usable = False
         gate = ""
         if plan.needs_profile[kind]:
-            profile = self._profiles.get(plan.workload)
-            if profile is None:
-                gate = "no_profile"
-            elif profile.status in self._ok_statuses:
-                usable = True
+            if plan.seen is self._call:
+                profile = plan.seen_profile
+                usable = plan.seen_usable
+                gate = plan.seen_gate
             else:
-                gate = _GATE_REASON.get(profile.status, "profile_" + str(profile.status))
+                profile = self._profiles.get(plan.workload)
+                if profile is None:
+                    gate = "no_profile"
+                elif profile.status in self._ok_statuses:
+                    usable = True
+                else:
+                    gate = _GATE_REASON.get(profile.status, "profile_" + str(profile.status))
+                plan.seen = self._call
+                plan.seen_profile = profile
+                plan.seen_usable = usable
+                plan.seen_gate = gate
         gated = bool(gate) and plan.has_required[kind]
         memo: dict[Any, frozenset[str] | None] | None = None
         memo_key: Any = None
