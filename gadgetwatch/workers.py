@@ -75,6 +75,7 @@ from exporters.metrics import MetricsServer, StatsCollector
 from gadgetclient.sharding import Shard
 from gadgetwatch.agent import EXIT_INCOMPLETE
 from gadgetwatch.config import Settings
+from gadgetwatch.gctuning import tune_gc
 
 log = structlog.get_logger(__name__)
 
@@ -607,6 +608,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         _shared_outputs(spec.output_lock)
     structlog.contextvars.bind_contextvars(worker=spec.index)
     agent = Agent(spec.settings, environ=dict(os.environ), shard=Shard(spec.index, spec.count))
+    tune_gc()
     try:
         return asyncio.run(_serve(agent, args.control_fd))
     except AgentError as exc:

@@ -23,6 +23,7 @@ from gadgetwatch.clikit import (
     duration_arg,
     positive_float,
 )
+from gadgetwatch.gctuning import tune_gc
 from gadgetwatch.settings_loading import ConfigError, set_path
 from profiler.config import ProfilerSettings
 
@@ -277,6 +278,7 @@ def _run(args: argparse.Namespace) -> int:
         events_gadget=args.gadget,
     )
     progress = Progress(quiet=getattr(args, "quiet", False))
+    tune_gc()
     try:
         code = asyncio.run(_run_agent(agent, progress))
     except (AgentError, CaptureError) as exc:
