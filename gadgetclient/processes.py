@@ -20,6 +20,7 @@ It is bounded (least recently used entries go first), so a fork storm costs memo
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter, OrderedDict
 
 from gadgetclient.events import ContainerId, Event, ExecEvent
@@ -43,34 +44,65 @@ def exec_path(event: ExecEvent) -> str:
 class ExecTable:
     """(container, pid) -> (executable, parent executable), from the exec events seen."""
 
-    __slots__ = ("_max", "_table", "evictions")
+    __slots__ = ("_max", "_table", "evictions", "exes")
 
     def __init__(self, max_entries: int = MAX_PROCESSES) -> None:
         # A plain dict (insertion-ordered; 80 bytes an entry less than an OrderedDict): an exec
         # re-inserts its key, so the first key is the least recently started.
         self._table: dict[tuple[ContainerId, int], tuple[str, str]] = {}
+        #: container -> pid -> the same values: the index of the per-event look-up (no key
+        #: tuple to build, hash and compare; the learner's hot path reads it directly).
+        #: Read-only outside this class.
+        self.exes: dict[ContainerId, dict[int, tuple[str, str]]] = {}
         self._max = max_entries
         #: Entries dropped, by reason ("capacity").
         self.evictions: Counter[str] = Counter()
 
     def record(self, event: ExecEvent, exe: str | None = None) -> None:
         """Remember what the exec started (`exe`: its `exec_path`, computed when not given)."""
-        if event.error or not event.process.pid:
+        process = event.process
+        pid = process.pid
+        if event.error or not pid:
             return  # a failed execve leaves the process running its old executable
+        container = event.container
+        cid = container.container_id or container.key
+        pids = self.exes.get(cid)
+        known = pids.get(pid) if pids is not None else None
+        if (
+            known is not None
+            and known[0]
+            and known[0] == (event.path if exe is None else exe)
+            and known[1] == event.parent_exe
+        ):
+            # The same image again (a repeated or replayed exec), the common case, decided
+            # without normalising: a stored executable is a normal path or a bare name, which
+            # is its own `exec_path`.
+            return
         if exe is None:
             exe = exec_path(event)
         if exe.startswith(UNRESOLVED_PREFIX):
             exe = ""  # IG sent no exepath: unknown, never a name the caller chose
-        container = event.container
-        key = (container.container_id or container.key, event.process.pid)
+        # One object per executable name (every exec event brings a new copy): the process
+        # sets of profiles then hold the same objects, so membership tests end at identity.
+        exe = sys.intern(exe)
+        key = (cid, pid)
         value = (exe, event.parent_exe)
         table = self._table
-        if table.get(key) == value:
-            return  # the same image again (a replayed or repeated exec): nothing changes
-        table.pop(key, None)
+        if known is not None:
+            if known == value:
+                return  # nothing changes
+            del table[key]
         table[key] = value
+        if pids is None:
+            pids = self.exes[cid] = {}
+        pids[pid] = value
         if len(table) > self._max:
-            del table[next(iter(table))]
+            old_cid, old_pid = oldest = next(iter(table))
+            del table[oldest]
+            old_pids = self.exes[old_cid]
+            del old_pids[old_pid]
+            if not old_pids:
+                del self.exes[old_cid]
             self.evictions["capacity"] += 1
 
     def get(self, container: ContainerId, pid: int) -> tuple[str, str] | None:
@@ -86,7 +118,8 @@ class ExecTable:
         if exe and not exe.startswith(UNRESOLVED_PREFIX):
             return exe
         container = event.container
-        known = self._table.get((container.container_id or container.key, process.pid))
+        pids = self.exes.get(container.container_id or container.key)
+        known = pids.get(process.pid) if pids is not None else None
         return known[0] if known is not None else ""
 
     def __len__(self) -> int:
