@@ -28,7 +28,8 @@ from gadgetclient.gadget_params import UNRESOLVED_PREFIX
 from gadgetclient.pathnorm import is_normal, normalise_exec_path
 
 #: Processes remembered per table: a node runs a few thousand live processes; past the bound
-#: the least recently started exec is forgotten (its later events have no known executable).
+#: the oldest exec of the container that exec'd least recently is forgotten (its later events
+#: have no known executable).
 MAX_PROCESSES = 65_536
 
 
@@ -44,16 +45,17 @@ def exec_path(event: ExecEvent) -> str:
 class ExecTable:
     """(container, pid) -> (executable, parent executable), from the exec events seen."""
 
-    __slots__ = ("_max", "_table", "evictions", "exes")
+    __slots__ = ("_max", "_size", "evictions", "exes")
 
     def __init__(self, max_entries: int = MAX_PROCESSES) -> None:
-        # A plain dict (insertion-ordered; 80 bytes an entry less than an OrderedDict): an exec
-        # re-inserts its key, so the first key is the least recently started.
-        self._table: dict[tuple[ContainerId, int], tuple[str, str]] = {}
-        #: container -> pid -> the same values: the index of the per-event look-up (no key
-        #: tuple to build, hash and compare; the learner's hot path reads it directly).
-        #: Read-only outside this class.
+        #: container -> pid -> (executable, parent executable). Nested, not keyed by a
+        #: (container, pid) tuple: the per-event look-up builds, hashes and compares no key
+        #: tuple, and an entry costs no tuple either. Plain dicts, insertion-ordered: an exec
+        #: re-inserts its pid and its container, so the first container is the one that exec'd
+        #: least recently and its first pid its oldest exec, the entry forgotten past the
+        #: bound. The learner's hot path reads it directly; read-only outside this class.
         self.exes: dict[ContainerId, dict[int, tuple[str, str]]] = {}
+        self._size = 0
         self._max = max_entries
         #: Entries dropped, by reason ("capacity").
         self.evictions: Counter[str] = Counter()
@@ -66,7 +68,8 @@ class ExecTable:
             return  # a failed execve leaves the process running its old executable
         container = event.container
         cid = container.container_id or container.key
-        pids = self.exes.get(cid)
+        exes = self.exes
+        pids = exes.get(cid)
         known = pids.get(pid) if pids is not None else None
         if (
             known is not None
@@ -82,34 +85,37 @@ class ExecTable:
             exe = exec_path(event)
         if exe.startswith(UNRESOLVED_PREFIX):
             exe = ""  # IG sent no exepath: unknown, never a name the caller chose
+        value = (exe, event.parent_exe)
+        if known == value:
+            return  # nothing changes
         # One object per executable name (every exec event brings a new copy): the process
         # sets of profiles then hold the same objects, so membership tests end at identity.
-        exe = sys.intern(exe)
-        key = (cid, pid)
-        value = (exe, event.parent_exe)
-        table = self._table
-        if known is not None:
-            if known == value:
-                return  # nothing changes
-            del table[key]
-        table[key] = value
+        value = (sys.intern(exe), event.parent_exe)
         if pids is None:
-            pids = self.exes[cid] = {}
+            pids = exes[cid] = {}
+        else:
+            del exes[cid]
+            exes[cid] = pids  # this container exec'd last
+            if known is not None:
+                del pids[pid]  # and this pid started last
+        if known is None:
+            self._size += 1
         pids[pid] = value
-        if len(table) > self._max:
-            old_cid, old_pid = oldest = next(iter(table))
-            del table[oldest]
-            old_pids = self.exes[old_cid]
-            del old_pids[old_pid]
-            if not old_pids:
-                del self.exes[old_cid]
+        if self._size > self._max:
+            oldest = next(iter(exes))
+            forgotten = exes[oldest]
+            del forgotten[next(iter(forgotten))]
+            if not forgotten:
+                del exes[oldest]
+            self._size -= 1
             self.evictions["capacity"] += 1
 
     def get(self, container: ContainerId, pid: int) -> tuple[str, str] | None:
         # `Container.key` is the container id when there is one (the look-ups above skip the
         # property for speed; they agree with it).
         """(executable, parent executable) of the pid's last exec; None when none was seen."""
-        return self._table.get((container, pid))
+        pids = self.exes.get(container)
+        return pids.get(pid) if pids is not None else None
 
     def exe_of(self, event: Event) -> str:
         """The executable of the process behind a non-exec event, "" when unknown."""
@@ -123,7 +129,7 @@ class ExecTable:
         return known[0] if known is not None else ""
 
     def __len__(self) -> int:
-        return len(self._table)
+        return self._size
 
 
 class ProcessTable:
