@@ -302,7 +302,8 @@ class Learner:
                         self._attached_at_ns = ts
                 if track is None:
                     track = self._attach(event.container, ts)
-                if track.processes and type(event) is ExecEvent:
+                cls = type(event)
+                if cls is ExecEvent and track.processes:
                     self._execs.record(event)
                 if track.closed:
                     if ts < track.end_ns:  # only finished tracks have end_ns set when closed
@@ -319,7 +320,7 @@ class Learner:
                 if uid not in meta.uids:
                     meta.uids.add(uid)
                     track.dirty = True
-                self._learn[type(event)](track, event)
+                self._learn[cls](track, event)
                 if track.closed:  # the cap was reached by this very event
                     skipped[(event.kind, track.closed)] += 1
                     return i + 1
