@@ -7,9 +7,15 @@ dedup and alert building. Prints events/s on one core (the detector is single-th
 pure CPU) and the p50/p99/max evaluation time per event.
 
     .venv/bin/python benchmarks/bench_detector.py [--events 400000] [--batch 256] [--guards]
+        [--catalogue python|cel|both]
 
 `--guards` puts the example guards of deploy/guards (R3000) in force for every container: the
 cost of guard checks and of the acting-process look-ups they do on a match.
+
+`--catalogue` picks the rules: the built-in Python ones (default), the same catalogue
+re-expressed in CEL (deploy/rules, `detector.ruleCatalogueDir`), or both one after the other
+on the same stream and profiles, printed side by side with the load average (on a shared
+machine other work lowers the figures).
 
 `--process-aware` runs the stream twice in one run against the real read model
 (`profiler.cache.ProfileCache`): profiles without process sets (today's meaning) and the same
@@ -35,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
-from detector.rules import default_catalogue
-from detector.ruleset import RuleSet, load_files
+from detector.rules import Catalogue, default_catalogue
+from detector.ruleset import RuleSet, cel_catalogue, load_files
 from detector.selectors import LabelSelector
 from detector.stats import DetectorStats
 from gadgetclient.events import (
@@ -59,6 +65,7 @@ from tests.detector.builders import PodMeta
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
 
 T0 = 1_767_225_600 * 1_000_000_000
+REPO = Path(__file__).resolve().parents[1]
 
 
 def build(n_events: int, seed: int = 7) -> tuple[list[Event], MemoryProfiles]:
@@ -151,6 +158,7 @@ def measure(
     rules: RuleSet | None,
     rounds: int = 3,
     clock: Callable[[], float] = time.perf_counter,
+    catalogue: Catalogue | None = None,
 ) -> tuple[float, int, int, Callable[[], tuple[Detector, DetectorStats]]]:
     """Best-of-`rounds` throughput, alerts per run, memo hits, and the detector factory.
     `clock`: wall time, or the process's CPU time (less disturbed by neighbours' load)."""
@@ -167,6 +175,7 @@ def measure(
                 pod_metadata=PodMeta(),
                 stats=stats,
                 rules=rules,
+                catalogue=catalogue,
             ),
             stats,
         )
@@ -194,6 +203,9 @@ def main() -> None:
     parser.add_argument("--memo", type=int, default=4096, help="clean-event memo size, 0: off")
     parser.add_argument("--guards", action="store_true", help="deploy/guards in force")
     parser.add_argument("--rounds", type=int, default=5, help="--process-aware rounds")
+    parser.add_argument(
+        "--catalogue", choices=("python", "cel", "both"), default="python", help="which rules"
+    )
     parser.add_argument(
         "--process-aware",
         action="store_true",
@@ -236,34 +248,47 @@ def main() -> None:
     profiles: ProfileReadModel = memory
     rules: RuleSet | None = None
     if args.guards:
-        guards = load_files([Path(__file__).resolve().parents[1] / "deploy" / "guards"],
-                            catalogue=default_catalogue())  # fmt: skip
+        guards = load_files([REPO / "deploy" / "guards"], catalogue=default_catalogue())
         # Opt-in label of the token guard: every pod takes part.
         rules = RuleSet(
             guards=tuple(replace(g, pod_selector=LabelSelector()) for g in guards.guards)
         )
 
-    best, alerts, hits, detector = measure(args, events, profiles, rules)
-    # Latency: each event timed on its own (includes the call; an upper bound).
-    d, _stats = detector()
-    d.evaluate(events[:10_000])
-    samples = []
-    clock = time.perf_counter_ns
-    for ev in events[10_000:110_000]:
-        one = [ev]
-        t = clock()
-        d.evaluate(one)
-        samples.append(clock() - t)
-    samples.sort()
-    p50 = samples[len(samples) // 2] / 1000
-    p99 = samples[int(len(samples) * 0.99)] / 1000
-    print(f"events: {len(events)}  batch: {args.batch}  python: {sys.version.split()[0]}")
-    print(f"throughput (1 core, best of 3): {best:,.0f} events/s")
-    print(f"alerts per run: {alerts}  memo hits: {hits}")
+    names = ["python", "cel"] if args.catalogue == "both" else [args.catalogue]
+    rows = []
+    for name in names:
+        catalogue = (
+            default_catalogue() if name == "python" else cel_catalogue(REPO / "deploy" / "rules")
+        )
+        best, alerts, hits, detector = measure(args, events, profiles, rules, catalogue=catalogue)
+        # Latency: each event timed on its own (includes the call; an upper bound).
+        d, _stats = detector()
+        d.evaluate(events[:10_000])
+        samples = []
+        clock = time.perf_counter_ns
+        for ev in events[10_000:110_000]:
+            one = [ev]
+            t = clock()
+            d.evaluate(one)
+            samples.append(clock() - t)
+        samples.sort()
+        rows.append((name, best, alerts, hits, samples))
+    load = os.getloadavg()
     print(
-        f"per-event latency: p50 {p50:.2f} us  p99 {p99:.2f} us  "
-        f"max {samples[-1] / 1000:.1f} us  mean {statistics.fmean(samples) / 1000:.2f} us"
+        f"events: {len(events)}  batch: {args.batch}  python: {sys.version.split()[0]}  "
+        f"cpus: {os.cpu_count()}  load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+    print(
+        f"{'catalogue':<10} {'events/s (1 core)':>18} {'p50 us':>8} {'p99 us':>8} "
+        f"{'max us':>8} {'mean us':>8} {'alerts':>7} {'memo hits':>10}"
+    )
+    for name, best, alerts, hits, samples in rows:
+        p50 = samples[len(samples) // 2] / 1000
+        p99 = samples[int(len(samples) * 0.99)] / 1000
+        print(
+            f"{name:<10} {best:>18,.0f} {p50:>8.2f} {p99:>8.2f} {samples[-1] / 1000:>8.1f} "
+            f"{statistics.fmean(samples) / 1000:>8.2f} {alerts:>7} {hits:>10}"
+        )
 
 
 if __name__ == "__main__":

@@ -377,6 +377,41 @@ def limit_alert(announcement: LimitReached, *, window_s: float, cluster: str = "
     )
 
 
+#: Rule identity of the agent's own "rule disabled" alerts (a CEL rule that kept failing).
+RULE_DISABLED_RULE = RuleInfo(
+    id=RuleId("GW0003"),
+    name="Rule disabled after evaluation errors",
+    severity=Severity.HIGH,
+    tags=("system", "rule_error"),
+)
+
+
+def rule_disabled_alert(
+    rule: Rule, *, errors: int, last_error: str, time_ns: int, cluster: str = ""
+) -> Alert:
+    """The system alert saying a CEL rule stopped running (detection of the others goes on)."""
+    return Alert(
+        rule=RULE_DISABLED_RULE,
+        message=f"Rule {rule.id} ({safe_text(rule.name, limit=128)}) disabled after {errors} "
+        f"evaluation errors; last: {safe_text(last_error, limit=512)}",
+        fix_suggestion=f"Fix the rule's expressions ({safe_text(rule.source, limit=256)}); "
+        "a changed resource is enabled again. `gadgetwatch run --replay` on a capture "
+        "shows its errors offline.",
+        time_ns=time_ns,
+        event={
+            "type": "rule_disabled",
+            "ruleId": str(rule.id),
+            "errors": errors,
+            "source": safe_text(rule.source, limit=256),
+        },
+        kind=AlertKind.SYSTEM,
+        fingerprint=fingerprint(
+            WorkloadKey("", "", "", ""), "GW0003", (str(rule.id), rule.revision)
+        ),
+        cluster=cluster,
+    )
+
+
 def labels_of(container: Container, fallback: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """IG's pod labels, else the pod cache's, as a sorted hashable tuple."""
     if container.pod_labels:

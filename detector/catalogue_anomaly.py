@@ -367,10 +367,11 @@ def _token_access(params: Mapping[str, Any], env: RuleEnv) -> Check:
             return None
         if profile is not None:
             opened = [p for p in token_path_variants(path) if profile.allows_open(p, event.flags)]
-            if not opened and not exact_files:
-                opened = [
-                    d for d in _same_directory(token_directory(path)) if profile.opened_under(d)
-                ]
+            # The directory allowance is about the container's own token directories; a node
+            # path (another pod's token) lies in none of them.
+            directory = token_directory(path)
+            if not opened and not exact_files and directory:
+                opened = [d for d in _same_directory(directory) if profile.opened_under(d)]
                 sources = [profile.sources_under(d) for d in opened]
             else:
                 sources = [profile.open_sources(p) for p in opened]

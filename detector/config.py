@@ -56,6 +56,22 @@ class DetectorSettings(BaseModel):
     """YAML file (or directory) with `RuntimeGuard` documents: resources only the executables
     they name may reach (rule R3000); deploy/guards holds examples."""
 
+    rules_file: Path | None = None
+    """YAML file (or directory) with `RuntimeRule` documents: rules written in CEL
+    (docs/rules.md "Writing a rule"). They are bound like built-in rules (the built-in
+    default binding includes them)."""
+
+    rule_catalogue_dir: Path | None = None
+    """A directory of `RuntimeRule` files that *replaces* the built-in Python rules (their
+    ids may then be the built-in ids): `deploy/rules` holds the built-in catalogue
+    re-expressed in CEL. Unset: the Python rules."""
+
+    rule_error_limit: int = Field(default=100, ge=1)
+    """Evaluation errors after which a CEL rule is disabled (system alert GW0003) until its
+    resource changes or the agent restarts. Errors come from the rule's own expression (a
+    wrong type, a missing key), so they repeat; 100 leaves room for a rare bad event while
+    stopping a broken rule from filling the logs."""
+
     watch_cluster: bool = True
     """Watch `RuntimeRuleAlertBinding` and `RuntimeAlertException` resources when the agent
     runs with Kubernetes access."""

@@ -45,6 +45,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -55,6 +56,7 @@ from detector.alerting import (
     kubernetes_info,
     labels_of,
     limit_alert,
+    rule_disabled_alert,
     runtime_info,
 )
 from detector.alerts import Alert, KubernetesInfo, RuntimeInfo, Severity
@@ -118,6 +120,63 @@ def _fallback_workload_key(container: Container, pod_metadata: PodMetadata) -> W
 def resolve_workload_key_fn() -> WorkloadKeyFn:
     fn: WorkloadKeyFn | None = getattr(_identity, "workload_key", None)
     return fn if fn is not None else _fallback_workload_key
+
+
+#: The `event` fields (CEL names) `_memo_key` already covers, per kind; a CEL rule reading
+#: others extends its plan's memo key by them (`_memo_extras`). Computed fields are covered
+#: when what they are computed from is.
+_MEMO_COVERS: dict[EventKind, frozenset[str]] = {
+    EventKind.OPEN: frozenset({"kind", "path", "flags", "open_path"}),
+    EventKind.DNS: frozenset({"kind", "name"}),
+    EventKind.TCP: frozenset(
+        {
+            "kind",
+            "type",
+            "dst_addr",
+            "dst_port",
+            "proto",
+            "process.comm",
+            "dst_peer.kind",
+            "dst_peer.name",
+            "dst_peer.namespace",
+        }
+    ),
+    EventKind.EXEC: frozenset(
+        {"kind", "path", "args", "cwd", "upper_layer", "process.comm", "exec_path"}
+    ),
+    EventKind.CAPABILITY: frozenset({"kind", "capability"}),
+    EventKind.SYSCALLS: frozenset({"kind", "syscalls"}),
+}
+
+#: `_Plan.memo_extra` value of a kind whose CEL rules read the whole event: no memo.
+_NO_MEMO: Any = object()
+
+
+def _memo_extras(by_kind: Mapping[EventKind, Sequence[_Bound]]) -> dict[EventKind, Any]:
+    """Per kind, what the memo key must add for the CEL rules bound to it: an extractor of
+    the fields they read beyond `_MEMO_COVERS`, or `_NO_MEMO`."""
+    out: dict[EventKind, Any] = {}
+    for kind, bound in by_kind.items():
+        extra: set[str] = set()
+        for b in bound:
+            for read_kind, fields in b.rule.reads:
+                if read_kind is not kind:
+                    continue
+                if fields is None:
+                    out[kind] = _NO_MEMO
+                    break
+                extra |= {
+                    f
+                    for f in fields
+                    if f not in _MEMO_COVERS[kind] and f.partition(".")[0] not in _MEMO_COVERS[kind]
+                }
+            if out.get(kind) is _NO_MEMO:
+                break
+        if kind not in out and extra:
+            # The events' own (frozen, hashable) values, read by C-level attrgetter: this runs
+            # for every event of the kind, memo hits included.
+            out[kind] = attrgetter(*sorted(extra))
+    return out
 
 
 #: A memo miss (distinct from None, "clean for any process").
@@ -190,6 +249,7 @@ class _Plan:
         "has_required",
         "kubernetes",
         "memo",
+        "memo_extra",
         "memo_owner",
         "mounts",
         "needs_profile",
@@ -237,6 +297,8 @@ class _Plan:
         self.wants_answers = EventKind.TCP in by_kind
         #: Clean events: key -> None (clean for any process) or the executables it is clean for.
         self.memo: dict[EventKind, dict[Any, frozenset[str] | None]] = {k: {} for k in by_kind}
+        #: Per kind, the memo-key extension for CEL rules (see `_memo_extras`).
+        self.memo_extra = _memo_extras(by_kind)
         self.memo_owner: object = None
 
 
@@ -262,7 +324,16 @@ class Detector:
         #: Stamped on every alert (the root setting `clusterName`).
         self.cluster_name = cluster_name
         self.stats = stats
-        self.catalogue = catalogue or default_catalogue()
+        #: The catalogue given (built-in Python rules, or the CEL catalogue); `catalogue` is
+        #: it plus the `RuntimeRule`s of every source.
+        self.base_catalogue = catalogue or default_catalogue()
+        self.catalogue = self.base_catalogue
+        self._error_limit = settings.rule_error_limit
+        #: Evaluation errors and disabled CEL rules, by (rule id, revision).
+        self._rule_errors: Counter[tuple[str, str]] = Counter()
+        self._disabled: set[tuple[str, str]] = set()
+        #: `RuntimeRule`s ignored because another source defines the id or name (reported).
+        self._duplicates: set[tuple[str, str, str]] = set()
         self._profiles = profiles
         self._pod_metadata = pod_metadata
         self._namespace_labels = namespace_labels
@@ -349,6 +420,7 @@ class Detector:
                 self.stats.load_warnings[source] += 1
                 log.warning("rule source problem", source=source, problem=str(problem))
         self._sources[source] = ruleset
+        self._extend_catalogue()
         self._resolver = self._new_resolver()
         self._plans.clear()
         log.info(
@@ -359,6 +431,33 @@ class Detector:
             guards=len(ruleset.guards),
             problems=len(ruleset.problems),
         )
+
+    def _extend_catalogue(self) -> None:
+        """The base catalogue plus every source's `RuntimeRule`s; an id or name defined by
+        two sources keeps the first source's rule (counted as a load error of the second)."""
+        base = self.base_catalogue
+        taken: set[str] = set()
+        extra: list[Rule] = []
+        for source, ruleset in self._sources.items():
+            for rule in ruleset.rules:
+                names = {str(rule.id), rule.name.casefold()}
+                if base.lookup(rule.id) or base.by_name(rule.name) or names & taken:
+                    marker = (source, str(rule.id), rule.revision)
+                    if marker not in self._duplicates:  # reported once, not per update
+                        self._duplicates.add(marker)
+                        self.stats.load_errors[source] += 1
+                        log.error("rule defined twice, ignored", source=source, rule_id=rule.id)
+                    continue
+                taken |= names
+                extra.append(rule)
+        self.catalogue = base.extended(extra)
+        live = {(str(r.id), r.revision) for r in extra}
+        self._disabled &= live
+
+    @property
+    def disabled_rules(self) -> list[str]:
+        """CEL rules switched off after evaluation errors (until their resource changes)."""
+        return sorted(rule_id for rule_id, _ in self._disabled)
 
     @property
     def ruleset(self) -> RuleSet:
@@ -455,7 +554,13 @@ class Detector:
                 plan.memo_owner = owner
             memo = plan.memo[kind]
             memo_key = _memo_key(event)
-            clean_for = memo.get(memo_key, _MISSING)
+            if plan.memo_extra:
+                extra = plan.memo_extra.get(kind)
+                if extra is _NO_MEMO:
+                    memo = None
+                elif extra is not None:
+                    memo_key = (memo_key, extra(event))
+            clean_for = memo.get(memo_key, _MISSING) if memo is not None else _MISSING
             # Never holds an event that touched a guarded resource (see below).
             if clean_for is None:
                 self.stats.memo_hits[kind] += 1
@@ -480,8 +585,10 @@ class Detector:
                 finding = b.check(event, rule_profile)
             except Exception as exc:  # one bad rule/event never stops the stream
                 self.stats.errors[b.rule_id] += 1
-                log.error("rule evaluation failed", rule_id=b.rule_id, error=repr(exc))
+                log.error("rule evaluation failed", rule_id=b.rule_id, error=repr(exc)[:1024])
                 found = True  # never memoise an event a rule could not judge
+                if b.rule.revision:
+                    self._rule_failed(b.rule, exc, event.timestamp_ns, alerts)
                 continue
             if finding is not None:
                 found = True
@@ -490,6 +597,24 @@ class Detector:
             if len(memo) >= self._memo_size:
                 memo.clear()
             memo[memo_key] = self._consulted
+
+    def _rule_failed(self, rule: Rule, exc: Exception, time_ns: int, alerts: list[Alert]) -> None:
+        """Count a CEL rule's evaluation error; past the limit, disable it and say so."""
+        marker = (str(rule.id), rule.revision)
+        self._rule_errors[marker] += 1
+        errors = self._rule_errors[marker]
+        if errors < self._error_limit or marker in self._disabled:
+            return
+        self._disabled.add(marker)
+        self.stats.rules_disabled[str(rule.id)] += 1
+        self.stats.alerts["GW0003"] += 1
+        log.error("rule disabled after evaluation errors", rule_id=rule.id, errors=errors)
+        alerts.append(
+            rule_disabled_alert(
+                rule, errors=errors, last_error=str(exc), time_ns=time_ns, cluster=self.cluster_name
+            )
+        )
+        self._plans.clear()  # recompiled without the rule
 
     def _guard(
         self, event: Event, plan: _Plan, guards: tuple[_Guard, ...], alerts: list[Alert]
@@ -637,6 +762,8 @@ class Detector:
         )
         by_kind: dict[EventKind, list[_Bound]] = {}
         for scoped in scope.rules:
+            if self._disabled and (str(scoped.rule.id), scoped.rule.revision) in self._disabled:
+                continue
             bound = _Bound(scoped.rule, scoped.rule.build(scoped.params, env), scoped.severity)
             for kind in scoped.rule.kinds:
                 by_kind.setdefault(kind, []).append(bound)

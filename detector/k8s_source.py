@@ -2,8 +2,8 @@
 
 The only module of the detector that imports `kubernetes`. It lists and watches
 `RuntimeRuleAlertBinding` (gadgetwatch.io/v1, cluster-scoped or namespaced: the cluster-wide list
-covers both), `RuntimeAlertException` and `RuntimeGuard` (gadgetwatch.io/v1) with the official
-client. The
+covers both), `RuntimeAlertException`, `RuntimeGuard` and `RuntimeRule` (gadgetwatch.io/v1) with
+the official client. The
 client is synchronous, so every call runs in a worker thread (`asyncio.to_thread`); watch
 events are handed back to the event loop, where the object map is updated and the whole rule
 set is re-parsed and delivered through `on_update` (the composition root passes
@@ -33,11 +33,11 @@ from kubernetes import client as k8s_client
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from detector import bindings, exceptions, guards
+from detector import bindings, custom_rules, exceptions, guards
 from detector.errors import RuleSourceError
-from detector.loading import Level, from_object
-from detector.rules import Catalogue
-from detector.ruleset import RuleSet, parse_documents
+from detector.loading import Level, Problem, from_object
+from detector.rules import Catalogue, Rule
+from detector.ruleset import RuleSet, parse_documents, parse_rules
 from detector.stats import DetectorStats
 
 log = structlog.get_logger(__name__)
@@ -62,8 +62,10 @@ class Resource:
 BINDINGS = Resource(bindings.GROUP, bindings.VERSION, bindings.PLURAL, bindings.KIND)
 EXCEPTIONS = Resource("gadgetwatch.io", "v1", "runtimealertexceptions", exceptions.KIND)
 GUARDS = Resource("gadgetwatch.io", "v1", "runtimeguards", guards.KIND)
+_RULES_GROUP, _, _RULES_VERSION = custom_rules.API_VERSION.partition("/")
+RULES = Resource(_RULES_GROUP, _RULES_VERSION, "runtimerules", custom_rules.KIND)
 #: Every resource watched; the source is synced once each was listed.
-WATCHED = (BINDINGS, EXCEPTIONS, GUARDS)
+WATCHED = (BINDINGS, EXCEPTIONS, GUARDS, RULES)
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -104,6 +106,7 @@ class ClusterRulesSource:
                 tg.create_task(self._follow(BINDINGS), name="watch-bindings")
                 tg.create_task(self._follow(EXCEPTIONS), name="watch-exceptions")
                 tg.create_task(self._follow(GUARDS), name="watch-guards")
+                tg.create_task(self._follow(RULES), name="watch-rules")
         finally:
             for w in self._watches:
                 w.stop()
@@ -195,10 +198,31 @@ class ClusterRulesSource:
             self._watches.remove(w)
 
     async def _rebuild(self) -> None:
+        # RuntimeRules first (each on its own, ids checked against the ones before), so the
+        # bindings and exceptions parsed after them can name them.
+        rule_docs = [
+            (key, self._objects[key]) for key in sorted(self._objects) if key[0] == RULES.kind
+        ]
+        rules: list[Rule] = []
         parts = []
+        for _, obj in rule_docs:
+            problems: list[Problem] = []
+            found = parse_rules(
+                [from_object(obj)],
+                catalogue=self._catalogue.extended(rules),
+                problems=problems,
+            )
+            rules.extend(found)
+            parts.append(RuleSet(problems=tuple(problems), rules=found))
+            errors = [p for p in problems if p.level is Level.ERROR]
+            if errors:
+                await self._report(obj, "; ".join(f"{p.field}: {p.message}" for p in errors))
+        catalogue = self._catalogue.extended(rules)
         for key in sorted(self._objects):
+            if key[0] == RULES.kind:
+                continue
             obj = self._objects[key]
-            part = parse_documents([from_object(obj)], catalogue=self._catalogue)
+            part = parse_documents([from_object(obj)], catalogue=catalogue)
             parts.append(part)
             errors = [p for p in part.problems if p.level is Level.ERROR]
             if errors:

@@ -119,6 +119,10 @@ class RuleEnv:
     #: detector's process table; asked by process-aware anomaly checks only when the profile
     #: records processes for the resource reached (`detector.intruders`).
     judge: Callable[[frozenset[str], Event], Actor | None] | None = None
+    #: Scratch space shared by the rules built for one container plan (a new `RuleEnv` per
+    #: plan): CEL rules keep one evaluation context there, so an event's fields are converted
+    #: into CEL values once for all of them (`detector.custom_rules`).
+    shared: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 Check = Callable[[Event, ProfileView | None], Finding | None]
@@ -195,6 +199,14 @@ class Rule:
     parameters: tuple[ParamSpec, ...] = ()
     #: Other names the predecessors used for this rule; bindings may use them.
     aliases: tuple[str, ...] = ()
+    #: Where the rule comes from: "built-in", or the file / "cluster" of a `RuntimeRule`.
+    source: str = "built-in"
+    #: For CEL rules (`detector.custom_rules`): a digest of the resource's spec, so a rule
+    #: disabled after evaluation errors comes back when its resource changes; "" for Python.
+    revision: str = ""
+    #: For CEL rules: per event kind, the `event` fields ("field" / "field.sub") the match
+    #: expression reads, None for "all of them"; the clean-event memo keys on them too.
+    reads: tuple[tuple[EventKind, frozenset[str] | None], ...] = ()
 
     def resolve_params(self, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Defaults overlaid with `given`; problems (unknown or bad values) are returned, and
@@ -268,6 +280,16 @@ class Catalogue:
     def lookup(self, ref: str) -> Rule | UnavailableRule | None:
         """By id or by name."""
         return self.by_id(ref) or self.by_name(ref)
+
+    def extended(self, extra: Iterable[Rule]) -> Catalogue:
+        """This catalogue plus `extra` (`RuntimeRule`s): bindable like the built-in rules.
+
+        Raises ValueError on a duplicate id; callers check names and ids first.
+        """
+        extra = tuple(extra)
+        if not extra:
+            return self
+        return Catalogue((*self.rules, *extra), self.unavailable, self.resource_rules)
 
 
 def default_catalogue() -> Catalogue:

@@ -38,6 +38,8 @@ class DetectorStats:
     load_warnings: Counter[str] = field(default_factory=Counter)
     #: per-event evaluation errors (a rule raised), by rule id; the event is skipped for it
     errors: Counter[str] = field(default_factory=Counter)
+    #: CEL rules disabled after `ruleErrorLimit` evaluation errors, by rule id (times)
+    rules_disabled: Counter[str] = field(default_factory=Counter)
     #: R0011 resolved-address entries dropped, by reason (see `detector.resolved`); the same
     #: Counter object as `ResolvedAddresses.evictions`
     resolved_evictions: Counter[str] = field(default_factory=Counter)

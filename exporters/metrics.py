@@ -150,6 +150,18 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("detector_load_errors", "counter", ("source",), "Rule/binding load errors."),
     MetricSpec(
+        "detector_rule_errors",
+        "counter",
+        ("rule_id",),
+        "Rule evaluations that raised (the event is skipped for that rule).",
+    ),
+    MetricSpec(
+        "detector_rules_disabled",
+        "counter",
+        ("rule_id",),
+        "CEL rules disabled after detector.ruleErrorLimit evaluation errors.",
+    ),
+    MetricSpec(
         "detector_rulesets_rejected",
         "counter",
         ("source",),
@@ -274,6 +286,8 @@ class StatsCollector(Collector):
             yield _labelled("detector_alerts", d.alerts)
             yield _labelled("detector_alerts_suppressed", d.suppressed)
             yield _labelled("detector_load_errors", d.load_errors)
+            yield _labelled("detector_rule_errors", d.errors)
+            yield _labelled("detector_rules_disabled", d.rules_disabled)
             yield _labelled("detector_rulesets_rejected", d.rulesets_rejected)
             yield _labelled("detector_resolved_addresses_evicted", d.resolved_evictions)
             yield _labelled("detector_processes_forgotten", d.processes_forgotten)

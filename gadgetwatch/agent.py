@@ -35,8 +35,8 @@ from prometheus_client import CollectorRegistry
 from detector.config import DetectorSettings
 from detector.errors import RuleSourceError
 from detector.evaluating import Detector
-from detector.rules import default_catalogue
-from detector.ruleset import RuleSet, configured_files, load_files
+from detector.rules import Catalogue
+from detector.ruleset import RuleSet, base_catalogue, configured_files, load_files
 from detector.stats import DetectorStats
 from exporters.building import build_exporters
 from exporters.config import ExportersSettings
@@ -114,6 +114,7 @@ class Agent:
         self.stats = AgentStats()
         self.learner: Learner | None = None
         self.cache: ProfileCache | None = None
+        self._base_catalogue: Catalogue | None = None
         self.metrics: MetricsServer | None = None
         self.debug: DebugServer | None = None
         self.metrics_pusher: OtlpMetricsPusher | None = None
@@ -188,7 +189,7 @@ class Agent:
         files = configured_files(ds)
         if not files:
             return None
-        catalogue = default_catalogue()
+        catalogue = self._catalogue()
         try:
             ruleset = load_files(files, catalogue=catalogue)
             bound = (
@@ -206,6 +207,16 @@ class Agent:
                 "detector.bindingsFile to use the built-in binding"
             )
         return ruleset
+
+    def _catalogue(self) -> Catalogue:
+        """The base rule catalogue (built-in Python rules, or `detector.ruleCatalogueDir`),
+        loaded once; a broken CEL catalogue is a start-up error."""
+        if self._base_catalogue is None:
+            try:
+                self._base_catalogue = base_catalogue(self.settings.detector)
+            except RuleSourceError as exc:
+                raise AgentError(str(exc)) from exc
+        return self._base_catalogue
 
     def _metrics_pusher(
         self, exporters: list[Exporter], registry: CollectorRegistry
@@ -270,6 +281,7 @@ class Agent:
             detector_settings = await self._with_api_server(kube, detector_settings)
         detector = Detector(
             settings=detector_settings,
+            catalogue=self._catalogue(),
             profiles=cache,
             pod_metadata=pod_metadata,
             stats=stats.detector,

@@ -46,7 +46,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as _k8s_config
 
-from detector.k8s_source import BINDINGS, EXCEPTIONS, GUARDS
+from detector.k8s_source import BINDINGS, EXCEPTIONS, GUARDS, RULES
 from profiler import documents
 from profiler.identity import owner_heuristic
 
@@ -618,6 +618,7 @@ AGENT_CRDS = (
     BINDINGS.crd_name,
     EXCEPTIONS.crd_name,
     GUARDS.crd_name,
+    RULES.crd_name,
 )
 
 
@@ -637,7 +638,7 @@ def agent_permissions(*, gadget_namespace: str | None = None) -> list[Permission
         ),
         *(
             PermissionCheck(verb, res.plural, res.group)
-            for res in (BINDINGS, EXCEPTIONS, GUARDS)
+            for res in (BINDINGS, EXCEPTIONS, GUARDS, RULES)
             for verb in ("list", "watch")
         ),
         PermissionCheck("create", "events"),

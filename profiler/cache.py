@@ -79,12 +79,14 @@ class CompiledProfile:
         "_domain_suffixes",
         "_domains",
         "_egress",
+        "_egress_addresses",
         "_egress_procs",
         "_execs",
         "_ingress",
         "_opens",
         "_peer_procs",
         "_peers",
+        "_suffixes",
         "_syscalls",
         "_under",
         "process_aware",
@@ -103,6 +105,8 @@ class CompiledProfile:
         self._egress = frozenset((a, port, proto) for a, port, proto, _ in entries.egress)
         self._ingress = frozenset((port, proto) for port, proto, _, _ in entries.ingress)
         self._under: dict[str, bool] = {}
+        self._suffixes: dict[str, bool] = {}
+        self._egress_addresses = frozenset(a for a, _, _ in self._egress)
         self._peers = frozenset(
             (peer_key(peer, addr), port) for addr, port, _, peer in entries.egress
         )
@@ -158,6 +162,15 @@ class CompiledProfile:
             self._under[directory] = found
         return found
 
+    def opened_with_suffix(self, suffix: str) -> bool:
+        known = self._suffixes.get(suffix)
+        if known is not None:
+            return known
+        found = any(p.endswith(suffix) for p in self.profile.entries.opens)
+        if len(self._suffixes) < _UNDER_MEMO_MAX:
+            self._suffixes[suffix] = found
+        return found
+
     def rule_policy(self, rule_id: str) -> frozenset[str] | None:
         return self.profile.entries.rule_policies.get(rule_id)
 
@@ -180,6 +193,9 @@ class CompiledProfile:
     def allows_egress(self, addr: str, port: int, proto: str) -> bool:
         proto = proto.upper()
         return (addr, port, proto) in self._egress or (ANY_ADDRESS, port, proto) in self._egress
+
+    def egress_to(self, addr: str) -> bool:
+        return addr in self._egress_addresses
 
     def allows_ingress(self, port: int, proto: str) -> bool:
         return (port, proto.upper()) in self._ingress

@@ -51,6 +51,10 @@ class ProfileView(Protocol):
         """Some path in `directory` (or `directory` itself) was opened, with any flags."""
         ...
 
+    def opened_with_suffix(self, suffix: str) -> bool:
+        """Some opened path ends with `suffix` (Kubescape's `ap.was_path_opened_with_suffix`)."""
+        ...
+
     def rule_policy(self, rule_id: str) -> frozenset[str] | None:
         """Process names (comm) the profile's per-rule policy allows for `rule_id`; ``*`` means
         every process of the container (Kubescape's ``containerAllowed``). None: no policy."""
@@ -63,6 +67,11 @@ class ProfileView(Protocol):
     def allows_domain(self, name: str) -> bool: ...
 
     def allows_egress(self, addr: str, port: int, proto: str) -> bool: ...
+
+    def egress_to(self, addr: str) -> bool:
+        """An outgoing connection to this address was seen, any port (Kubescape's
+        `nn.was_address_in_egress`)."""
+        ...
 
     def allows_ingress(self, port: int, proto: str) -> bool: ...
 

@@ -105,6 +105,15 @@ def register(sub: Any) -> None:
     det.add_argument(
         "--guards", type=Path, metavar="FILE", help="RuntimeGuard YAML (or a directory)"
     )
+    det.add_argument(
+        "--rules", type=Path, metavar="FILE", help="RuntimeRule YAML: CEL rules (or a directory)"
+    )
+    det.add_argument(
+        "--rule-catalogue",
+        type=Path,
+        metavar="DIR",
+        help="RuntimeRule directory replacing the built-in rules (deploy/rules: them in CEL)",
+    )
     out = p.add_argument_group("alert destinations (each enables its exporter)")
     out.add_argument("--stdout", action="store_true", help="JSON lines on stdout")
     out.add_argument(
@@ -161,6 +170,10 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         put("detector.exceptionsFile", str(args.exceptions))
     if args.guards:
         put("detector.guardsFile", str(args.guards))
+    if args.rules:
+        put("detector.rulesFile", str(args.rules))
+    if args.rule_catalogue:
+        put("detector.ruleCatalogueDir", str(args.rule_catalogue))
     if args.stdout:
         put("exporters.stdout.enabled", True)
     if args.syslog:

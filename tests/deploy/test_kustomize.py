@@ -49,6 +49,7 @@ def test_base_renders_the_expected_objects(base: list[dict[str, Any]]) -> None:
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",

@@ -89,6 +89,9 @@ class MemoryProfile:
     def opened_under(self, directory: str) -> bool:
         return any(p == directory or p.startswith(directory + "/") for p in self.opens)
 
+    def opened_with_suffix(self, suffix: str) -> bool:
+        return any(p.endswith(suffix) for p in self.opens)
+
     def rule_policy(self, rule_id: str) -> frozenset[str] | None:
         return self.policies.get(rule_id)
 
@@ -106,6 +109,9 @@ class MemoryProfile:
 
     def allows_egress(self, addr: str, port: int, proto: str) -> bool:
         return (addr, port, proto) in self.egress
+
+    def egress_to(self, addr: str) -> bool:
+        return any(a == addr for a, _, _ in self.egress)
 
     def allows_ingress(self, port: int, proto: str) -> bool:
         return (port, proto) in self.ingress

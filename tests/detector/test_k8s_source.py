@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from detector import bindings
+from detector import bindings, custom_rules
 from detector.k8s_source import ClusterRulesSource
 from detector.rules import default_catalogue
 from detector.ruleset import RuleSet
@@ -142,6 +142,67 @@ async def test_guards_are_watched_and_invalid_ones_get_an_event(kube_api: KubeAp
             e for e in kube_api.objects("events", "shop") if e["reason"] == "InvalidRuntimeGuard"
         ]
         assert [e["involvedObject"]["name"] for e in events] == ["bad"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def runtime_rule(name: str, rule_id: str, match: str) -> dict[str, Any]:
+    return {
+        "apiVersion": custom_rules.API_VERSION,
+        "kind": "RuntimeRule",
+        "metadata": {"name": name},
+        "spec": {
+            "id": rule_id,
+            "name": f"Rule {name}",
+            "severity": "high",
+            "match": {"exec": match},
+            "message": '"exec " + text.safe(event.exec_path)',
+            "key": "[event.exec_path]",
+        },
+    }
+
+
+async def test_runtime_rules_are_watched_bound_and_invalid_ones_get_an_event(
+    kube_api: KubeApi,
+) -> None:
+    updates = Updates()
+    stats = DetectorStats()
+    source = ClusterRulesSource(
+        kube_api.api_client(),
+        catalogue=default_catalogue(),
+        on_update=updates,
+        stats=stats,
+        watch_timeout_s=30,
+    )
+    task = asyncio.create_task(source.run())
+    try:
+        async with asyncio.timeout(10):
+            await source.synced.wait()
+        # The binding arrives first and names a rule that does not exist yet: an error, then
+        # the rule arrives and the same binding resolves (the whole set is re-parsed).
+        kube_api.add(binding("custom", {"ruleID": "C0001"}))
+        await updates.wait(lambda r: any("unknown rule 'C0001'" in p.message for p in r.problems))
+        kube_api.add(runtime_rule("nc", "C0001", 'path.basename(event.exec_path) == "nc"'))
+        rs = await updates.wait(lambda r: [len(b.rules) for b in r.bindings] == [1])
+        assert [r.id for r in rs.rules] == ["C0001"]
+        assert rs.rules[0].source == "cluster"
+        detector = make_detector(None, builtin_default_binding=False)
+        detector.update_rules("cluster", rs)
+        assert run(detector, [exec_ev("/bin/nc"), exec_ev("/bin/ls")]) == [("C0001", "high", 1)]
+
+        # A rule that does not compile: located error, a Warning event, the good rule stays.
+        kube_api.add(runtime_rule("broken", "C0002", "event.exec_path.startsWith("))
+        rs = await updates.wait(lambda r: any(p.document.endswith("broken") for p in r.problems))
+        assert [r.id for r in rs.rules] == ["C0001"]
+        [problem] = [p for p in rs.problems if p.document.endswith("broken")]
+        assert "spec.match.exec" in str(problem)
+        assert "expression line 1, column" in str(problem)
+        events = [
+            e for e in kube_api.objects("events", "default") if e["reason"] == "InvalidRuntimeRule"
+        ]
+        assert [e["involvedObject"]["name"] for e in events] == ["broken"]
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

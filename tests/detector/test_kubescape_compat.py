@@ -17,6 +17,8 @@ import yaml
 from detector.bindings import API_VERSION as BINDING_API
 from detector.config import DetectorSettings
 from detector.evaluating import Detector
+from detector.rules import Catalogue
+from detector.ruleset import load_text
 from detector.stats import DetectorStats
 from gadgetclient.events import DnsEvent, Event, OpenEvent
 from profiler.cache import ProfileCache
@@ -87,7 +89,7 @@ def build_event(spec: dict[str, Any]) -> Event:
     )
 
 
-def detector_for(case: dict[str, Any]) -> Detector:
+def detector_for(case: dict[str, Any], catalogue: Catalogue | None = None) -> Detector:
     rules = "\n".join(f"  - ruleID: {r}" for r in case["rules"])
     if case.get("params"):
         dumped = yaml.safe_dump(case["params"], default_flow_style=True).strip()
@@ -99,7 +101,11 @@ def detector_for(case: dict[str, Any]) -> Detector:
     cache = ProfileCache()
     if case.get("profile") is not None:
         cache.upsert(from_document(profile_document(case["profile"]), source=case["id"]))
-    loaded = ruleset(binding)
+    loaded = (
+        ruleset(binding)
+        if catalogue is None
+        else load_text(binding, source="compat.yaml", catalogue=catalogue)
+    )
     assert not loaded.problems, loaded.problems
     return Detector(
         settings=DetectorSettings(),
@@ -107,6 +113,7 @@ def detector_for(case: dict[str, Any]) -> Detector:
         pod_metadata=PodMeta(),
         stats=DetectorStats(),
         rules=loaded,
+        catalogue=catalogue,
     )
 
 

@@ -84,6 +84,7 @@ async def test_kubernetes_probe_lists_each_missing_permission(ig: str, kube_api:
     kube_api.allow("*", BINDINGS.group, BINDINGS.plural)
     kube_api.allow("*", "gadgetwatch.io", "runtimealertexceptions")
     kube_api.allow("*", "gadgetwatch.io", "runtimeguards")
+    kube_api.allow("*", "gadgetwatch.io", "runtimerules")
     kube_api.allow("create", "", "events")
     kube_api.allow("create", "authorization.k8s.io", "selfsubjectaccessreviews")
     kube_api.allow("get", "apiextensions.k8s.io", "customresourcedefinitions")
