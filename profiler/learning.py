@@ -302,8 +302,7 @@ class Learner:
                         self._attached_at_ns = ts
                 if track is None:
                     track = self._attach(event.container, ts)
-                cls = type(event)
-                if cls is ExecEvent and track.processes:
+                if track.processes and type(event) is ExecEvent:
                     self._execs.record(event)
                 if track.closed:
                     if ts < track.end_ns:  # only finished tracks have end_ns set when closed
@@ -320,7 +319,7 @@ class Learner:
                 if uid not in meta.uids:
                     meta.uids.add(uid)
                     track.dirty = True
-                self._learn[cls](track, event)
+                self._learn[type(event)](track, event)
                 if track.closed:  # the cap was reached by this very event
                     skipped[(event.kind, track.closed)] += 1
                     return i + 1
