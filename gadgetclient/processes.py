@@ -20,7 +20,6 @@ It is bounded (least recently used entries go first), so a fork storm costs memo
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections import Counter, OrderedDict
 
 from gadgetclient.events import ContainerId, Event, ExecEvent
@@ -88,9 +87,6 @@ class ExecTable:
         value = (exe, event.parent_exe)
         if known == value:
             return  # nothing changes
-        # One object per executable name (every exec event brings a new copy): the process
-        # sets of profiles then hold the same objects, so membership tests end at identity.
-        value = (sys.intern(exe), event.parent_exe)
         if pids is None:
             pids = exes[cid] = {}
         else:
