@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_pipeline.py [--rates 1000,2000,4000,8000,max]
         [--seconds 15] [--max-steady 150000] [--profile RATE] [--keep DIR]
         [--feeder go|replay] [--transports native,grpcio] [--mixes realistic,exec]
-        [--feeder-check]
+        [--feeder-check] [--workers 1,2]
 
 Feeders: `go` (default) is the grpc-go IG stand-in of `tests/igfixture` (IG's own gRPC
 implementation, pre-encoded events, each gadget paced at its share of the rate; `--feeder-check`
@@ -11,6 +11,9 @@ measures what it sustains alone: it must not be the bottleneck); `replay` is the
 server below (ordered, but it tops out near 5k payloads/s). Each rate runs once per transport
 (`gadgetclient.transport`) and per mix: `realistic` (the 500-container node below) and `exec`
 (its trace_exec lines only: an exec flood).
+
+`--workers 1,2` runs every case once per `pipeline.workers` value: the agent is then a
+supervisor and N worker processes, and its CPU and memory are those of the whole process tree.
 
 Three kinds of process, all separate from this one (which only generates, watches and prints):
 
@@ -154,6 +157,39 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (a supervisor's workers)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU of `pid` and its children (workers that exited are not counted)."""
+    total_s = proc_cpu_s(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            total_s += proc_cpu_s(child)
+    return total_s
+
+
+def tree_mem_mib(pid: int) -> tuple[float, float]:
+    rss, hwm = proc_mem_mib(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            r, h = proc_mem_mib(child)
+            rss, hwm = rss + r, hwm + h
+    return rss, hwm
+
+
 def proc_mem_mib(pid: int) -> tuple[float, float]:
     rss = hwm = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -189,10 +225,11 @@ def quantile(q: float, start: dict[str, Series], end: dict[str, Series]) -> floa
     """`histogram_quantile` over the buckets' increase between two scrapes."""
     name = "gadgetwatch_pipeline_alert_latency_seconds_bucket"
     b0, b1 = start.get(name, {}), end.get(name, {})
-    buckets = sorted(
-        ((float(k.split("le=")[1]), b1[k] - b0.get(k, 0.0)) for k in b1),
-        key=lambda x: x[0],
-    )
+    by_le: defaultdict[float, float] = defaultdict(float)  # summed over `worker` labels
+    for k, v in b1.items():
+        labels = dict(part.split("=", 1) for part in k.split(","))
+        by_le[float(labels["le"])] += v - b0.get(k, 0.0)
+    buckets: list[tuple[float, float]] = sorted(by_le.items())
     if not buckets or buckets[-1][1] <= 0:
         return None
     rank = q * buckets[-1][1]
@@ -219,7 +256,9 @@ class Sample:
 
     @property
     def completed(self) -> float:
-        return self.metrics.get("gadgetwatch_profiler_profiles", {}).get("status=completed", 0.0)
+        # Summed over the workers' `worker` label when there are several.
+        by = self.metrics.get("gadgetwatch_profiler_profiles", {})
+        return sum(v for k, v in by.items() if "status=completed" in k.split(","))
 
 
 @dataclass
@@ -242,6 +281,9 @@ class Result:
     processed: float = 0.0
     expected: int = 0
     server_cpu_us: float = 0.0
+    #: 1-minute load average at the end of the run: the machine is shared, figures under a
+    #: high load are the machine's, not the agent's
+    load: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -384,6 +426,7 @@ def feeder_check(work: Path, capture: Path, events: int) -> float:
 def run_agent(
     *, work: Path, sock: Path, rate_label: str, expected: int, learning_events: int,
     profile_s: float, transport: str = "native", gadgets: tuple[str, ...] = GADGETS,
+    workers: int = 1,
 ) -> tuple[Result, dict[str, Series]]:  # fmt: skip
     res = Result(rate=rate_label, expected=expected)
     port = free_port()
@@ -395,6 +438,7 @@ def run_agent(
         "  updatePeriod: 1s  # profiles complete (and reach the detector) within a second\n"
         'kubernetes:\n  mode: "off"\n'
         f"gadgetclient:\n  transport: {transport}\n  gadgets: [{', '.join(gadgets)}]\n"
+        f"pipeline:\n  workers: {workers}\n"
     )
     cmd = [
         str(GADGETWATCH), "run", "--config", str(config), "--target", f"unix://{sock}",
@@ -415,12 +459,16 @@ def run_agent(
         while agent.poll() is None:
             time.sleep(SAMPLE_S)
             try:
-                cpu = proc_cpu_s(agent.pid)
+                cpu = tree_cpu_s(agent.pid)
                 m = scrape(port)
-                mem = proc_mem_mib(agent.pid)
+                mem = tree_mem_mib(agent.pid)
             except (OSError, ValueError):
                 continue
             s = Sample(time.monotonic(), cpu, m, mem)
+            if samples and s.processed < samples[-1].processed:
+                # A worker (`--workers`) exited at the end of its streams: its counters and CPU
+                # left the sums; the steady window ended before this sample.
+                break
             if samples and s.processed > samples[-1].processed:
                 last_change = s.t
             samples.append(s)
@@ -429,18 +477,22 @@ def run_agent(
                 f"{total(m, 'gadgetwatch_profiler_writes_total'):.0f}",
                 file=trace, flush=True,
             )  # fmt: skip
-            if completed_at is None and s.completed >= PROFILES:
+            # With workers, replicas of a workload may sit on different workers (each holds its
+            # own profile): the count is not known in advance, so the window opens at half of
+            # the steady phase instead.
+            if completed_at is None and s.completed >= PROFILES and workers == 1:
                 completed_at = s.t
             if start is None and (
                 (completed_at is not None and s.t >= completed_at + SETTLE_S)
                 or s.processed >= learning_events + (expected - learning_events) * 0.5
             ):
                 start = s
-                if s.completed < PROFILES:
+                if s.completed < PROFILES and workers == 1:
                     res.notes.append(f"only {s.completed:.0f} profiles completed at start")
                 if profile_s > 0 and PYSPY.exists():
                     spy = subprocess.Popen(
-                        [str(PYSPY), "record", "--pid", str(agent.pid), "--duration",
+                        [str(PYSPY), "record", "--pid", str(agent.pid),
+                         *(["--subprocesses"] if workers > 1 else []), "--duration",
                          str(int(profile_s)), "--rate", "200", "--format", "raw",
                          "--output", str(work / "agent.pyspy.txt"), "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
@@ -561,6 +613,7 @@ def main() -> None:
     parser.add_argument("--transports", default="native,grpcio")
     parser.add_argument("--mixes", default="realistic,exec")
     parser.add_argument("--feeder-check", action="store_true", help="measure the go feeder alone")
+    parser.add_argument("--workers", default="1", help="pipeline.workers values, e.g. 1,2")
     parser.add_argument("--serve", nargs=3, metavar=("CAPTURE", "SOCK", "RATE"))
     parser.add_argument("--floor", nargs=2, metavar=("SOCK", "GADGET"))
     args = parser.parse_args()
@@ -594,10 +647,11 @@ def main() -> None:
             rate = 0.0 if label == "max" else float(label)
             steady = counts["steady"] if rate == 0 else int(rate * (args.seconds + SETTLE_S + 2))
             for transport in args.transports.split(","):
-                results.append(
-                    run_one(args, work, full, mix, only, label, rate, transport, learning_lines,
-                            steady)
-                )  # fmt: skip
+                for workers in (int(w) for w in args.workers.split(",")):
+                    results.append(
+                        run_one(args, work, full, mix, only, label, rate, transport,
+                                learning_lines, steady, workers)
+                    )  # fmt: skip
     print_table(results)
     spy = work / "agent.pyspy.txt"
     if args.profile and spy.exists():
@@ -606,9 +660,9 @@ def main() -> None:
 
 def run_one(
     args: Any, work: Path, full: Path, mix: str, only: str, label: str, rate: float,
-    transport: str, learning_lines: int, steady: int,
+    transport: str, learning_lines: int, steady: int, workers: int = 1,
 ) -> Result:  # fmt: skip
-    tag = f"{mix}-{label}-{transport}"
+    tag = f"{mix}-{label}-{transport}" + (f"-w{workers}" if workers > 1 else "")
     # The go feeder runs each gadget on its own clock, so advise_seccomp's flush (sent at the
     # end of its run, i.e. at once) would not sit at its capture position: left out there.
     gadgets = (only,) if only else GADGETS if args.feeder == "replay" else TRACE_GADGETS
@@ -642,7 +696,7 @@ def run_one(
             work=work, sock=sock, rate_label=tag, expected=expected,
             learning_events=learning_events,
             profile_s=args.seconds * 0.6 if args.profile == tag else 0.0,
-            transport=transport, gadgets=gadgets,
+            transport=transport, gadgets=gadgets, workers=workers,
         )  # fmt: skip
         res.server_cpu_us = (proc_cpu_s(server.pid) - server_cpu0) / max(lines, 1) * 1e6
         if args.feeder == "replay":
@@ -652,6 +706,7 @@ def run_one(
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     res.rate = tag
+    res.load = os.getloadavg()[0]
     if args.feeder == "go":
         # The feeder's own count of IG-style drops (its channel full): drops after a stream's
         # last delivered event leave no seq gap, so no client can count those.
@@ -668,12 +723,12 @@ def run_one(
 
 
 def print_table(results: list[Result]) -> None:
-    print()
+    print("\ncommand: " + " ".join([sys.executable, *sys.argv]))
     head = (
         f"{'mix-rate-transport':>24} {'ev/s':>6} {'cores':>5} {'µs/ev':>6} {'floor':>6} "
         f"{'over':>6} "
         f"{'RSS MiB':>7} {'HWM MiB':>7} {'p50 ms':>6} {'p99 ms':>6} {'alerts':>6} "
-        f"{'lost':>5} {'drop':>5} {'processed':>17}"
+        f"{'lost':>5} {'drop':>5} {'processed':>17} {'load':>5}"
     )
     print(head)
     for r in results:
@@ -681,7 +736,7 @@ def print_table(results: list[Result]) -> None:
             f"{r.rate:>24} {r.achieved:6.0f} {r.cores:5.2f} {r.cpu_us:6.1f} {r.floor_us:6.1f} "
             f"{r.cpu_us - r.floor_us:+6.1f} {r.rss:7.1f} {r.hwm:7.1f} {fmt_ms(r.p50):>6} "
             f"{fmt_ms(r.p99):>6} {r.alerts:6d} {r.lost:5.0f} {r.dropped:5.0f} "
-            f"{r.processed:8.0f}/{r.expected:<8d}"
+            f"{r.processed:8.0f}/{r.expected:<8d} {r.load:5.1f}"
         )
         for note in r.notes:
             print(f"      note: {note}")

@@ -24,7 +24,7 @@ and answers 200 when all pass, 503 otherwise, with every check's details as JSON
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,6 +75,16 @@ class PipelineView(Protocol):
     def alert_latency_seconds(self) -> Histogram: ...
 
 
+class WorkersView(Protocol):
+    """The supervisor's view of its worker processes (`pipeline.workers` > 1)."""
+
+    @property
+    def restarts(self) -> Mapping[tuple[str, str], int]: ...
+
+    @property
+    def up(self) -> Mapping[str, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
     name: str
@@ -90,6 +100,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("gadget_events_lost", "counter", ("gadget", "reason"), "Events IG lost upstream."),
     MetricSpec("gadget_events_dropped", "counter", ("gadget", "reason"), "Events unusable."),
     MetricSpec("gadget_stream_reconnects", "counter", ("gadget",), "Stream reconnections."),
+    MetricSpec(
+        "gadget_events_foreign", "counter", ("gadget",), "Events another worker owns (skipped)."
+    ),
     MetricSpec("gadget_log_events", "counter", ("gadget", "severity"), "IG log events."),
     MetricSpec(
         "gadget_instance_replay_skipped", "counter", ("gadget",), "Replayed payloads seen before."
@@ -194,6 +207,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("pipeline_events_processed", "counter", (), "Events processed."),
     MetricSpec("pipeline_queue_batches", "gauge", (), "Batches in the processing queue."),
     MetricSpec("pipeline_alert_latency_seconds", "histogram", (), "Event to alert hand-off."),
+    MetricSpec("worker_restarts", "counter", ("worker", "reason"), "Worker processes restarted."),
+    MetricSpec("worker_up", "gauge", ("worker",), "1 while the worker process runs."),
 )  # fmt: skip
 
 _SPECS = {m.name: m for m in METRICS}
@@ -245,7 +260,9 @@ class StatsCollector(Collector):
         detector: DetectorStats | None = None,
         delivery: DeliveryStats | None = None,
         pipeline: PipelineView | None = None,
+        workers: WorkersView | None = None,
     ) -> None:
+        self.workers = workers
         self.stream = stream
         self.profiler = profiler
         self.detector = detector
@@ -262,6 +279,7 @@ class StatsCollector(Collector):
             yield _labelled("gadget_events_lost", s.lost)
             yield _labelled("gadget_events_dropped", s.dropped)
             yield _labelled("gadget_stream_reconnects", s.reconnects)
+            yield _labelled("gadget_events_foreign", s.foreign)
             yield _labelled("gadget_log_events", s.log_events)
             yield _labelled("gadget_instance_replay_skipped", s.replay_skipped)
             yield _labelled("gadget_instances_created", s.instances_created)
@@ -304,6 +322,9 @@ class StatsCollector(Collector):
             yield _single("pipeline_events_processed", q.processed)
             yield _single("pipeline_queue_batches", q.queue_depth)
             yield _histogram("pipeline_alert_latency_seconds", q.alert_latency_seconds)
+        if (w := self.workers) is not None:
+            yield _labelled("worker_restarts", w.restarts)
+            yield _labelled("worker_up", w.up)
 
 
 def build_registry(collector: StatsCollector) -> CollectorRegistry:
@@ -326,9 +347,18 @@ ReadinessCheck = Callable[[], tuple[bool, Mapping[str, Any]]]
 class MetricsServer:
     """aiohttp server for `/metrics`, `/healthz` and `/readyz`. `start()`, then `aclose()`."""
 
-    def __init__(self, settings: MetricsSettings, *, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        *,
+        registry: CollectorRegistry,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._settings = settings
         self._registry = registry
+        #: Awaited before `/metrics` and `/readyz` answer: gathers what the collectors and
+        #: checks read when it lives elsewhere (a supervisor's worker processes).
+        self._refresh = refresh
         self._checks: dict[str, ReadinessCheck] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -356,6 +386,8 @@ class MetricsServer:
         return ready, details
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._refresh is not None:
+            await self._refresh()
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -363,6 +395,8 @@ class MetricsServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        if self._refresh is not None:
+            await self._refresh()
         ready, details = self.readiness()
         text = orjson.dumps({"ready": ready, "checks": details}, default=str).decode()
         # The endpoint listens on every interface: whatever a check reports (an error quoting

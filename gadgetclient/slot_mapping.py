@@ -56,6 +56,8 @@ _T = TypeVar("_T")
 
 #: Map one element's slots (and the stream's node) to its typed event, or None.
 MapSlots = Callable[[Sequence[bytes], str], Event | None]
+#: Whether this worker owns an element's container, and the element's event time.
+Route = Callable[[Sequence[bytes], str], tuple[bool, int]]
 
 #: Entries per intern table: a node runs a few hundred containers and a few thousand processes;
 #: past this the table starts afresh (only costs re-creating the objects).
@@ -214,6 +216,11 @@ SPECS: dict[str, ExtractorSpec] = {
         required_paths=_REQUIRED,
     ),
 }
+#: What a worker of several (`sharding.py`) reads to route an element before mapping it: the
+#: container key (raw slots, as the builders' intern key) and the event time.
+ROUTE_SPEC = ExtractorSpec(
+    key_paths=CONTAINER_PATHS, value_paths=_paths("timestamp_raw", "timestamp")
+)
 #: Data source name -> spec name (trace_tcp's data source is `tracetcp`).
 _SPEC_OF = {"exec": "exec", "open": "open", "tracetcp": "tcp", "tcp": "tcp", "dns": "dns"}
 _SPEC_OF["capabilities"] = "capabilities"
@@ -250,7 +257,17 @@ def _process(v: Sequence[Any], exe: str, args: tuple[str, ...]) -> Process:
 class _Layout:
     """One compiled layout: its extractor and intern tables."""
 
-    __slots__ = ("containers", "decoder", "extract", "flags", "mapper", "peers", "processes")
+    __slots__ = (
+        "containers",
+        "decoder",
+        "extract",
+        "flags",
+        "mapper",
+        "owned",
+        "peers",
+        "processes",
+        "route",
+    )
 
     def __init__(
         self,
@@ -265,6 +282,10 @@ class _Layout:
         self.processes: dict[tuple[Any, ...], Process] = {}
         self.peers: dict[tuple[Any, ...], PeerIdentity] = {}
         self.flags: dict[Any, tuple[str, ...]] = {}
+        #: `SlotMapper.router`: the key-and-time extractor (compiled on first use; None when
+        #: the layout has none) and the owner decision per (node, container key).
+        self.route: Callable[[Sequence[bytes]], tuple[Any, ...]] | None = None
+        self.owned: dict[tuple[str, tuple[Any, ...]], bool] = {}
 
     def container(self, slots: Sequence[bytes], node: str, key: tuple[Any, ...]) -> Container:
         ckey = (node, key)
@@ -452,6 +473,34 @@ class SlotMapper:
             fn = self._compiled[decoder] = self._compile(decoder)
         return fn
 
+    def router(self, decoder: DataSourceDecoder, owns: Callable[[Container], bool]) -> Route | None:
+        """For one of several workers: `(owned, timestamp_ns)` of an element from its container
+        slots and time only, so an element another worker owns costs no mapping. The owner is
+        decided once per container (`owns(container)`, as after mapping).
+        None for layouts mapped through the dict (the caller filters after mapping)."""
+        layout = getattr(self.for_decoder(decoder), "__self__", None)
+        if type(layout) is not _Layout:
+            return None
+        route = layout.route
+        if route is None:
+            route = layout.route = decoder.extractor(ROUTE_SPEC)
+            if route is None:
+                return None
+        owned = layout.owned
+        container = layout.container
+
+        def routed(slots: Sequence[bytes], node: str) -> tuple[bool, int]:
+            key, raw, ts = route(slots)
+            ckey = (node, key)
+            mine = owned.get(ckey)
+            if mine is None:
+                if len(owned) >= _CACHE_MAX:
+                    owned.clear()
+                mine = owned[ckey] = owns(container(slots, node, key))
+            return mine, _timestamp(raw, ts)
+
+        return routed
+
     def direct(self, decoder: DataSourceDecoder) -> bool:
         """Whether the layout is mapped straight from slots (else through the dict)."""
         fn = self.for_decoder(decoder)
@@ -477,4 +526,4 @@ def _nothing(slots: Sequence[bytes], node: str) -> Event | None:
     return None
 
 
-__all__ = ["MapSlots", "SlotMapper"]
+__all__ = ["MapSlots", "Route", "SlotMapper"]

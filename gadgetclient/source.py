@@ -63,7 +63,8 @@ from gadgetclient.sessions import (
     gadget_name,
     pin_image,
 )
-from gadgetclient.slot_mapping import SlotMapper
+from gadgetclient.sharding import Shard
+from gadgetclient.slot_mapping import Route, SlotMapper
 from gadgetclient.stats import DropReason, StreamStats
 from gadgetclient.streaming import GadgetStream
 from gadgetclient.targets import Endpoint, parse_target, static_endpoints
@@ -76,6 +77,14 @@ SECCOMP_GADGET = "advise_seccomp"
 DEFAULT_BATCH_SIZE = 256
 #: Longest time a partial batch waits (seconds); bounds the latency batching adds.
 DEFAULT_FLUSH_INTERVAL = 0.02
+
+
+def _no_route(slots: Sequence[bytes], node: str) -> tuple[bool, int]:  # pragma: no cover
+    raise AssertionError("a placeholder, never called")
+
+
+#: Marks a layout whose router was not asked for yet.
+_NO_ROUTE: Route = _no_route
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +134,13 @@ class GadgetSource:
         rng: random.Random | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         k8s_api_client: Any = None,
+        shard: Shard | None = None,
     ) -> None:
         self.settings = settings
+        #: With N worker processes: the containers this one keeps (`sharding.py`), and the
+        #: router of each data source layout (None: filtered after mapping).
+        self.shard = shard
+        self._routes: dict[DataSourceDecoder, Route | None] = {}
         self.stats = stats if stats is not None else StreamStats()
         self.gadgets = tuple(gadgets if gadgets is not None else settings.gadgets)
         self._endpoints = list(endpoints) if endpoints is not None else None
@@ -235,6 +249,17 @@ class GadgetSource:
         """Per attached instance id, the seq of the last payload whose events were handed to
         `on_batch`. Persist it (`seq_state.save`) once those events are processed."""
         return dict(self._delivered)
+
+    @property
+    def event_clock_ns(self) -> int:
+        """The latest event time seen on any stream (0 before the first event), including
+        events another worker owns: the event clock of a worker's profiler."""
+        return self._latest_ns
+
+    @property
+    def first_event_ns(self) -> int:
+        """The time of the first event seen on any stream (0 before it)."""
+        return self._first_ns
 
     async def stop(self) -> None:
         """Graceful stop: stop requests to every stream; `run()` returns after the flushes."""
@@ -662,6 +687,7 @@ class GadgetSource:
             return
         mapper = self._mapper
         pending = self._pending
+        shard = self.shard
         name = ds.name
         for record in records:
             try:
@@ -684,6 +710,9 @@ class GadgetSource:
                 if not self._latest_ns:
                     self._first_ns = ts
                 self._latest_ns = ts
+            if shard is not None and not shard.owns(event.container):
+                self.stats.foreign[gadget] += 1
+                continue
             if self._processes is not None:
                 event = self._processes.complete(event)
             pending.append(event)
@@ -699,7 +728,30 @@ class GadgetSource:
         to_event = self._slot_mapper.for_decoder(ds)
         pending = self._pending
         processes = self._processes
+        shard = self.shard
+        foreign = 0
+        route = None
+        if shard is not None:
+            # Another worker's elements are skipped before they are mapped (`sharding.py`).
+            route = self._routes.get(ds, _NO_ROUTE)
+            if route is _NO_ROUTE:
+                route = self._routes[ds] = self._slot_mapper.router(ds, shard.owns)
+            if route is not None:
+                shard = None  # decided by the route, not again after mapping
         for slots in elements:
+            if route is not None:
+                try:
+                    mine, ts = route(slots, node)
+                except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+                    mine = True  # mapping it reports the problem
+                else:
+                    if not mine:
+                        foreign += 1
+                        if ts > self._latest_ns:
+                            if not self._latest_ns:
+                                self._first_ns = ts
+                            self._latest_ns = ts
+                        continue
             try:
                 event = to_event(slots, node)
             except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
@@ -713,9 +765,14 @@ class GadgetSource:
                 if not self._latest_ns:
                     self._first_ns = ts
                 self._latest_ns = ts
+            if shard is not None and not shard.owns(event.container):
+                foreign += 1
+                continue
             if processes is not None:
                 event = processes.complete(event)
             pending.append(event)
+        if foreign:
+            self.stats.foreign[gadget] += foreign
         if len(pending) >= self.batch_size:
             self._flush()
 

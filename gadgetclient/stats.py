@@ -121,6 +121,9 @@ class StreamStats:
     instances_replaced: Counter[str] = field(default_factory=Counter)
     #: headless instances created, by gadget
     instances_created: Counter[str] = field(default_factory=Counter)
+    #: events of containers another worker process owns (`pipeline.workers` > 1, see
+    #: `sharding.py`): skipped here because that worker keeps them, by gadget
+    foreign: Counter[str] = field(default_factory=Counter)
     #: failed writes of the instance seq state (the next flush retries; a restart then replays
     #: a little more, which profiles absorb)
     state_write_errors: int = 0

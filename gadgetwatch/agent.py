@@ -50,6 +50,7 @@ from exporters.stats import DeliveryStats
 from gadgetclient.capture import CapturePodMetadata, read_capture
 from gadgetclient.linesource import LineSource
 from gadgetclient.replay import ReplayServer
+from gadgetclient.sharding import Shard
 from gadgetclient.source import GadgetSource
 from gadgetclient.stats import StreamStats
 from gadgetwatch import __version__
@@ -79,6 +80,20 @@ class AgentStats:
     pipeline: PipelineStats = field(default_factory=PipelineStats)
 
 
+class _SourceClock:
+    """The gadget source's event time, for a learner built before the source."""
+
+    source: GadgetSource | None = None
+
+    @property
+    def event_clock_ns(self) -> int:
+        return self.source.event_clock_ns if self.source is not None else 0
+
+    @property
+    def first_event_ns(self) -> int:
+        return self.source.first_event_ns if self.source is not None else 0
+
+
 @dataclass
 class _Kube:
     """The cluster-facing pieces, present only when Kubernetes is in use."""
@@ -101,8 +116,11 @@ class Agent:
         install_signal_handlers: bool = True,
         events: str | None = None,
         events_gadget: str = "",
+        shard: Shard | None = None,
     ) -> None:
         self.settings = settings
+        #: As worker `shard.index` of a supervisor (`workers.py`): the containers this one keeps.
+        self.shard = shard
         #: `--events -|FILE`: IG's JSON output as the source instead of gRPC (`linesource.py`).
         self.events = events
         self.events_gadget = events_gadget
@@ -114,6 +132,10 @@ class Agent:
         self.stats = AgentStats()
         self.learner: Learner | None = None
         self.cache: ProfileCache | None = None
+        #: The server behind `/metrics` and `/readyz` once built; `metrics` is set when it
+        #: listens (a worker's is read by its supervisor instead, `workers.py`).
+        self.health: MetricsServer | None = None
+        self.registry: CollectorRegistry | None = None
         self._base_catalogue: Catalogue | None = None
         self.metrics: MetricsServer | None = None
         self.debug: DebugServer | None = None
@@ -178,7 +200,7 @@ class Agent:
         # No destination configured: alerts go to stdout as JSON lines.
         return ex.model_copy(update={"stdout": ex.stdout.model_copy(update={"enabled": True})})
 
-    def _file_rules(self) -> RuleSet | None:
+    def file_rules(self) -> RuleSet | None:
         """The bindings and exceptions files, loaded before anything starts.
 
         A bindings file that yields no binding with at least one valid rule would silently
@@ -207,6 +229,12 @@ class Agent:
                 "detector.bindingsFile to use the built-in binding"
             )
         return ruleset
+
+    def check_rules(self) -> None:
+        """Load the rule catalogue and the rule files as `run` would; `AgentError` when one
+        is unusable (a supervisor checks them once before starting its workers)."""
+        self._catalogue()
+        self.file_rules()
 
     def _catalogue(self) -> Catalogue:
         """The base rule catalogue (built-in Python rules, or `detector.ruleCatalogueDir`),
@@ -240,7 +268,7 @@ class Agent:
     async def run(self) -> int:
         s = self.settings
         stats = self.stats
-        file_rules = self._file_rules()
+        file_rules = self.file_rules()
         replay_server: ReplayServer | None = None
         captured_pods: CapturePodMetadata | None = None
         tmpdir: tempfile.TemporaryDirectory[str] | None = None
@@ -268,12 +296,15 @@ class Agent:
             pod_metadata = captured_pods
         store = self._store(kube)
         cache = ProfileCache(stats.profiler)
+        clock = _SourceClock()
         learner = Learner(
             settings=s.profiler,
             store=store,
             cache=cache,
             pod_metadata=pod_metadata,
             stats=stats.profiler,
+            # A worker sees only its containers' events; the others' still move event time.
+            event_clock=clock if self.shard is not None else None,
         )
         self.learner, self.cache = learner, cache
         detector_settings = s.detector
@@ -316,7 +347,9 @@ class Agent:
                 gc_settings,
                 stats=stats.stream,
                 k8s_api_client=kube.client.api_client if kube is not None else None,
+                shard=self.shard,
             )
+            clock.source = source
         pipeline = Pipeline(
             profiler=learner,
             detector=detector,
@@ -336,20 +369,19 @@ class Agent:
             delivery=stats.delivery,
             pipeline=stats.pipeline,
         )
-        registry = build_registry(collector)
+        registry = self.registry = build_registry(collector)
         self.metrics_pusher = self._metrics_pusher(exporters, registry)
+        health = self.health = MetricsServer(s.metrics, registry=registry)
+        health.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
+        health.add_readiness_check(
+            "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
+        )
+        health.add_readiness_check("exporters", lambda: exporters_readiness(delivery.health()))
+        if kube is not None:
+            pods = kube.pods
+            health.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
         if s.metrics.enabled:
-            self.metrics = MetricsServer(s.metrics, registry=registry)
-            self.metrics.add_readiness_check("gadgets", lambda: gadgets_readiness(source))
-            self.metrics.add_readiness_check(
-                "profiles", lambda: profiles_readiness(cache_synced.is_set(), learner)
-            )
-            self.metrics.add_readiness_check(
-                "exporters", lambda: exporters_readiness(delivery.health())
-            )
-            if kube is not None:
-                pods = kube.pods
-                self.metrics.add_readiness_check("pod-cache", lambda: (pods.ready.is_set(), {}))
+            self.metrics = health
             try:
                 await self.metrics.start()
             except (OSError, ExporterError) as listen_error:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 
 from detector.config import DetectorSettings
 from exporters.config import ExportersSettings, ListenerSettings, MetricsSettings
@@ -55,6 +55,14 @@ class KubernetesSettings(BaseModel):
     threads."""
 
 
+#: Most worker processes. Every worker receives and maps every event (its own streams), so
+#: with a per-event cost of r for that and p for the rest, N workers sustain 1 / (r + p / N)
+#: events/s: at the measured r ≈ p / 2 (docs/gadgetclient.md), 8 workers reach 80% of the
+#: limit 1 / r, while IG's send cost keeps growing with N. Past 8, add nodes' worth of IG
+#: filters (`operator.KubeManager.*` params) instead.
+MAX_WORKERS = 8
+
+
 class PipelineSettings(BaseModel):
     model_config = SETTINGS_CONFIG
 
@@ -74,6 +82,23 @@ class PipelineSettings(BaseModel):
     shutdown_deadline: Duration = timedelta(seconds=20)
     """Time allowed on SIGTERM to stop the sources, drain the queues, flush profiles and close
     exporters. Kubernetes' default grace period is 30 s; 20 s leaves room for the rest."""
+
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
+    """Worker processes. 1 runs everything in one process. N > 1 starts a supervisor and N
+    workers; each worker runs every gadget stream and keeps the events of the containers it
+    owns (a hash of its workload), with its own profiler, detector and exporters
+    (README "Design notes", docs/gadgetclient.md). Rate limits are divided among the workers.
+    Not with headless or attached instances, `--replay` or `--events` (one reader each)."""
+
+    worker_restart_initial: Duration = Field(
+        default=timedelta(seconds=1), ge=timedelta(milliseconds=10)
+    )
+    """Wait before restarting a worker that crashed; doubles per crash in a row up to
+    `workerRestartMax`, and starts again from here after a worker ran for a minute."""
+
+    worker_restart_max: Duration = Field(default=timedelta(seconds=30), ge=timedelta(seconds=0))
+    """Longest wait between restarts of a crashing worker: a worker that cannot start (IG
+    down) is retried twice a minute without spinning a core."""
 
 
 #: Longest cluster name: a DNS subdomain (253), which every naming scheme for clusters fits.
@@ -143,6 +168,16 @@ class Settings(BaseModel):
 
     debug: DebugSettings = DebugSettings()
     """On-demand CPU profile, memory snapshot and asyncio task dump on a separate listener."""
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> Settings:
+        gc = self.gadgetclient
+        if self.pipeline.workers > 1 and (gc.headless.enabled or gc.attach):
+            raise ValueError(
+                "pipeline.workers > 1 cannot share headless or attached instances: each "
+                "worker runs its own streams; use workers: 1 with instances"
+            )
+        return self
 
 
 def load_settings(

@@ -151,7 +151,10 @@ def describe_errors(model: type[BaseModel], exc: ValidationError) -> list[str]:
             if err["type"].startswith("time_delta"):
                 # pydantic's own text names ISO 8601; people write the short forms.
                 message = "invalid duration; use a number with a unit, e.g. 24h, 10m, 90s"
-            problems.append(f"{dotted}: {message}{shown}")
+            if err["type"] == "value_error" and message.startswith("Value error, "):
+                message = message.removeprefix("Value error, ")
+            # A check across sections (a model validator) names its own settings.
+            problems.append(f"{dotted}: {message}{shown}" if dotted else message)
     return problems
 
 

@@ -62,7 +62,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -140,6 +140,16 @@ SKIP_USER = "user_owned"
 SKIP_DISABLED = "disabled"
 
 
+class EventClock(Protocol):
+    """Event time across every stream (`GadgetSource`), for a learner of some containers."""
+
+    @property
+    def event_clock_ns(self) -> int: ...
+
+    @property
+    def first_event_ns(self) -> int: ...
+
+
 @dataclass(slots=True)
 class _Track:
     """Learner state of one profile."""
@@ -196,8 +206,13 @@ class Learner:
         pod_metadata: PodMetadata,
         stats: ProfilerStats,
         attached_at_ns: int = 0,
+        event_clock: EventClock | None = None,
     ) -> None:
         self.settings = settings
+        #: The event time of every stream, when this learner sees only some containers (one of
+        #: N worker processes): it attaches at the first event of any container and a flush
+        #: closes learning periods at the latest, as a single process would.
+        self._event_clock = event_clock
         self.stats = stats
         self._store = store
         self._cache = cache
@@ -299,7 +314,7 @@ class Learner:
                 if ts > self._now_ns:
                     self._now_ns = ts
                     if not self._attached_at_ns:
-                        self._attached_at_ns = ts
+                        self._attached_at_ns = self._first_event_ns(ts)
                 if track is None:
                     track = self._attach(event.container, ts)
                 if track.processes and type(event) is ExecEvent:
@@ -347,11 +362,16 @@ class Learner:
             track.dirty = True
             self._cache.publish(track.profile.copy())
 
+    def _first_event_ns(self, ts: int) -> int:
+        clock = self._event_clock
+        first = clock.first_event_ns if clock is not None else 0
+        return min(first, ts) if first else ts
+
     def _tick_clock(self, ts: int) -> None:
         if ts > self._now_ns:
             self._now_ns = ts
             if not self._attached_at_ns:
-                self._attached_at_ns = ts
+                self._attached_at_ns = self._first_event_ns(ts)
 
     def _publish_deferred(self) -> None:
         if self._deferred:
@@ -893,7 +913,8 @@ class Learner:
         """Write every pending delta; returns the number of profiles written successfully."""
         async with self._flush_lock:
             self._publish_deferred()
-            self.tick()
+            clock = self._event_clock
+            self.tick(max(self._now_ns, clock.event_clock_ns) if clock is not None else None)
             written_count = failed = 0
             for key, track in list(self._tracks.items()):
                 if not track.dirty and track.delta.is_empty():

@@ -40,8 +40,8 @@ if [[ "${1:-}" == "--prune-base" ]]; then
     # Standard-library parts nothing in the image imports: the extension modules whose libraries
     # base_prune.py left out (OPTIONAL), the test suite, 2to3, distutils, help()'s topics.
     stdlib=$root/usr/lib/python3.11
-    rm -rf "$stdlib"/{test,lib2to3,distutils,pydoc_data,sqlite3,dbm,curses,idlelib,tkinter,turtledemo,ensurepip}
-    rm -f "$stdlib"/lib-dynload/{_sqlite3,_dbm,_gdbm,_curses,_curses_panel,readline,nis}.cpython-311-*.so
+    rm -rf "$stdlib"/{test,lib2to3,distutils,pydoc_data,dbm,curses,idlelib,tkinter,turtledemo,ensurepip}
+    rm -f "$stdlib"/lib-dynload/{_dbm,_gdbm,_curses,_curses_panel,readline,nis}.cpython-311-*.so
     exit 0
 fi
 tag=${1:-localhost/gadgetwatch:dev}

@@ -247,9 +247,27 @@ def _run(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    workers = settings.pipeline.workers
+    if workers > 1 and (args.replay is not None or args.events is not None):
+        print(
+            "pipeline.workers > 1 needs a gRPC target: each worker runs its own streams, and "
+            "--replay/--events have one reader (serve a capture with `gadgetwatch "
+            "replay-server CAPTURE --no-ordered --listen ...` and use --target)",
+            file=sys.stderr,
+        )
+        return 2
+    if workers > 1:
+        try:
+            # Rules are checked once here, not found broken by N crashing workers.
+            Agent(settings).check_rules()
+        except AgentError as exc:
+            print(f"gadgetwatch run: {exc}", file=sys.stderr)
+            return 2
     if args.check_config:
         print("configuration OK", file=sys.stderr)
         return 0
+    if workers > 1:
+        return _supervise(settings, args)
     agent = Agent(
         settings,
         replay=args.replay,
@@ -268,6 +286,17 @@ def _run(args: argparse.Namespace) -> int:
         code = 1
     if args.summary:
         print("\n".join(summary_lines(agent)), file=sys.stderr)
+    return code
+
+
+def _supervise(settings: Any, args: argparse.Namespace) -> int:
+    """`pipeline.workers` > 1: a supervisor and its worker processes (`workers.py`)."""
+    from gadgetwatch.workers import Supervisor, summary_lines
+
+    supervisor = Supervisor(settings, log_level=args.log_level)
+    code = asyncio.run(supervisor.run())
+    if args.summary:
+        print("\n".join(summary_lines(supervisor)), file=sys.stderr)
     return code
 
 

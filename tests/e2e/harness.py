@@ -207,6 +207,7 @@ async def start_replay_server(
             "--listen",
             f"unix://{socket_path}",
             "--hold-flush",
+            *(() if ordered else ("--no-ordered",)),
         ],
         env=env,
     )

@@ -132,3 +132,58 @@ async def test_k8s_several_ig_namespaces_is_an_error(kube_api: KubeApi) -> None:
             settings_for("k8s://", ("trace_exec",)), k8s_api_client=kube_api.api_client()
         ).run()
     assert "several namespaces (gadget, ig)" in str(err.value)
+
+
+async def test_bridge_reports_an_unreachable_pod_port_and_closes_the_connection(
+    kube_api: KubeApi,
+) -> None:
+    """The API server answers on the error channel (nothing listens on the pod's port): the
+    bridge logs the server's text and closes the local connection, which gRPC sees as a
+    connection reset (UNAVAILABLE, retried by the session)."""
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    from gadgetclient.k8s import Bridge, GadgetPod
+
+    kube_api.add(_pod("ig", "gadget-x", "node-x"))  # no backend: port 8080 refuses
+    bridge = Bridge(kube_api.api_client(), GadgetPod("gadget-x", "ig", "node-x"), "127.0.0.1")
+    await bridge.start()
+    try:
+        with capture_logs() as logs:
+            host, port = bridge.address.rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, nothing sent
+            writer.close()
+    finally:
+        await bridge.close()
+    failed = [e for e in logs if e["event"] == "port-forward failed"]
+    assert failed
+    assert failed[0]["node"] == "node-x"
+    assert "error forwarding port 8080 to pod gadget-x" in failed[0]["error"]
+
+
+def test_bridge_takes_token_and_tls_from_the_client_configuration(tmp_path: Path) -> None:
+    """The WebSocket carries what the official client would send: the bearer token (after
+    the refresh hook ran, as for an exec plugin) and the CA of an https server."""
+    from kubernetes import client as k8s_client
+
+    from gadgetclient.k8s import _auth_headers, _ssl_context
+
+    config = k8s_client.Configuration(host="https://api.example.internal:6443")
+    config.api_key_prefix = {"authorization": "Bearer"}
+
+    def refresh(c: Any) -> None:
+        c.api_key = {"authorization": "fresh-token"}
+
+    config.refresh_api_key_hook = refresh  # type: ignore[assignment]
+    assert _auth_headers(config) == {"Authorization": "Bearer fresh-token"}
+    ctx = _ssl_context(config)
+    assert ctx is not None
+    assert ctx.check_hostname
+    config.verify_ssl = False
+    insecure = _ssl_context(config)
+    assert insecure is not None
+    assert not insecure.check_hostname
+    assert _ssl_context(k8s_client.Configuration(host="http://127.0.0.1:8001")) is None
