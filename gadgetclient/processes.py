@@ -27,7 +27,8 @@ from gadgetclient.gadget_params import UNRESOLVED_PREFIX
 from gadgetclient.pathnorm import is_normal, normalise_exec_path
 
 #: Processes remembered per table: a node runs a few thousand live processes; past the bound
-#: the least recently started exec is forgotten (its later events have no known executable).
+#: the oldest exec of the container that exec'd least recently is forgotten (its later events
+#: have no known executable).
 MAX_PROCESSES = 65_536
 
 
@@ -43,41 +44,74 @@ def exec_path(event: ExecEvent) -> str:
 class ExecTable:
     """(container, pid) -> (executable, parent executable), from the exec events seen."""
 
-    __slots__ = ("_max", "_table", "evictions")
+    __slots__ = ("_max", "_size", "evictions", "exes")
 
     def __init__(self, max_entries: int = MAX_PROCESSES) -> None:
-        # A plain dict (insertion-ordered; 80 bytes an entry less than an OrderedDict): an exec
-        # re-inserts its key, so the first key is the least recently started.
-        self._table: dict[tuple[ContainerId, int], tuple[str, str]] = {}
+        #: container -> pid -> (executable, parent executable). Nested, not keyed by a
+        #: (container, pid) tuple: the per-event look-up builds, hashes and compares no key
+        #: tuple, and an entry costs no tuple either. Plain dicts, insertion-ordered: an exec
+        #: re-inserts its pid and its container, so the first container is the one that exec'd
+        #: least recently and its first pid its oldest exec, the entry forgotten past the
+        #: bound. The learner's hot path reads it directly; read-only outside this class.
+        self.exes: dict[ContainerId, dict[int, tuple[str, str]]] = {}
+        self._size = 0
         self._max = max_entries
         #: Entries dropped, by reason ("capacity").
         self.evictions: Counter[str] = Counter()
 
     def record(self, event: ExecEvent, exe: str | None = None) -> None:
         """Remember what the exec started (`exe`: its `exec_path`, computed when not given)."""
-        if event.error or not event.process.pid:
+        process = event.process
+        pid = process.pid
+        if event.error or not pid:
             return  # a failed execve leaves the process running its old executable
+        container = event.container
+        cid = container.container_id or container.key
+        exes = self.exes
+        pids = exes.get(cid)
+        known = pids.get(pid) if pids is not None else None
+        if (
+            known is not None
+            and known[0]
+            and known[0] == (event.path if exe is None else exe)
+            and known[1] == event.parent_exe
+        ):
+            # The same image again (a repeated or replayed exec), the common case, decided
+            # without normalising: a stored executable is a normal path or a bare name, which
+            # is its own `exec_path`.
+            return
         if exe is None:
             exe = exec_path(event)
         if exe.startswith(UNRESOLVED_PREFIX):
             exe = ""  # IG sent no exepath: unknown, never a name the caller chose
-        container = event.container
-        key = (container.container_id or container.key, event.process.pid)
         value = (exe, event.parent_exe)
-        table = self._table
-        if table.get(key) == value:
-            return  # the same image again (a replayed or repeated exec): nothing changes
-        table.pop(key, None)
-        table[key] = value
-        if len(table) > self._max:
-            del table[next(iter(table))]
+        if known == value:
+            return  # nothing changes
+        if pids is None:
+            pids = exes[cid] = {}
+        else:
+            del exes[cid]
+            exes[cid] = pids  # this container exec'd last
+            if known is not None:
+                del pids[pid]  # and this pid started last
+        if known is None:
+            self._size += 1
+        pids[pid] = value
+        if self._size > self._max:
+            oldest = next(iter(exes))
+            forgotten = exes[oldest]
+            del forgotten[next(iter(forgotten))]
+            if not forgotten:
+                del exes[oldest]
+            self._size -= 1
             self.evictions["capacity"] += 1
 
     def get(self, container: ContainerId, pid: int) -> tuple[str, str] | None:
         # `Container.key` is the container id when there is one (the look-ups above skip the
         # property for speed; they agree with it).
         """(executable, parent executable) of the pid's last exec; None when none was seen."""
-        return self._table.get((container, pid))
+        pids = self.exes.get(container)
+        return pids.get(pid) if pids is not None else None
 
     def exe_of(self, event: Event) -> str:
         """The executable of the process behind a non-exec event, "" when unknown."""
@@ -86,11 +120,12 @@ class ExecTable:
         if exe and not exe.startswith(UNRESOLVED_PREFIX):
             return exe
         container = event.container
-        known = self._table.get((container.container_id or container.key, process.pid))
+        pids = self.exes.get(container.container_id or container.key)
+        known = pids.get(process.pid) if pids is not None else None
         return known[0] if known is not None else ""
 
     def __len__(self) -> int:
-        return len(self._table)
+        return self._size
 
 
 class ProcessTable:

@@ -79,6 +79,7 @@ from gadgetclient.events import (
     TcpEvent,
     TcpEventType,
 )
+from gadgetclient.gadget_params import UNRESOLVED_PREFIX
 from gadgetclient.processes import ExecTable
 from profiler.cache import ProfileCache
 from profiler.collapsing import (
@@ -233,6 +234,7 @@ class Learner:
         self._execs = ExecTable()
         self._execs.evictions = stats.processes_forgotten
         self._exe_of = self._execs.exe_of
+        self._exes = self._execs.exes
         self._process_limit = settings.max_processes_per_entry
         #: Decisions made while learning an event, published before the next one is judged.
         self._deferred: list[Profile] = []
@@ -463,7 +465,14 @@ class Learner:
             if track.processes:
                 procs = entries.open_procs.get(path)
                 if procs is not None and procs is not ANY_PROCESS_SET:
-                    exe = self._exe_of(event)
+                    # `ExecTable.exe_of`, inlined: this is the commonest event of all.
+                    process = event.process
+                    exe = process.exe
+                    if not exe or exe.startswith(UNRESOLVED_PREFIX):
+                        container = event.container
+                        pids = self._exes.get(container.container_id or container.key)
+                        ran = pids.get(process.pid) if pids is not None else None
+                        exe = ran[0] if ran is not None else ""
                     if exe not in procs:
                         self._scope_open(track, path, exe, new=False)
             return
@@ -503,15 +512,13 @@ class Learner:
                     track.delta.egress.add(egress)
                     track.count += 1
                     if track.processes:
-                        self._scope_egress(track, egress, event, new=True)
+                        self._scope_egress(track, egress, self._exe_of(event), new=True)
             elif track.processes:
                 procs = entries.egress_procs.get(egress)
-                if (
-                    procs is not None
-                    and procs is not ANY_PROCESS_SET
-                    and self._exe_of(event) not in procs
-                ):
-                    self._scope_egress(track, egress, event, new=False)
+                if procs is not None and procs is not ANY_PROCESS_SET:
+                    exe = self._exe_of(event)
+                    if exe not in procs:
+                        self._scope_egress(track, egress, exe, new=False)
         elif event.type is TcpEventType.ACCEPT:
             peer = event.dst_peer if event.dst_peer.kind in ("pod", "svc") else NO_PEER
             ingress = (event.src_port, event.proto, event.dst_addr, peer)
@@ -521,9 +528,8 @@ class Learner:
                 track.count += 1
         # CLOSE carries no behaviour the connect/accept did not already record.
 
-    def _scope_egress(self, track: _Track, egress: Any, event: TcpEvent, *, new: bool) -> None:
+    def _scope_egress(self, track: _Track, egress: Any, exe: str, *, new: bool) -> None:
         entries, delta = track.profile.entries, track.delta
-        exe = self._exe_of(event)
         if self._scope(entries.egress_procs, delta.egress_procs, egress, exe, new=new):
             delta.egress.add(egress)
 
@@ -533,12 +539,10 @@ class Learner:
         if known is not None and known.issuperset(event.addresses):
             if track.processes:
                 procs = entries.dns_procs.get(event.name)
-                if (
-                    procs is not None
-                    and procs is not ANY_PROCESS_SET
-                    and self._exe_of(event) not in procs
-                ):
-                    self._scope_dns(track, event.name, event, new=False)
+                if procs is not None and procs is not ANY_PROCESS_SET:
+                    exe = self._exe_of(event)
+                    if exe not in procs:
+                        self._scope_dns(track, event.name, exe, new=False)
             return
         if known is None and entries.dns and Generalization.DNS in track.generalize:
             # A learned `*.<parent>` takes later names under that parent (addresses unioned).
@@ -549,7 +553,7 @@ class Learner:
                     entries.add_dns(wildcard, event.addresses)
                     track.delta.add_dns(wildcard, event.addresses)
                 if track.processes:
-                    self._scope_dns(track, wildcard, event, new=False)
+                    self._scope_dns(track, wildcard, self._exe_of(event), new=False)
                 return
         if known is not None or self._room(track):
             if known is None:
@@ -557,11 +561,10 @@ class Learner:
             entries.add_dns(event.name, event.addresses)
             track.delta.add_dns(event.name, event.addresses)
             if track.processes:
-                self._scope_dns(track, event.name, event, new=known is None)
+                self._scope_dns(track, event.name, self._exe_of(event), new=known is None)
 
-    def _scope_dns(self, track: _Track, name: str, event: DnsEvent, *, new: bool) -> None:
+    def _scope_dns(self, track: _Track, name: str, exe: str, *, new: bool) -> None:
         entries, delta = track.profile.entries, track.delta
-        exe = self._exe_of(event)
         if self._scope(entries.dns_procs, delta.dns_procs, name, exe, new=new):
             delta.add_dns(name, entries.dns[name])
         elif name in delta.dns and name not in delta.dns_procs and name in entries.dns_procs:

@@ -397,6 +397,26 @@ def test_the_process_table_is_bounded_and_counts_what_it_forgets() -> None:
     assert table.exe_of(open_by(c, T0, 3, "/x")) == ""
 
 
+def test_past_the_bound_the_container_that_exec_d_least_recently_forgets_its_oldest() -> None:
+    a, b = container(cid="a"), container(cid="b", pod="web-5d4f-fghij")
+    table = ExecTable(max_entries=3)
+    for c, pid, exe in ((a, 1, "/bin/a1"), (b, 1, "/bin/b1"), (b, 2, "/bin/b2")):
+        table.record(exec_pid(c, T0, pid, exe))  # type: ignore[arg-type]
+    # The same image again changes nothing (no re-ordering): `a` still exec'd least recently.
+    table.record(exec_pid(a, T0, 1, "/bin/a1"))  # type: ignore[arg-type]
+    table.record(exec_pid(b, T0, 3, "/bin/b3"))  # type: ignore[arg-type]
+    assert table.get(a.key, 1) is None
+    assert len(table) == 3
+    # `a` is empty and gone, `b` exec'd least recently: its oldest exec goes.
+    table.record(exec_pid(a, T0, 2, "/usr/lib/../bin/a2"))  # type: ignore[arg-type]
+    assert table.get(b.key, 1) is None
+    assert table.exe_of(open_by(a, T0, 2, "/x")) == "/usr/bin/a2"  # normalised
+    table.record(exec_pid(a, T0, 2, "/usr/bin/a2"))  # type: ignore[arg-type]
+    assert [table.get(b.key, p) for p in (2, 3)] == [("/bin/b2", ""), ("/bin/b3", "")]
+    assert table.evictions == {"capacity": 2}
+    assert len(table) == 3
+
+
 async def test_replicas_under_the_bound_together_over_it_store_any_process(
     store: ProfileStore,
 ) -> None:
