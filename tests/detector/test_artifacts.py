@@ -28,7 +28,6 @@ from tests.detector.builders import (
     tcp_ev,
 )
 from tests.detector.profiles import MemoryProfile, MemoryProfiles
-from tests.reference import REFERENCE
 
 
 def main(argv: list[str]) -> int:
@@ -40,7 +39,8 @@ def main(argv: list[str]) -> int:
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "alert.schema.json").read_text())
-KUBESCAPE_CRDS = REFERENCE / "kubescape-crds"
+#: The other project's objects (kubecop), as tests/e2e/test_coexistence.py installs them.
+KUBECOP_OBJECTS = ROOT / "tests" / "data" / "kubescape" / "kubecop-objects.yaml"
 
 
 def all_rules_detector() -> Any:
@@ -105,14 +105,12 @@ def crd_schema(path: Path) -> dict[str, Any]:
 
 
 def seed_bindings() -> list[Any]:
-    docs = []
-    for name in (
-        "node-agent-default-rule-binding.rendered.yaml",
-        "example-binding-kubecop.yaml",
-    ):
-        path = KUBESCAPE_CRDS / name
-        if path.exists():
-            docs.append(yaml.safe_load(path.read_text()))
+    docs = [
+        doc
+        for doc in yaml.safe_load_all(KUBECOP_OBJECTS.read_text())
+        if doc and doc.get("kind") == "RuntimeRuleAlertBinding"
+    ]
+    assert docs, KUBECOP_OBJECTS
     return docs
 
 

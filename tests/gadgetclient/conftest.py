@@ -14,10 +14,10 @@ import pytest
 from gadgetclient.capture import Capture, CaptureLine, read_capture
 from gadgetclient.config import GadgetClientSettings
 from gadgetclient.replay import ReplayServer
-from tests.reference import REFERENCE
 from tests.standins.fixtures import kube_api  # noqa: F401  (re-exported fixture)
 
-SAMPLES = REFERENCE / "ig-samples"
+#: Real IG output (tests/data/ig-samples/README.md says where each file comes from).
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "ig-samples"
 #: Samples in the current layouts that IG can produce (LEGACY files use the old flat layouts).
 DOC_SAMPLES = {
     "trace_tcp.ig.run-mdx.jsonl": "trace_tcp",
