@@ -127,11 +127,13 @@ version=$("$py" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "r
 revision=$(git rev-parse HEAD)
 # --isolation chroot: RUN steps need no OCI runtime (crun refuses hosts with a hybrid cgroup
 # layout; deploy/image/README.md). It shares the host's network, but --no-index keeps pip
-# to the wheelhouse.
+# to the wheelhouse. The revision is also given as --label: buildah's layer cache reuses a
+# LABEL step whose ARG changed, which left a cached build with the previous commit's revision.
 podman build --quiet --isolation chroot \
     --build-arg BASE_IMAGE="$base_image" --build-arg BUILD_BASE_IMAGE="$build_image" \
     --build-arg PIP_INSTALL_OPTIONS="--no-index --find-links=/src/wheels" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
+    --label org.opencontainers.image.revision="$revision" \
     -f Containerfile -t "$tag" "$context" >"$out/image-id"
 
 # ---- 4. SBOM and figures --------------------------------------------------------------------
