@@ -9,7 +9,7 @@ plus the `Problem`s found, each located (file:line or resource name, then the fi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -193,14 +193,7 @@ def parse_documents(docs: Sequence[Document], *, catalogue: Catalogue) -> RuleSe
 def load_text(text: str, *, source: str, catalogue: Catalogue) -> RuleSet:
     problems: list[Problem] = []
     docs = read_yaml(text, source=source, problems=problems)
-    parsed = parse_documents(docs, catalogue=catalogue)
-    return RuleSet(
-        parsed.bindings,
-        parsed.exceptions,
-        (*problems, *parsed.problems),
-        parsed.guards,
-        parsed.rules,
-    )
+    return _parse_read(docs, problems, catalogue=catalogue)
 
 
 def load_files(paths: Iterable[FilePath], *, catalogue: Catalogue) -> RuleSet:
@@ -219,14 +212,15 @@ def load_files(paths: Iterable[FilePath], *, catalogue: Catalogue) -> RuleSet:
             except (OSError, UnicodeDecodeError) as exc:
                 raise RuleSourceError(f"cannot read: {exc}", source=str(file)) from exc
             docs.extend(read_yaml(text, source=str(file), problems=problems))
+    return _parse_read(docs, problems, catalogue=catalogue)
+
+
+def _parse_read(
+    docs: Sequence[Document], read_problems: Sequence[Problem], *, catalogue: Catalogue
+) -> RuleSet:
+    """Documents parsed, with the problems of reading them (YAML errors) listed first."""
     parsed = parse_documents(docs, catalogue=catalogue)
-    return RuleSet(
-        parsed.bindings,
-        parsed.exceptions,
-        (*problems, *parsed.problems),
-        parsed.guards,
-        parsed.rules,
-    )
+    return replace(parsed, problems=(*read_problems, *parsed.problems))
 
 
 def cel_catalogue(directory: FilePath) -> Catalogue:
